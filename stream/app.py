@@ -1,0 +1,99 @@
+"""The Faust app: the activity ingest service, the dead-letter topic, /metrics, /health, /ready.
+
+``faust -A stream.app worker`` and ``esn-pulse worker`` both find ``app`` here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+from prometheus_client import CollectorRegistry
+
+from stream.batch import Reject
+from stream.ingest import ActivityIngest
+from stream.kafka_admin import ensure_topics
+from stream.metrics import PipelineMetrics
+from stream.settings import Settings, get_settings
+from stream.store import RedisStore
+from stream.topics import TopicNames, dlq_headers
+
+
+class Pipeline:
+    """The worker's parts, reachable from views and tests."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.topics = TopicNames.from_settings(settings)
+        self.metrics = PipelineMetrics(registry)
+        self.store = RedisStore.from_settings(settings)
+        self.ingest: ActivityIngest | None = None
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    """Build the Faust app and wire the pipeline into it."""
+    registry = registry or CollectorRegistry()
+    pipeline = Pipeline(settings, registry)
+    datadir = settings.state_dir.resolve() / "faust" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        datadir=str(datadir),
+        store="memory://",
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+    )
+    app.pipeline = pipeline  # type: ignore[attr-defined]
+    dead_letters = app.topic(
+        pipeline.topics.activity_dlq, key_serializer="raw", value_serializer="raw"
+    )
+
+    async def send_dead_letter(reject: Reject) -> Any:
+        record = reject.record
+        pending = await dead_letters.send(
+            key=record.key,
+            value=record.value,
+            headers=dlq_headers(
+                reject.reason, reject.detail, record.topic, record.partition, record.offset
+            ),
+        )
+        return await pending
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
+    async def start_ingest() -> None:
+        await ensure_topics(settings)
+        ingest = ActivityIngest(
+            settings,
+            pipeline.store,
+            pipeline.metrics,
+            send_dead_letter,
+            loop=app.loop,
+            beacon=app.beacon,
+        )
+        pipeline.ingest = ingest
+        await app.add_runtime_dependency(ingest)
+
+    setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="faust")
+
+    @app.page("/health")
+    async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return self.json({"status": "up"})
+
+    @app.page("/ready")
+    async def ready(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        ingest = pipeline.ingest
+        redis_ok = await pipeline.store.ping()
+        assigned = ingest is not None and ingest.joined.is_set()
+        body = {"kafka_assigned": assigned, "redis": redis_ok}
+        return self.json(body, status=200 if assigned and redis_ok else 503)
+
+    return app
+
+
+app = create_app(get_settings())

@@ -1,0 +1,286 @@
+"""The ``esn-pulse`` command: stack, worker, produce, generate, user, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from stream import jsonutil
+from stream.settings import get_settings
+from stream.stack import LocalStack, StackError
+
+
+@click.group()
+def main() -> None:
+    """ESN Pulse: real-time engagement engine for enterprise social networks."""
+
+
+# --- stack ---------------------------------------------------------------------------------
+
+
+@main.group()
+def stack() -> None:
+    """The local Kafka broker and Redis (started only where none answers)."""
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start what is missing, wait until healthy, create the topics."""
+    try:
+        started = LocalStack(get_settings()).up()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"started: {', '.join(started) or 'nothing (all already up)'}")
+    _print_status()
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop the services this stack started."""
+    stopped = LocalStack(get_settings()).down()
+    click.echo(f"stopped: {', '.join(stopped) or 'nothing'}")
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Show which services answer; exit 1 when one does not."""
+    if not _print_status():
+        sys.exit(1)
+
+
+def _print_status() -> bool:
+    all_up = True
+    for service in LocalStack(get_settings()).status():
+        managed = f"pid {service.managed_pid}" if service.managed_pid else "external"
+        state = "up" if service.up else "DOWN"
+        click.echo(f"{service.name:6} {service.address:22} {state:5} {managed}")
+        all_up = all_up and service.up
+    return all_up
+
+
+# --- worker --------------------------------------------------------------------------------
+
+
+@main.command()
+def worker() -> None:
+    """Run the Faust worker (activity ingest, /metrics, /health, /ready)."""
+    from faust import Worker
+
+    from stream.app import app
+
+    settings = get_settings()
+    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+# --- produce and generate -------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--rate", type=float, default=None, help="Records per second (default: max).")
+@click.option(
+    "--no-validate", is_flag=True, help="Send lines as they are; the worker dead-letters bad ones."
+)
+def produce(file: IO[bytes], rate: float | None, no_validate: bool) -> None:
+    """Send FILE (JSON lines of v1 events or CloudEvents; '-' for stdin) keyed by actor."""
+    from stream.produce import produce_lines
+
+    size = _file_size(file)
+    with click.progressbar(length=size or 0, label="producing", file=sys.stderr) as bar:
+        summary = asyncio.run(
+            produce_lines(
+                get_settings(), file, rate=rate, validate=not no_validate, on_line=bar.update
+            )
+        )
+    click.echo(f"sent {summary.sent}, rejected {len(summary.rejected)} in {summary.seconds:.1f}s")
+    for number, reason in summary.rejected[:50]:
+        click.echo(f"  line {number}: {reason}")
+    if len(summary.rejected) > 50:
+        click.echo(f"  ... and {len(summary.rejected) - 50} more")
+
+
+def _file_size(file: IO[bytes]) -> int | None:
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (OSError, ValueError):
+        return None
+
+
+@main.command()
+@click.option("--users", default=1000, show_default=True, help="People in the organisation.")
+@click.option("--days", default=30, show_default=True, help="Days of history.")
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="First day (default: DAYS before today).",
+)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--out", type=click.File("wb"), default="-", help="JSON lines file (default stdout).")
+@click.option("--to-kafka", is_flag=True, help="Send to the activity topic instead of --out.")
+@click.option("--rate", type=float, default=None, help="With --to-kafka: records per second.")
+def generate(
+    users: int,
+    days: int,
+    start: datetime | None,
+    seed: int,
+    out: IO[bytes],
+    to_kafka: bool,
+    rate: float | None,
+) -> None:
+    """Generate a synthetic organisation's activity."""
+    from stream.generator import generate_events
+    from stream.produce import produce_events
+
+    first_day = start.date() if start else default_start(days)
+    events = generate_events(users, days, first_day, seed)
+    if to_kafka:
+        summary = asyncio.run(produce_events(get_settings(), events, rate=rate))
+        click.echo(f"sent {summary.sent} events in {summary.seconds:.1f}s", err=True)
+        return
+    count = 0
+    for event in events:
+        out.write(jsonutil.dumps(event) + b"\n")
+        count += 1
+    click.echo(f"wrote {count} events", err=True)
+
+
+def default_start(days: int) -> date:
+    """History that ends today, so daily sets are inside their retention."""
+    return datetime.now(UTC).date() - timedelta(days=days - 1)
+
+
+# --- user ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def user(user_id: str, as_json: bool) -> None:
+    """What Redis knows about one user."""
+    from stream.store import RedisStore
+
+    settings = get_settings()
+
+    async def read() -> Any:
+        store = RedisStore.from_settings(settings)
+        try:
+            return await store.user_state(user_id)
+        finally:
+            await store.close()
+
+    state = asyncio.run(read())
+    if state is None:
+        raise click.ClickException(f"no activity known for user {user_id!r}")
+    doc = {
+        "user_id": state.user_id,
+        "first_seen": _iso(state.first_seen_ms),
+        "last_seen": _iso(state.last_seen_ms),
+        "events": sum(state.counts.values()),
+        "counts": state.counts,
+    }
+    if as_json:
+        click.echo(jsonutil.dumps(doc).decode())
+        return
+    for key in ("user_id", "first_seen", "last_seen", "events"):
+        click.echo(f"{key:11} {doc[key]}")
+    for event_type, count in state.counts.items():
+        click.echo(f"  {event_type:9} {count}")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+# --- demo (make run) -----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--users", default=2000, show_default=True)
+@click.option("--days", default=30, show_default=True, help="History replayed first.")
+@click.option("--rate", default=50.0, show_default=True, help="Live events per second after.")
+def demo(users: int, days: int, rate: float) -> None:
+    """Bring up the stack and a worker, replay history, then stream live events until Ctrl-C."""
+    from stream.generator import generate_events, live_events
+    from stream.produce import produce_events
+
+    settings = get_settings()
+    stack_ = LocalStack(settings)
+    try:
+        started = stack_.up()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    log_path = Path(settings.state_dir) / "worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    worker_proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker"],
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    try:
+        _wait_ready(f"http://{settings.web_host}:{settings.web_port}/ready", worker_proc)
+        history = asyncio.run(
+            produce_events(settings, generate_events(users, days, default_start(days), 7))
+        )
+        click.echo(
+            f"""
+ESN Pulse is running.
+  metrics:  {metrics_url}
+  ready:    http://{settings.web_host}:{settings.web_port}/ready
+  worker log: {log_path}
+  replayed {history.sent} events of {users} users over {days} days; now {rate:g} live events/s.
+Try, in another shell (source .venv/bin/activate):
+  esn-pulse user u000001
+  esn-pulse stack status
+  curl -s {metrics_url} | grep '^esn_events_total'
+Ctrl-C stops everything this command started."""
+        )
+        asyncio.run(produce_events(settings, live_events(users), rate=rate))
+    except KeyboardInterrupt:
+        click.echo("\nstopping...")
+    finally:
+        _terminate(worker_proc)
+        stopped = stack_.down(tuple(started))
+        click.echo(f"stopped worker and {', '.join(stopped) or 'no stack service'}")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise click.ClickException(f"worker exited with {proc.returncode}; see its log")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise click.ClickException(f"worker not ready after {timeout:.0f}s at {url}")
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Pure folding of one partition's batch of activity into per-user, per-day and total deltas.
+
+No I/O here: the store applies a :class:`PartitionDelta` atomically together with the offset fence,
+so this module decides *what* changes and the store decides *whether* it is applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from stream.events import Activity
+
+MS_PER_DAY = 86_400_000
+
+
+@dataclass
+class UserDelta:
+    """What one batch says about one user."""
+
+    first_ms: int
+    last_ms: int
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class PartitionDelta:
+    """Everything a batch of records from one partition changes; ``last_offset`` is the fence."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    users: dict[str, UserDelta] = field(default_factory=dict)
+    #: UTC day ("2026-03-04") -> users active that day.
+    day_actives: dict[str, set[str]] = field(default_factory=dict)
+    #: (type, object_type) -> events.
+    totals: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Raw names of types folded as "other", so an operator can see what a source sends.
+    unknown_types: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+    max_event_ms: int | None = None
+
+    def add(self, activity: Activity) -> None:
+        """Fold one valid activity into the delta."""
+        t = activity.time_ms
+        user = self.users.get(activity.actor)
+        if user is None:
+            user = self.users[activity.actor] = UserDelta(first_ms=t, last_ms=t)
+        else:
+            # Event time, not arrival order: a late event can only widen the range.
+            if t < user.first_ms:
+                user.first_ms = t
+            if t > user.last_ms:
+                user.last_ms = t
+        user.counts[activity.type] += 1
+        day = utc_day(t // MS_PER_DAY)
+        actives = self.day_actives.get(day)
+        if actives is None:
+            actives = self.day_actives[day] = set()
+        actives.add(activity.actor)
+        self.totals[activity.type, activity.object_type] += 1
+        if activity.type != activity.raw_type:
+            self.unknown_types[activity.raw_type] += 1
+        self.events += 1
+        if self.max_event_ms is None or t > self.max_event_ms:
+            self.max_event_ms = t
+
+    def skip_through(self, offset: int) -> None:
+        """Record that offsets up to ``offset`` are covered (also invalid records)."""
+        if offset > self.last_offset:
+            self.last_offset = offset
+
+
+@lru_cache(maxsize=4096)
+def utc_day(day_number: int) -> str:
+    """Days since the epoch -> ISO date; cached because a batch spans few days."""
+    return datetime.fromtimestamp(day_number * 86_400, tz=UTC).date().isoformat()

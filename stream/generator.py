@@ -1,0 +1,173 @@
+"""A realistic synthetic organisation and its ESN activity, deterministic for a seed.
+
+Heavy-tailed activity per user (a few power users, a long quiet tail), some users who never log in,
+some who churn, late joiners, a weekday rhythm and working hours, communities with owners, and
+the odd event type a source sends that the contract does not know.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+#: Event type mix of a typical intranet: mostly reading, some reacting, little creating.
+_TYPE_WEIGHTS: dict[str, float] = {
+    "view": 40, "login": 12, "like": 12, "comment": 8, "post": 5, "edit": 4, "share": 4,
+    "mention": 3, "follow": 3, "upload": 3, "join": 2, "leave": 0.5,
+    "react": 0.4, "poll_vote": 0.1,  # unknown to contract v1: kept and counted as "other"
+}  # fmt: skip
+_TYPES = list(_TYPE_WEIGHTS)
+_WEIGHTS = list(_TYPE_WEIGHTS.values())
+_OBJECT_FOR_TYPE: dict[str, tuple[str, ...]] = {
+    "view": ("post", "blog", "wiki_page", "forum_topic", "file", "profile", "community"),
+    "like": ("post", "comment", "blog"),
+    "comment": ("post", "blog", "forum_topic"),
+    "post": ("post", "blog", "forum_topic", "wiki_page"),
+    "edit": ("wiki_page", "blog", "post"),
+    "share": ("post", "file", "blog"),
+    "mention": ("comment", "post"),
+    "follow": ("profile", "community"),
+    "upload": ("file",),
+    "join": ("community",),
+    "leave": ("community",),
+    "react": ("post",),
+}
+_OFFSETS = (UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5)),
+            timezone(timedelta(hours=5, minutes=30)))  # fmt: skip
+_SOURCES = ("connections", "viva-engage", "slack", "intranet")
+
+
+@dataclass
+class Person:
+    """One employee of the synthetic organisation."""
+
+    user_id: str
+    created: date
+    daily_rate: float
+    churn_day: date | None
+    never_active: bool
+    tz: timezone
+    department: str
+    communities: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Organisation:
+    """People and communities (owner lists) of one generated organisation."""
+
+    people: list[Person]
+    community_owners: dict[str, list[str]]
+
+
+def build_organisation(users: int, start: date, days: int, seed: int) -> Organisation:
+    """Draw the people and communities; everything after depends only on the seed."""
+    rng = random.Random(seed)
+    departments = [f"dept-{i:02d}" for i in range(max(1, users // 40))]
+    communities = [f"c{i:04d}" for i in range(max(1, users // 20))]
+    people = []
+    for index in range(users):
+        # Pareto tail: median around one event a day, a few users with dozens.
+        rate = min(60.0, 0.35 * rng.paretovariate(1.4))
+        joined_late = rng.random() < 0.15
+        created = start + timedelta(days=rng.randrange(days) if joined_late else 0)
+        churns = rng.random() < 0.12
+        churn_day = created + timedelta(days=rng.randrange(1, max(2, days))) if churns else None
+        person = Person(
+            user_id=f"u{index:06d}",
+            created=created,
+            daily_rate=rate,
+            churn_day=churn_day,
+            never_active=rng.random() < 0.07,
+            tz=rng.choice(_OFFSETS),
+            department=rng.choice(departments),
+            communities=rng.sample(communities, k=min(len(communities), rng.randint(0, 4))),
+        )
+        people.append(person)
+    owners = {
+        c: [p.user_id for p in rng.sample(people, k=min(2, len(people)))] for c in communities
+    }
+    return Organisation(people, owners)
+
+
+def generate_events(users: int, days: int, start: date, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """Activity events of ``users`` people over ``days`` days, in time order, as v1 dicts."""
+    org = build_organisation(users, start, days, seed)
+    rng = random.Random(seed + 1)
+    sequence = 0
+    for day_index in range(days):
+        day = start + timedelta(days=day_index)
+        rhythm = 0.12 if day.weekday() >= 5 else 1.0
+        batch: list[tuple[float, dict[str, Any]]] = []
+        for person in org.people:
+            if person.never_active or day < person.created:
+                continue
+            if person.churn_day is not None and day >= person.churn_day:
+                continue
+            for _ in range(_poisson(rng, person.daily_rate * rhythm)):
+                # Working hours around 10:00-16:00 local, with a spread.
+                hour = min(23.99, max(0.0, rng.gauss(12.5, 3.0)))
+                local = datetime(day.year, day.month, day.day, tzinfo=person.tz) + timedelta(
+                    hours=hour
+                )
+                sequence += 1
+                event = _draw_event(rng, f"g{seed}-{sequence:09d}", person, local, org)
+                batch.append((local.astimezone(UTC).timestamp(), event))
+        batch.sort(key=lambda item: item[0])
+        for _, event in batch:
+            yield event
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw (Knuth for small means, a rounded normal above)."""
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    threshold = math.exp(-lam)
+    count, product = 0, rng.random()
+    while product > threshold:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def live_events(users: int, seed: int = 7, clock: Any = None) -> Iterator[dict[str, Any]]:
+    """An endless stream of events stamped with the current time, weighted like the history."""
+    now = clock or (lambda: datetime.now(UTC))
+    org = build_organisation(users, now().date(), 1, seed)
+    active = [p for p in org.people if not p.never_active and p.churn_day is None]
+    rng = random.Random(seed + 2)
+    rates = [p.daily_rate for p in active]
+    sequence = 0
+    while True:
+        person = rng.choices(active, rates)[0]
+        sequence += 1
+        event_id = f"live{seed}-{now().timestamp():.0f}-{sequence}"
+        yield _draw_event(rng, event_id, person, now().astimezone(person.tz), org)
+
+
+def _draw_event(
+    rng: random.Random, event_id: str, person: Person, local: datetime, org: Organisation
+) -> dict[str, Any]:
+    """One event of ``person`` at ``local`` time with a drawn type, object and context."""
+    event_type = rng.choices(_TYPES, _WEIGHTS)[0]
+    event: dict[str, Any] = {
+        "id": event_id,
+        "type": event_type,
+        "actor": person.user_id,
+        "time": local.isoformat(timespec="milliseconds"),
+        "source": rng.choice(_SOURCES),
+    }
+    objects = _OBJECT_FOR_TYPE.get(event_type)
+    if objects:
+        object_type = rng.choice(objects)
+        event["object"] = {"type": object_type, "id": f"{object_type}-{rng.randrange(5000)}"}
+    if person.communities and rng.random() < 0.5:
+        event["community"] = rng.choice(person.communities)
+    if event_type in ("mention", "follow") and rng.random() < 0.8:
+        event["target_user"] = rng.choice(org.people).user_id
+    return event

@@ -1,0 +1,270 @@
+"""The activity ingest: a batch consumer that folds whole fetches into Redis behind offset fences.
+
+It runs inside the Faust worker as a mode Service, on the worker's event loop. Faust's per-event
+stream machinery (a queue hand-off, an Event object and an ack per record, and a consumer thread
+that every fetch crosses) caps a plain agent at a few thousand events a second on this class of
+machine; here a fetch of up to ``batch_max_records`` records is decoded, folded and applied in one
+pipelined Redis round trip. Redis, not Kafka, holds the authoritative position: each partition's
+fence is written atomically with its state, so a crash, a replay or a zombie owner after a
+rebalance can neither lose nor double-count an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+from redis.exceptions import RedisError
+
+from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
+from stream.fold import PartitionDelta
+from stream.metrics import PipelineMetrics
+from stream.settings import Settings
+from stream.store import ApplyOutcome, RedisStore
+from stream.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+#: Sends one rejected record to the dead-letter topic; resolves when the broker has it.
+DeadLetterSink = Callable[[Reject], Awaitable[Any]]
+
+#: Kafka's committed offsets are only a hint (Redis fences are the truth); committing once a
+#: second keeps consumer-lag tooling accurate without a broker round trip per fetch.
+_COMMIT_INTERVAL_S = 1.0
+
+
+def new_activity_consumer(settings: Settings, topics: TopicNames) -> AIOKafkaConsumer:
+    """The consumer of the activity topic, sized for batch folding."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.app_id}-activity",
+        client_id=f"{settings.app_id}-activity",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.batch_max_records,
+        fetch_max_wait_ms=settings.batch_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeks each newly owned partition to its Redis fence; drains the in-flight batch first."""
+
+    def __init__(self, ingest: ActivityIngest) -> None:
+        self.ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.ingest.apply_lock:
+            await self.ingest.commit_fences()
+            for tp in revoked:
+                self.ingest.fences.pop(tp.partition, None)
+                self.ingest.forget_partition(tp)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.ingest.seek_to_fences(assigned)
+
+
+class ActivityIngest(Service):
+    """Consumes esn.activity.v1 and folds it into Redis, exactly once in effect."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        metrics: PipelineMetrics,
+        dead_letter: DeadLetterSink,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.topics = TopicNames.from_settings(settings)
+        self.store = store
+        self.metrics = metrics
+        self.dead_letter = dead_letter
+        self.consumer = new_activity_consumer(settings, self.topics)
+        self.apply_lock = asyncio.Lock()
+        #: partition -> applied offset, as last read from or written to Redis.
+        self.fences: dict[int, int] = {}
+        self.joined = asyncio.Event()
+        self.redis_ok = False
+        self._last_commit = 0.0
+        self._max_event_ms = 0
+
+    async def on_start(self) -> None:
+        self.consumer.subscribe([self.topics.activity], listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        async with self.apply_lock:
+            await self.commit_fences()
+        await self.consumer.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop:
+            fetched = await self.consumer.getmany(
+                timeout_ms=self.settings.batch_wait_ms,
+                max_records=self.settings.batch_max_records,
+            )
+            if fetched:
+                async with self.apply_lock:
+                    await self.process(fetched)
+            if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
+                async with self.apply_lock:
+                    await self.commit_fences()
+
+    @Service.timer(5.0)
+    async def _refresh_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            fence = self.fences.get(tp.partition)
+            if end is None or fence is None:
+                continue
+            labels = (tp.topic, str(tp.partition))
+            self.metrics.consumer_lag.labels(*labels).set(max(0, end - fence - 1))
+
+    async def process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """Fold one fetch, dead-letter its rejects, then apply it behind the fences."""
+        owned = self.consumer.assignment()
+        by_partition = {
+            (tp.topic, tp.partition): records
+            for tp, records in fetched.items()
+            if records and tp in owned
+        }
+        folded = fold_fetch(by_partition)
+        await self._send_rejects(folded.rejects)
+        await self._apply(folded, by_partition)
+
+    async def _send_rejects(self, rejects: list[Reject]) -> None:
+        """Dead-letter before the fence moves past them, so a crash can only repeat, never lose."""
+        if not rejects:
+            return
+        await asyncio.gather(*(self.dead_letter(reject) for reject in rejects))
+        for reject in rejects:
+            self.metrics.invalid.labels(reject.reason).inc()
+
+    async def _apply(
+        self, folded: FoldedFetch, records: Mapping[tuple[str, int], Sequence[RawRecord]]
+    ) -> None:
+        pending = folded.deltas
+        times = folded.event_times_ms
+        while pending:
+            results = await self._apply_with_retry(pending)
+            retry: list[PartitionDelta] = []
+            for delta, result in zip(pending, results, strict=True):
+                if result.outcome is ApplyOutcome.APPLIED:
+                    self._count_applied(delta, times.get(delta.partition, []))
+                    self.fences[delta.partition] = delta.last_offset
+                elif result.outcome is ApplyOutcome.ALREADY_APPLIED:
+                    self.metrics.batches.labels("replayed").inc()
+                    self.fences[delta.partition] = max(
+                        result.applied_before, self.fences.get(delta.partition, -1)
+                    )
+                else:
+                    # Another owner got further while this batch was in flight: keep only the rest.
+                    self.metrics.batches.labels("overlap").inc()
+                    self.fences[delta.partition] = result.applied_before
+                    rest = records_after(
+                        records[delta.topic, delta.partition], result.applied_before
+                    )
+                    if rest:
+                        refolded, rest_times = fold_partition(delta.topic, delta.partition, rest)
+                        times[delta.partition] = rest_times
+                        retry.append(refolded)
+            pending = retry
+            for delta in folded.deltas:
+                labels = (delta.topic, str(delta.partition))
+                self.metrics.applied_offset.labels(*labels).set(self.fences[delta.partition])
+
+    async def _apply_with_retry(self, deltas: list[PartitionDelta]) -> list[Any]:
+        """Apply until Redis takes it: never skip a batch, never commit past one."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                results = await self.store.apply(deltas)
+            except (RedisError, OSError) as exc:
+                self.redis_ok = False
+                self.metrics.redis_up.set(0)
+                self.metrics.redis_errors.inc()
+                delay = min(self.settings.redis_retry_max_seconds, 0.1 * 2**attempt)
+                attempt += 1
+                log.warning("Redis apply failed (%s); retry %d in %.1fs", exc, attempt, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.redis_ok = True
+            self.metrics.redis_up.set(1)
+            return results
+
+    def _count_applied(self, delta: PartitionDelta, times_ms: list[int]) -> None:
+        self.metrics.batches.labels("applied").inc()
+        for (event_type, object_type), count in delta.totals.items():
+            self.metrics.events.labels(event_type, object_type).inc(count)
+        if times_ms:
+            now = time.time()
+            self.metrics.event_lag.observe_many([now - t / 1000 for t in times_ms])
+        if delta.max_event_ms is not None and delta.max_event_ms > self._max_event_ms:
+            self._max_event_ms = delta.max_event_ms
+            self.metrics.last_event_timestamp.set(delta.max_event_ms / 1000)
+
+    async def seek_to_fences(self, assigned: list[TopicPartition]) -> None:
+        """Position each partition just past its applied offset (Redis is the source of truth)."""
+        partitions = [tp.partition for tp in assigned]
+        attempt = 0
+        while True:
+            try:
+                fences = await self.store.load_fences(self.topics.activity, partitions)
+                break
+            except (RedisError, OSError) as exc:
+                delay = min(self.settings.redis_retry_max_seconds, 0.1 * 2**attempt)
+                attempt += 1
+                log.warning("Reading fences failed (%s); retry in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+        self.redis_ok = True
+        self.metrics.redis_up.set(1)
+        for tp in assigned:
+            fence = fences[tp.partition]
+            self.fences[tp.partition] = fence
+            if fence >= 0:
+                self.consumer.seek(tp, fence + 1)
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        self.metrics.assigned_partitions.set(len(self.consumer.assignment()))
+        self.joined.set()
+        log.info("Assigned %s at fences %s", sorted(partitions), fences)
+
+    def forget_partition(self, tp: TopicPartition) -> None:
+        """Drop per-partition gauges of a partition this worker no longer owns."""
+        labels = (tp.topic, str(tp.partition))
+        for gauge in (self.metrics.consumer_lag, self.metrics.applied_offset):
+            with contextlib.suppress(KeyError):  # never set for this partition
+                gauge.remove(*labels)
+
+    async def commit_fences(self) -> None:
+        """Tell Kafka how far Redis got (a hint for lag tooling; Redis stays authoritative)."""
+        self._last_commit = time.monotonic()
+        owned = self.consumer.assignment()
+        offsets = {
+            tp: self.fences[tp.partition] + 1
+            for tp in owned
+            if self.fences.get(tp.partition, -1) >= 0
+        }
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # a failed hint must not stop the fold
+            log.warning("Offset commit failed: %s", exc)
+
+    @property
+    def ready(self) -> bool:
+        """Assigned by the group and Redis reachable at the last call."""
+        return self.joined.is_set() and self.redis_ok

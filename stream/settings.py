@@ -1,0 +1,84 @@
+"""Every knob of ESN Pulse in one frozen settings object, read from ``ESN_*`` environment variables.
+
+The README's configuration table is checked against this class by a unit test, so a new field here
+must be documented there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; each field maps to ``ESN_<FIELD_NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ESN_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for all state.")
+    app_id: str = Field(
+        "esn-pulse", description="Faust app id; also the prefix of the consumer group ids."
+    )
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic name (tenants, test isolation); empty in prod."
+    )
+    redis_prefix: str = Field("esn:", description="Prepended to every Redis key.")
+    activity_partitions: int = Field(
+        12, ge=1, description="Partitions of the activity topic when ESN Pulse creates it."
+    )
+    web_host: str = Field("127.0.0.1", description="Interface of the worker's web server.")
+    web_port: int = Field(6066, description="Port of /metrics, /health and /ready.")
+    batch_max_records: int = Field(
+        2000, ge=1, description="Most records folded into Redis in one fenced batch."
+    )
+    batch_wait_ms: int = Field(
+        50,
+        ge=0,
+        description="How long a fetch waits for records; bounds the latency added by batching.",
+    )
+    user_buckets: int = Field(
+        16384,
+        ge=1,
+        description="Hashes the user records are spread over; about users/64 keeps each "
+        "bucket compact. Changing it needs a rebuild (replay) of the state.",
+    )
+    daily_active_retention_days: int = Field(
+        35, ge=1, description="Days a per-day active-user set is kept in Redis."
+    )
+    redis_retry_max_seconds: float = Field(
+        5.0, gt=0, description="Cap of the exponential backoff while Redis is unreachable."
+    )
+    state_dir: Path = Field(
+        Path(".esn"),
+        description="Local stack data: Kafka jars and log dirs, Redis AOF, pid files, logs.",
+    )
+    kafka_version: str = Field(
+        "4.3.1", description="org.apache.kafka:kafka_2.13 version the local stack runs."
+    )
+    log_level: str = Field("info", description="Worker log level.")
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        """The first bootstrap server as (host, port)."""
+        first = self.kafka_bootstrap.split(",")[0].strip()
+        host, _, port = first.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    @property
+    def redis_host_port(self) -> tuple[str, int]:
+        """Host and port of the Redis URL."""
+        parts = urlsplit(self.redis_url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

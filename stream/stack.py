@@ -1,0 +1,346 @@
+"""The local stack without Docker: a KRaft Kafka broker from Maven Central jars and Redis.
+
+Used by ``esn-pulse stack``, ``make run`` and the test fixtures alike. A service whose configured
+address already answers is left alone: only what is missing on loopback is started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stream.kafka_admin import ensure_topics
+from stream.settings import Settings
+
+DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class StackError(RuntimeError):
+    """A local service could not be provided; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """Whether one service answers, and whether this stack started it."""
+
+    name: str
+    address: str
+    up: bool
+    managed_pid: int | None
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class LocalStack:
+    """Starts, checks and stops the local Kafka and Redis for one settings object."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.state_dir.resolve()
+        self.kafka_home = self.root / "kafka"
+        self.kafka_libs = self.kafka_home / f"libs-{settings.kafka_version}"
+        self.redis_home = self.root / "redis"
+
+    # --- public -------------------------------------------------------------------------
+
+    def up(self, *, create_topics: bool = True) -> list[str]:
+        """Start whatever is not already answering; returns the names of what was started."""
+        started = []
+        if not self.kafka_up():
+            self._start_kafka()
+            started.append("kafka")
+        if not self.redis_up():
+            self._start_redis()
+            started.append("redis")
+        self._wait_kafka_ready(timeout=90)
+        if create_topics:
+            asyncio.run(ensure_topics(self.settings))
+        return started
+
+    def down(self, names: tuple[str, ...] = ("kafka", "redis")) -> list[str]:
+        """Stop the services this stack started (by pid file); returns what was stopped."""
+        stopped = []
+        for name in names:
+            if self._stop_pid(self._pid_file(name), timeout=60 if name == "kafka" else 15):
+                stopped.append(name)
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        """Reachability of each configured service and the pid of ours, if any."""
+        kafka_host, kafka_port = self.settings.kafka_host_port
+        redis_host, redis_port = self.settings.redis_host_port
+        return [
+            ServiceStatus(
+                "kafka",
+                f"{kafka_host}:{kafka_port}",
+                self.kafka_up(),
+                self._read_pid(self._pid_file("kafka")),
+            ),
+            ServiceStatus(
+                "redis",
+                f"{redis_host}:{redis_port}",
+                self.redis_up(),
+                self._read_pid(self._pid_file("redis")),
+            ),
+        ]
+
+    def kafka_up(self) -> bool:
+        """True when the configured broker accepts connections."""
+        return port_open(*self.settings.kafka_host_port)
+
+    def redis_up(self) -> bool:
+        """True when the configured Redis answers PING."""
+        try:
+            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=0.5)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except (redis.RedisError, OSError):
+            return False
+
+    def stop_redis_for(self, seconds: float) -> None:
+        """Stop our Redis, wait, start it again: an outage drill for tests."""
+        self._stop_pid(self._pid_file("redis"), timeout=15)
+        time.sleep(seconds)
+        self._start_redis()
+
+    # --- Kafka --------------------------------------------------------------------------
+
+    def _ensure_kafka_jars(self) -> None:
+        marker = self.kafka_libs / f"kafka_2.13-{self.settings.kafka_version}.jar"
+        if marker.exists():
+            return
+        if not shutil.which("mvn") or not shutil.which("java"):
+            raise StackError(
+                "Kafka needs Java 17+ and Maven: apt-get install -y openjdk-17-jre-headless maven"
+            )
+        staging = self.kafka_libs.with_suffix(".part")
+        shutil.rmtree(staging, ignore_errors=True)
+        command = [
+            "mvn", "-q", "-B", "-f", str(DEPLOY_DIR / "kafka" / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={self.settings.kafka_version}",
+            f"-DoutputDirectory={staging}",
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StackError(
+                "Maven could not fetch org.apache.kafka:kafka_2.13:"
+                f"{self.settings.kafka_version}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
+        staging.rename(self.kafka_libs)
+
+    def _write_kafka_config(self) -> Path:
+        host, port = self.settings.kafka_host_port
+        if host not in _LOOPBACK:
+            raise StackError(
+                f"ESN_KAFKA_BOOTSTRAP={self.settings.kafka_bootstrap} does not answer, and a "
+                "local broker is only started on loopback: start that broker or point the "
+                "setting at 127.0.0.1."
+            )
+        controller_port = port + 1
+        data = self.kafka_home / f"data-{port}"
+        config = self.kafka_home / f"server-{port}.properties"
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={data}",
+                    f"num.partitions={self.settings.activity_partitions}",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=12",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    # A single local node: no reason to delay the first consumer-group rebalance.
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=true",
+                    "",
+                ]
+            )
+        )
+        if not (data / "meta.properties").exists():
+            cluster_id = str(uuid.uuid4())
+            subprocess.run(
+                [*self._java(), "kafka.tools.StorageTool", "format", "-t",
+                 _kafka_cluster_id(cluster_id), "-c", str(config)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+        return config
+
+    def _java(self) -> list[str]:
+        log_file = self.kafka_home / "server.log"
+        return [
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'log4j2.properties'}",
+            f"-Dkafka.logs.file={log_file}",
+            "-cp",
+            f"{self.kafka_libs}/*",
+        ]
+
+    def _start_kafka(self) -> None:
+        self.kafka_home.mkdir(parents=True, exist_ok=True)
+        self._ensure_kafka_jars()
+        config = self._write_kafka_config()
+        out = (self.kafka_home / "stdout.log").open("ab")
+        proc = subprocess.Popen(
+            [*self._java(), "kafka.Kafka", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._pid_file("kafka").write_text(str(proc.pid))
+        deadline = time.monotonic() + 90
+        while not self.kafka_up():
+            if proc.poll() is not None:
+                raise StackError(
+                    f"Kafka exited with {proc.returncode}; see {self.kafka_home / 'server.log'}"
+                )
+            if time.monotonic() > deadline:
+                raise StackError(f"Kafka did not listen within 90 s; see {self.kafka_home}")
+            time.sleep(0.3)
+
+    def _wait_kafka_ready(self, timeout: float) -> None:
+        """Wait until the broker serves metadata (listening is not yet ready)."""
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                asyncio.run(_kafka_metadata_ok(self.settings.kafka_bootstrap))
+                return
+            except Exception as exc:  # any failure means "not yet": retry until the deadline
+                last_error = exc
+                time.sleep(0.5)
+        raise StackError(f"Kafka at {self.settings.kafka_bootstrap} not ready: {last_error}")
+
+    # --- Redis --------------------------------------------------------------------------
+
+    def _redis_binary(self) -> str:
+        found = shutil.which("redis-server") or (
+            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+        )
+        if found:
+            return found
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
+            return "/usr/bin/redis-server"
+        raise StackError("redis-server is missing: run  sudo apt-get install -y redis-server")
+
+    def _start_redis(self) -> None:
+        host, port = self.settings.redis_host_port
+        if host not in _LOOPBACK:
+            raise StackError(
+                f"Redis at {self.settings.redis_url} does not answer; a local Redis is only "
+                "started on loopback."
+            )
+        self.redis_home.mkdir(parents=True, exist_ok=True)
+        data = self.redis_home / f"data-{port}"
+        data.mkdir(exist_ok=True)
+        out = (self.redis_home / f"redis-{port}.log").open("ab")
+        proc = subprocess.Popen(
+            [
+                self._redis_binary(),
+                "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+                # Append-only with an fsync a second: a restart keeps state, losing at most
+                # a second, which the offset fences then replay from Kafka.
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                "--daemonize", "no", "--protected-mode", "yes",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        self._pid_file("redis").write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while not self.redis_up():
+            if proc.poll() is not None:
+                raise StackError(f"redis-server exited with {proc.returncode}; see {out.name}")
+            if time.monotonic() > deadline:
+                raise StackError("redis-server did not answer PING within 30 s")
+            time.sleep(0.1)
+
+    # --- pid files ----------------------------------------------------------------------
+
+    def _pid_file(self, name: str) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / f"{name}.pid"
+
+    @staticmethod
+    def _read_pid(path: Path) -> int | None:
+        try:
+            pid = int(path.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def _stop_pid(self, path: Path, timeout: float) -> bool:
+        pid = self._read_pid(path)
+        path.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                finished, _ = os.waitpid(pid, os.WNOHANG)
+                if finished:
+                    return True
+            except ChildProcessError:
+                pass  # not our child (started by an earlier command): poll it instead
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return True
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        return True
+
+
+def _kafka_cluster_id(seed: str) -> str:
+    """Kafka's cluster ids are 16 bytes in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.UUID(seed).bytes).decode().rstrip("=")
+
+
+async def _kafka_metadata_ok(bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        await admin.list_topics()
+    finally:
+        await admin.close()

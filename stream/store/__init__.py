@@ -1,0 +1,6 @@
+"""Everything that touches Redis: key layout, the fenced fold script and the read side."""
+
+from stream.store.keys import RedisKeys
+from stream.store.redis_store import ApplyOutcome, RedisStore, UserState
+
+__all__ = ["ApplyOutcome", "RedisKeys", "RedisStore", "UserState"]

@@ -1,0 +1,49 @@
+"""The Redis key layout, built in one place (fold.lua receives these prefixes as arguments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Key names under one prefix (``ESN_REDIS_PREFIX``)."""
+
+    prefix: str
+
+    @property
+    def user_prefix(self) -> str:
+        """Prefix of the user-record buckets."""
+        return self.prefix + "u1:"
+
+    def user_bucket(self, bucket: int) -> str:
+        """Hash user id -> packed record (see fold.lua), one of ESN_USER_BUCKETS."""
+        return f"{self.user_prefix}{bucket}"
+
+    @property
+    def day_prefix(self) -> str:
+        """Prefix of the per-day active-user sets."""
+        return self.prefix + "day:"
+
+    def day(self, iso_day: str) -> str:
+        """Set of users active on a UTC day."""
+        return self.day_prefix + iso_day
+
+    @property
+    def totals(self) -> str:
+        """Hash "type|object_type" -> events."""
+        return self.prefix + "totals"
+
+    @property
+    def unknown_types(self) -> str:
+        """Hash raw type name -> events counted as "other"."""
+        return self.prefix + "totals:unknown_types"
+
+    @property
+    def fence_prefix(self) -> str:
+        """Prefix of the applied-offset fences."""
+        return self.prefix + "fence:"
+
+    def fence(self, topic: str, partition: int) -> str:
+        """Highest offset of ``topic``/``partition`` whose effects are in Redis."""
+        return f"{self.fence_prefix}{topic}:{partition}"

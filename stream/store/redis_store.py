@@ -1,0 +1,198 @@
+"""Redis access for the activity fold: fenced batch writes and the per-user read side."""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from stream.events import COUNTED_TYPES
+from stream.fold import MS_PER_DAY, PartitionDelta
+from stream.settings import Settings
+from stream.store.keys import RedisKeys
+
+#: Lua's unpack() is bounded by the C stack (about 8000 values): SADD members go in chunks.
+_SADD_CHUNK = 1000
+#: 1-based slot of each counted type in a packed user record.
+_SLOT = {name: index + 1 for index, name in enumerate(COUNTED_TYPES)}
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_FOLD_SCRIPT = resources.files("stream.store").joinpath("fold.lua").read_text()
+
+
+class ApplyOutcome(enum.IntEnum):
+    """What the fenced script did with a batch."""
+
+    APPLIED = 1
+    ALREADY_APPLIED = 0
+    PARTIAL_OVERLAP = -1
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """Outcome of one partition batch and the fence it found."""
+
+    outcome: ApplyOutcome
+    applied_before: int
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What Redis knows about one user."""
+
+    user_id: str
+    first_seen_ms: int
+    last_seen_ms: int
+    counts: dict[str, int]
+
+
+class RedisStore:
+    """The fold's writes and reads over one Redis connection pool."""
+
+    def __init__(
+        self, client: aioredis.Redis, keys: RedisKeys, retention_days: int, user_buckets: int
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.retention_days = retention_days
+        self.user_buckets = user_buckets
+        self._fold = client.register_script(_FOLD_SCRIPT)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        """A store on a new pool; connection errors surface on first use, not here."""
+        client = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=5
+        )
+        return cls(
+            client,
+            RedisKeys(settings.redis_prefix),
+            settings.daily_active_retention_days,
+            settings.user_buckets,
+        )
+
+    def bucket_of(self, user_id: str) -> int:
+        """The user-record bucket of a user id (stable across processes: CRC-32)."""
+        return zlib.crc32(user_id.encode()) % self.user_buckets
+
+    async def close(self) -> None:
+        """Release the pool."""
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(await self.client.ping())
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            return False
+
+    async def load_fences(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """Applied offset per partition; -1 where nothing was applied yet."""
+        if not partitions:
+            return {}
+        raw = await self.client.mget([self.keys.fence(topic, p) for p in partitions])
+        return {p: int(v) if v is not None else -1 for p, v in zip(partitions, raw, strict=True)}
+
+    async def apply(self, deltas: list[PartitionDelta]) -> list[ApplyResult]:
+        """Apply each partition's delta with its fence, all in one pipelined round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for delta in deltas:
+                keys, args = self._script_call(delta)
+                await self._fold(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return [ApplyResult(ApplyOutcome(int(status)), int(before)) for status, before in replies]
+
+    def _script_call(self, delta: PartitionDelta) -> tuple[list[str], list[Any]]:
+        """Flatten a delta into the KEYS and ARGV layout documented in fold.lua."""
+        k = self.keys
+        keys = [k.fence(delta.topic, delta.partition), k.totals, k.unknown_types]
+        args: list[Any] = [
+            k.user_prefix,
+            k.day_prefix,
+            delta.first_offset,
+            delta.last_offset,
+            len(delta.users),
+        ]
+        for user_id, user in delta.users.items():
+            bucket = zlib.crc32(user_id.encode()) % self.user_buckets
+            args += (bucket, user_id, user.first_ms, user.last_ms, len(user.counts))
+            for event_type, count in user.counts.items():
+                args += (_SLOT[event_type], count)
+        day_chunks: list[tuple[str, list[str]]] = []
+        for day, members in delta.day_actives.items():
+            ordered = list(members)
+            for start in range(0, len(ordered), _SADD_CHUNK):
+                day_chunks.append((day, ordered[start : start + _SADD_CHUNK]))
+        args.append(len(day_chunks))
+        for day, chunk in day_chunks:
+            args += (day, self._day_expire_at(day), len(chunk), *chunk)
+        args.append(len(delta.totals))
+        for (event_type, object_type), count in delta.totals.items():
+            args += (f"{event_type}|{object_type}", count)
+        args.append(len(delta.unknown_types))
+        for name, count in delta.unknown_types.items():
+            args += (name, count)
+        return keys, args
+
+    def _day_expire_at(self, iso_day: str) -> int:
+        """Epoch seconds when a day's set expires: end of that day plus the retention."""
+        day_number = date.fromisoformat(iso_day).toordinal() - _EPOCH_ORDINAL
+        return (day_number + 1 + self.retention_days) * (MS_PER_DAY // 1000)
+
+    # --- read side -------------------------------------------------------------------------
+
+    async def user_state(self, user_id: str) -> UserState | None:
+        """First/last seen and counts per event type, or None for an unknown user."""
+        raw = await self.client.hget(self.keys.user_bucket(self.bucket_of(user_id)), user_id)
+        return None if raw is None else decode_user_record(user_id, raw)
+
+    async def daily_active_users(self, iso_day: str) -> set[str]:
+        """The users active on a UTC day (exact, within the retention)."""
+        return {_text(m) for m in await self.client.smembers(self.keys.day(iso_day))}
+
+    async def daily_active_count(self, iso_day: str) -> int:
+        """How many users were active on a UTC day."""
+        return int(await self.client.scard(self.keys.day(iso_day)))
+
+    async def totals(self) -> dict[tuple[str, str], int]:
+        """Events per (type, object_type) since the beginning."""
+        raw = await self.client.hgetall(self.keys.totals)
+        out: dict[tuple[str, str], int] = {}
+        for field, value in raw.items():
+            event_type, _, object_type = _text(field).partition("|")
+            out[event_type, object_type] = int(value)
+        return out
+
+    async def unknown_type_totals(self) -> dict[str, int]:
+        """Events per raw type name that was counted as "other"."""
+        raw = await self.client.hgetall(self.keys.unknown_types)
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    async def all_user_states(self) -> dict[str, UserState]:
+        """Every user's state (for tests and small tools: reads every bucket)."""
+        out: dict[str, UserState] = {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for bucket in range(self.user_buckets):
+                pipe.hgetall(self.keys.user_bucket(bucket))
+            for records in await pipe.execute():
+                for user, raw in records.items():
+                    state = decode_user_record(_text(user), raw)
+                    out[state.user_id] = state
+        return out
+
+
+def decode_user_record(user_id: str, raw: bytes | str) -> UserState:
+    """Unpack "first,last,count..." (base 36, empty for zero) as written by fold.lua."""
+    parts = _text(raw).split(",")
+    first, last = int(parts[0], 36), int(parts[1], 36)
+    counts = {COUNTED_TYPES[index]: int(part, 36) for index, part in enumerate(parts[2:]) if part}
+    return UserState(user_id, first, last, counts)
+
+
+def _text(value: bytes | str) -> str:
+    """Redis replies are bytes here (no decode_responses); typed as either by redis-py."""
+    return value.decode() if isinstance(value, bytes) else value

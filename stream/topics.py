@@ -1,0 +1,50 @@
+"""Topic names, partition counts and dead-letter headers: the one place they are defined."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from stream.settings import Settings
+
+ACTIVITY: Final = "esn.activity.v1"
+ACTIVITY_DLQ: Final = "esn.activity.v1.dlq"
+
+#: Headers on a dead-lettered record; the value bytes stay exactly as received.
+DLQ_REASON: Final = "esn.dlq.reason"
+DLQ_DETAIL: Final = "esn.dlq.detail"
+DLQ_TOPIC: Final = "esn.dlq.source.topic"
+DLQ_PARTITION: Final = "esn.dlq.source.partition"
+DLQ_OFFSET: Final = "esn.dlq.source.offset"
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Resolved topic names for one deployment (``ESN_TOPIC_PREFIX`` applied)."""
+
+    activity: str
+    activity_dlq: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicNames:
+        """Apply the configured prefix to every topic name."""
+        prefix = settings.topic_prefix
+        return cls(activity=prefix + ACTIVITY, activity_dlq=prefix + ACTIVITY_DLQ)
+
+    def partitions(self, settings: Settings) -> dict[str, int]:
+        """Partition count per topic, for creating them."""
+        # The DLQ sees only bad records; a few partitions keep their order readable per source.
+        return {self.activity: settings.activity_partitions, self.activity_dlq: 3}
+
+
+def dlq_headers(
+    reason: str, detail: str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """Headers that say why and where a record was rejected."""
+    return [
+        (DLQ_REASON, reason.encode()),
+        (DLQ_DETAIL, detail[:1000].encode("utf-8", "replace")),
+        (DLQ_TOPIC, topic.encode()),
+        (DLQ_PARTITION, str(partition).encode()),
+        (DLQ_OFFSET, str(offset).encode()),
+    ]

@@ -48,6 +48,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         store="memory://",
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
+        # A worker killed without leaving its group is noticed after this long; Faust's 60 s
+        # default would hold a restarted worker's startup (and readiness) for a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     app.pipeline = pipeline  # type: ignore[attr-defined]
     dead_letters = app.topic(

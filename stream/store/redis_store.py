@@ -10,6 +10,9 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stream.events import COUNTED_TYPES
 from stream.fold import MS_PER_DAY, PartitionDelta
@@ -66,7 +69,14 @@ class RedisStore:
     def from_settings(cls, settings: Settings) -> RedisStore:
         """A store on a new pool; connection errors surface on first use, not here."""
         client = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=5
+            settings.redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            health_check_interval=5,
+            # A pooled connection dies with a Redis restart: reconnect once before failing, so
+            # only a real outage reaches the caller's backoff.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
         return cls(
             client,

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stream.events import InvalidEvent, decode_activity
+from stream.decode import decode_activity
+from stream.events import InvalidEvent
 from stream.fold import PartitionDelta
 
 

@@ -1,16 +1,14 @@
-"""Activity event contract v1: the pydantic model, the JSON Schema it generates, and the decoder.
+"""Activity event contract v1: the pydantic model, its JSON Schema, and the normalised Activity.
 
-The decoder is the worker's only gate: raw Kafka bytes become an :class:`Activity`, or raise
-:class:`InvalidEvent` with a reason from :data:`INVALID_REASONS` (bounded: it is a metric label).
+The pydantic model is the definition; :mod:`stream.decode` is the gate raw records pass through.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-
-from stream import jsonutil
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Final = 1
 
@@ -48,6 +46,10 @@ NO_OBJECT: Final = "none"
 #: Per-user counts are kept in this order (see store/fold.lua); append only, never reorder.
 COUNTED_TYPES: Final = (*EVENT_TYPES, OTHER)
 
+#: User ids are opaque, but control characters in one are always a producer bug.
+ACTOR_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
+TYPE_PATTERN: Final = r"^[a-z][a-z0-9_.\-]{0,63}$"
+
 INVALID_REASONS: Final = (
     "not_json",
     "not_object",
@@ -58,8 +60,10 @@ INVALID_REASONS: Final = (
     "bad_cloudevent",
 )
 
-_KNOWN_TYPES: Final = frozenset(EVENT_TYPES)
-_KNOWN_OBJECT_TYPES: Final = frozenset(OBJECT_TYPES)
+KNOWN_TYPES: Final = frozenset(EVENT_TYPES)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS: Final = timedelta(milliseconds=1)
+KNOWN_OBJECT_TYPES: Final = frozenset(OBJECT_TYPES)
 _ID = Field(min_length=1, max_length=256)
 
 
@@ -81,12 +85,15 @@ class ActivityEventV1(BaseModel):
 
     id: str = Field(min_length=1, max_length=256, description="Unique event id.")
     type: str = Field(
-        pattern=r"^[a-z][a-z0-9_.\-]{0,63}$",
+        pattern=TYPE_PATTERN,
         description="login, view, post, comment, like, mention, follow, join, leave, edit, "
         "upload, share; other lower-case names are accepted and counted as 'other'.",
     )
     actor: str = Field(
-        min_length=1, max_length=256, description="User id of who acted; the Kafka key."
+        min_length=1,
+        max_length=256,
+        pattern=ACTOR_PATTERN,
+        description="User id of who acted; the Kafka key. No control characters.",
     )
     time: AwareDatetime = Field(description="When it happened: RFC 3339 with a UTC offset.")
     object: ObjectRef | None = None
@@ -113,15 +120,20 @@ class Activity(NamedTuple):
         if obj is None:
             object_type = NO_OBJECT
         else:
-            object_type = obj.type if obj.type in _KNOWN_OBJECT_TYPES else OTHER
+            object_type = obj.type if obj.type in KNOWN_OBJECT_TYPES else OTHER
         return cls(
             id=event.id,
             actor=event.actor,
-            time_ms=int(event.time.timestamp() * 1000),
-            type=raw_type if raw_type in _KNOWN_TYPES else OTHER,
+            time_ms=epoch_ms(event.time),
+            type=raw_type if raw_type in KNOWN_TYPES else OTHER,
             object_type=object_type,
             raw_type=raw_type,
         )
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Exact integer milliseconds since the epoch (no float rounding), floored."""
+    return (moment - _EPOCH) // _ONE_MS
 
 
 class InvalidEvent(ValueError):
@@ -131,67 +143,6 @@ class InvalidEvent(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-def decode_activity(value: bytes | None, key: bytes | None) -> Activity:
-    """Validate one raw record (plain v1 JSON or a CloudEvents 1.0 structured record)."""
-    if not value:
-        raise InvalidEvent("not_json", "record has no value")
-    try:
-        # The substring test is a cheap pre-filter: plain events skip the double parse.
-        if b'"specversion"' in value:
-            event = ActivityEventV1.model_validate(_unwrap_cloudevent(jsonutil.loads(value)))
-        else:
-            event = ActivityEventV1.model_validate_json(value)
-    except ValidationError as exc:
-        raise _invalid_from(exc) from None
-    except jsonutil.JSONDecodeError as exc:
-        raise InvalidEvent("not_json", str(exc)) from None
-    actual_key = key.decode("utf-8", "replace") if key is not None else None
-    if actual_key != event.actor:
-        raise InvalidEvent(
-            "key_mismatch", f"record key {actual_key!r} is not the actor {event.actor!r}"
-        )
-    return Activity.from_event(event)
-
-
-def _unwrap_cloudevent(envelope: Any) -> dict[str, Any]:
-    """Map a CloudEvents 1.0 structured record onto the v1 fields (data wins over envelope)."""
-    if not isinstance(envelope, dict):
-        raise InvalidEvent("not_object", "CloudEvent is not a JSON object")
-    if envelope.get("specversion") != "1.0":
-        raise InvalidEvent("bad_cloudevent", f"specversion {envelope.get('specversion')!r}")
-    data = envelope.get("data")
-    if not isinstance(data, dict):
-        raise InvalidEvent("bad_cloudevent", "data must be a JSON object (data_base64 is not read)")
-    merged = dict(data)
-    ce_type = envelope.get("type")
-    if "type" not in merged and isinstance(ce_type, str):
-        # e.g. "com.hcl.connections.activity.comment" -> "comment"
-        merged["type"] = ce_type.rsplit(".", 1)[-1]
-    for ce_field, v1_field in (("id", "id"), ("time", "time"), ("subject", "actor")):
-        if v1_field not in merged and ce_field in envelope:
-            merged[v1_field] = envelope[ce_field]
-    if "source" not in merged and isinstance(envelope.get("source"), str):
-        merged["source"] = envelope["source"]
-    return merged
-
-
-def _invalid_from(exc: ValidationError) -> InvalidEvent:
-    """Turn pydantic's first error into one bounded reason and a readable detail."""
-    first = exc.errors(include_url=False)[0]
-    kind = first["type"]
-    where = ".".join(str(part) for part in first["loc"]) or "record"
-    detail = f"{where}: {first['msg']}"
-    if kind == "json_invalid":
-        return InvalidEvent("not_json", detail)
-    if kind in ("model_type", "model_attributes_type", "dict_type") and not first["loc"]:
-        return InvalidEvent("not_object", detail)
-    if kind == "missing":
-        return InvalidEvent("missing_field", detail)
-    if first["loc"][:1] == ("time",):
-        return InvalidEvent("bad_time", detail)
-    return InvalidEvent("bad_field", detail)
 
 
 def activity_json_schema() -> dict[str, Any]:

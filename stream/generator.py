@@ -7,6 +7,7 @@ the odd event type a source sends that the contract does not know.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -141,10 +142,11 @@ def live_events(users: int, seed: int = 7, clock: Any = None) -> Iterator[dict[s
     org = build_organisation(users, now().date(), 1, seed)
     active = [p for p in org.people if not p.never_active and p.churn_day is None]
     rng = random.Random(seed + 2)
-    rates = [p.daily_rate for p in active]
+    # Cumulative weights once: choices() would otherwise rebuild them for every event, O(users).
+    cumulative = list(itertools.accumulate(p.daily_rate for p in active))
     sequence = 0
     while True:
-        person = rng.choices(active, rates)[0]
+        person = rng.choices(active, cum_weights=cumulative)[0]
         sequence += 1
         event_id = f"live{seed}-{now().timestamp():.0f}-{sequence}"
         yield _draw_event(rng, event_id, person, now().astimezone(person.tz), org)

@@ -14,7 +14,10 @@ from prometheus_client.registry import Collector
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 #: Event lag spans live traffic (sub-second) and backfills (days), hence the wide range.
-LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+LAG_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.75,
+    1, 2.5, 5, 10, 30, 60, 300, 3600, 86400,
+)  # fmt: skip
 
 
 class BatchHistogram(Collector):

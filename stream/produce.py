@@ -11,7 +11,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from stream import jsonutil
-from stream.events import InvalidEvent, decode_activity
+from stream.decode import decode_activity
+from stream.events import InvalidEvent
 from stream.settings import Settings
 from stream.topics import TopicNames
 

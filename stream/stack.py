@@ -119,10 +119,12 @@ class LocalStack:
         except (redis.RedisError, OSError):
             return False
 
-    def stop_redis_for(self, seconds: float) -> None:
-        """Stop our Redis, wait, start it again: an outage drill for tests."""
-        self._stop_pid(self._pid_file("redis"), timeout=15)
-        time.sleep(seconds)
+    def stop_redis(self) -> bool:
+        """Stop the Redis this stack started (outage drills); False when it is not ours."""
+        return self._stop_pid(self._pid_file("redis"), timeout=15)
+
+    def start_redis(self) -> None:
+        """Start the local Redis on its configured port, with its existing data."""
         self._start_redis()
 
     # --- Kafka --------------------------------------------------------------------------

@@ -261,7 +261,9 @@ class EndOffsets:
         return {tp.partition: offset for tp, offset in ends.items()}
 
 
-async def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 60) -> list[Any]:
+async def read_topic(
+    settings: Settings, topic: str, expected: int, timeout: float = 60
+) -> list[Any]:
     """Every record of a topic from the beginning, until ``expected`` arrived or timeout."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
@@ -285,7 +287,7 @@ async def wait_fully_applied(
     timeout: float,
     also: Callable[[], None] | None = None,
 ) -> None:
-    """Wait until every partition's fence sits at its log end (all records folded or dead-lettered)."""
+    """Wait until every partition's fence is at its log end (all folded or dead-lettered)."""
     topic = TopicNames.from_settings(settings).activity
     async with EndOffsets(settings, topic) as end_offsets:
 

@@ -19,8 +19,6 @@ from stream.fold import MS_PER_DAY, PartitionDelta
 from stream.settings import Settings
 from stream.store.keys import RedisKeys
 
-#: Lua's unpack() is bounded by the C stack (about 8000 values): SADD members go in chunks.
-_SADD_CHUNK = 1000
 #: 1-based slot of each counted type in a packed user record.
 _SLOT = {name: index + 1 for index, name in enumerate(COUNTED_TYPES)}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -119,27 +117,25 @@ class RedisStore:
     def _script_call(self, delta: PartitionDelta) -> tuple[list[str], list[Any]]:
         """Flatten a delta into the KEYS and ARGV layout documented in fold.lua."""
         k = self.keys
+        buckets = self.user_buckets
         keys = [k.fence(delta.topic, delta.partition), k.totals, k.unknown_types]
+        users = "\n".join(
+            f"{zlib.crc32(user_id.encode()) % buckets}\t{user_id}\t{user.first_ms}\t"
+            f"{user.last_ms}\t" + ",".join(f"{_SLOT[t]}={c}" for t, c in user.counts.items())
+            for user_id, user in delta.users.items()
+        )
+        days = "\n".join(
+            f"{day}\t{self._day_expire_at(day)}\t" + "\t".join(members)
+            for day, members in delta.day_actives.items()
+        )
         args: list[Any] = [
             k.user_prefix,
             k.day_prefix,
             delta.first_offset,
             delta.last_offset,
-            len(delta.users),
+            users,
+            days,
         ]
-        for user_id, user in delta.users.items():
-            bucket = zlib.crc32(user_id.encode()) % self.user_buckets
-            args += (bucket, user_id, user.first_ms, user.last_ms, len(user.counts))
-            for event_type, count in user.counts.items():
-                args += (_SLOT[event_type], count)
-        day_chunks: list[tuple[str, list[str]]] = []
-        for day, members in delta.day_actives.items():
-            ordered = list(members)
-            for start in range(0, len(ordered), _SADD_CHUNK):
-                day_chunks.append((day, ordered[start : start + _SADD_CHUNK]))
-        args.append(len(day_chunks))
-        for day, chunk in day_chunks:
-            args += (day, self._day_expire_at(day), len(chunk), *chunk)
         args.append(len(delta.totals))
         for (event_type, object_type), count in delta.totals.items():
             args += (f"{event_type}|{object_type}", count)
@@ -196,10 +192,10 @@ class RedisStore:
 
 
 def decode_user_record(user_id: str, raw: bytes | str) -> UserState:
-    """Unpack "first,last,count..." (base 36, empty for zero) as written by fold.lua."""
+    """Unpack "first,last,count..." (decimal, empty for zero) as written by fold.lua."""
     parts = _text(raw).split(",")
-    first, last = int(parts[0], 36), int(parts[1], 36)
-    counts = {COUNTED_TYPES[index]: int(part, 36) for index, part in enumerate(parts[2:]) if part}
+    first, last = int(parts[0]), int(parts[1])
+    counts = {COUNTED_TYPES[index]: int(part) for index, part in enumerate(parts[2:]) if part}
     return UserState(user_id, first, last, counts)
 
 

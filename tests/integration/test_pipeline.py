@@ -62,7 +62,7 @@ class TestExactFold:
     async def test_fifty_thousand_events_match_the_oracle(
         self, settings: Settings, store: RedisStore, worker_factory: Any
     ) -> None:
-        """Every user's first/last seen, per-type counts, daily actives and totals equal the oracle."""
+        """Each user's first/last seen and counts, daily actives and totals equal the oracle."""
         events = list(generate_events(users=2000, days=45, start=START, seed=11))
         assert len(events) >= 50_000
         # Shuffle within windows so out-of-order arrival is exercised, not only time order.
@@ -81,7 +81,7 @@ class TestCrashRecovery:
     async def test_sigkill_mid_stream_then_restart_ends_in_the_uninterrupted_state(
         self, settings: Settings, store: RedisStore, worker_factory: Any
     ) -> None:
-        """Two SIGKILLs while folding a backlog: the restarted worker neither loses nor double-counts."""
+        """Two SIGKILLs mid-backlog: the restarted worker neither loses nor double-counts."""
         events = list(generate_events(users=2000, days=45, start=START, seed=12))
         topic = TopicNames.from_settings(settings).activity
         partitions = list(range(settings.activity_partitions))
@@ -112,7 +112,7 @@ class TestMalformedInput:
     async def test_a_thousand_bad_records_go_to_the_dlq_and_the_rest_is_exact(
         self, settings: Settings, store: RedisStore, worker_factory: Any
     ) -> None:
-        """Bad records land unchanged in the DLQ with reason, partition and offset; valid ones fold."""
+        """Bad records land unchanged in the DLQ with reason and source; valid ones fold."""
         events = list(generate_events(users=400, days=20, start=START, seed=13))
         bad_kinds: list[tuple[str, tuple[bytes | None, bytes]]] = [
             ("not_json", (b"u000001", b"{not json")),
@@ -138,7 +138,11 @@ class TestMalformedInput:
             ),
             (
                 "bad_field",
-                (b"u000005", b'{"id":"x","type":"Not A Type!","actor":"u000005","time":"2026-05-02T10:00:00Z"}'),
+                (
+                    b"u000005",
+                    b'{"id":"x","type":"Not A Type!","actor":"u000005",'
+                    b'"time":"2026-05-02T10:00:00Z"}',
+                ),
             ),
             ("bad_cloudevent", (b"u000006", b'{"specversion":"0.3","data":{}}')),
         ]
@@ -163,21 +167,21 @@ class TestMalformedInput:
 
         topics = TopicNames.from_settings(settings)
         dead = await read_topic(settings, topics.activity_dlq, expected=1000)
-        assert 1000 == len(dead)
+        assert len(dead) == 1000
         headers = [dict(r.headers) for r in dead]
         assert sorted(expected_reasons) == sorted(h[DLQ_REASON].decode() for h in headers)
         bad_values = {value for _, value in (kind[1] for kind in bad_kinds)}
         assert {r.value for r in dead} <= bad_values
         sources = {(h[DLQ_PARTITION], h[DLQ_OFFSET]) for h in headers}
-        assert 1000 == len(sources), "each dead letter names a distinct source offset"
+        assert len(sources) == 1000, "each dead letter names a distinct source offset"
         assert {topics.activity.encode()} == {h[DLQ_TOPIC] for h in headers}
-        status, body = worker.get("/metrics")
+        _, body = worker.get("/metrics")
         invalid = [
             line
             for line in body.decode().splitlines()
             if line.startswith("esn_events_invalid_total{")
         ]
-        assert 1000.0 == sum(float(line.rsplit(" ", 1)[1]) for line in invalid)
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in invalid) == 1000.0
 
 
 class TestRedisOutage:
@@ -188,7 +192,7 @@ class TestRedisOutage:
         worker_factory: Any,
         local_stack: LocalStack,
     ) -> None:
-        """The worker retries while Redis is down, commits nothing past it, then catches up exactly."""
+        """The worker retries while Redis is down, then catches up exactly."""
         events = list(generate_events(users=800, days=30, start=START, seed=14))
         topic = TopicNames.from_settings(settings).activity
         worker = await worker_factory().started()
@@ -199,12 +203,21 @@ class TestRedisOutage:
             return sum(f + 1 for f in fences.values()) >= 0.25 * len(events)
 
         await eventually(some_progress, 120, "25% folded", worker.check_alive)
-        await asyncio.to_thread(local_stack.stop_redis_for, 4.0)
-        status, _ = worker.get("/ready")
+        assert await asyncio.to_thread(local_stack.stop_redis), "the test stack owns Redis"
+        try:
+
+            async def not_ready() -> bool:
+                status, _ = await asyncio.to_thread(worker.get, "/ready")
+                return status == 503
+
+            await eventually(not_ready, 20, "/ready to report Redis down", worker.check_alive)
+            await asyncio.sleep(3)
+        finally:
+            await asyncio.to_thread(local_stack.start_redis)
         await producing
         await wait_applied(store, settings, worker, timeout=180)
         await Oracle.of(events).assert_matches(store)
-        status, body = worker.get("/metrics")
+        _, body = worker.get("/metrics")
         errors = [
             line for line in body.decode().splitlines() if line.startswith("esn_redis_errors_total")
         ]

@@ -1,0 +1,57 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it parses and agrees with us."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stream.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load() -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+class TestCompose:
+    def test_topology(self) -> None:
+        """Kafka, Redis and the worker always; the generator only behind the demo profile."""
+        services = load()["services"]
+        assert {"kafka", "redis", "worker", "generator"} == set(services)
+        assert services["generator"]["profiles"] == ["demo"]
+        assert "profiles" not in services["worker"]
+        assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+    def test_environment_names_are_settings(self) -> None:
+        """Every ESN_* variable in the file is a real setting (a typo would be silently ignored)."""
+        known = {f"ESN_{name.upper()}" for name in Settings.model_fields}
+        for name, service in load()["services"].items():
+            env = set(service.get("environment", {}))
+            assert {v for v in env if v.startswith("ESN_")} <= known, name
+        worker_env = load()["services"]["worker"]["environment"]
+        assert {"ESN_KAFKA_BOOTSTRAP", "ESN_REDIS_URL"} <= set(worker_env)
+
+    def test_build_context_and_bind_mounts_exist(self) -> None:
+        """The Dockerfile and every bind-mounted path are in the repository."""
+        doc = load()
+        named = set(doc.get("volumes", {}))
+        for name, service in doc["services"].items():
+            build = service.get("build")
+            if build:
+                assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
+            for volume in service.get("volumes", []):
+                source = volume.split(":", 1)[0]
+                if source in named:
+                    continue
+                assert (REPO / source).exists(), f"{name}: {source}"
+
+    def test_worker_image_runs_the_worker_as_non_root(self) -> None:
+        """The Dockerfile drops root and checks /health."""
+        dockerfile = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
+        assert "USER esn" in dockerfile
+        assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile

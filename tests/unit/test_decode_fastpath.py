@@ -63,7 +63,8 @@ ODD_VALUES: dict[str, list[Any]] = {
     "type": ["Like", "poll_vote", "a" * 64, "a" * 65, "9x", "", None, 3],
     "id": ["", "x" * 257, 5, None],
     "object": [{"type": "blog", "id": "b"}, {"type": "kanban", "id": "k"}, {"type": "blog"},
-               {"id": "b"}, {"type": "", "id": "b"}, "blog", [], None, {"type": "x" * 65, "id": "i"}],
+               {"id": "b"}, {"type": "", "id": "b"}, "blog", [], None,
+               {"type": "x" * 65, "id": "i"}],
     "community": [None, "c", 5, "c" * 257],
     "source": [None, "slack", {"a": 1}],
     "target_user": [None, "u2", ["u2"]],
@@ -90,7 +91,9 @@ def test_generated_events_agree_with_the_model() -> None:
 
 
 TEXT = st.text(min_size=0, max_size=12)
-VALUES = st.one_of(st.none(), st.integers(-(2**62), 2**62), TEXT, st.booleans(), st.lists(TEXT, max_size=2))
+VALUES = st.one_of(
+    st.none(), st.integers(-(2**62), 2**62), TEXT, st.booleans(), st.lists(TEXT, max_size=2)
+)
 
 
 @settings(max_examples=400, deadline=None)

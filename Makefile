@@ -1,0 +1,56 @@
+# ESN Pulse: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+.PHONY: install
+install: $(STAMP) system ## Create .venv with the package and dev tools, and the system packages
+
+.PHONY: system
+system: ## Install missing system packages (Redis; Java 17 and Maven are expected) when root
+	@bash deploy/install-system-deps.sh
+
+.PHONY: run
+run: install ## Start Kafka + Redis if needed, the worker, and demo data; Ctrl-C stops all
+	$(BIN)/esn-pulse demo
+
+.PHONY: test
+test: install ## Run the whole suite (unit, integration, e2e) against a real Kafka and Redis
+	$(BIN)/pytest tests
+
+.PHONY: lint
+lint: install ## ruff and mypy --strict
+	$(BIN)/ruff check stream tests bench
+	$(BIN)/ruff format --check stream tests bench
+	$(BIN)/mypy stream
+
+.PHONY: bench
+bench: install ## Ingest benchmark: worker vs plain aiokafka loop vs naive Faust agent
+	$(BIN)/python -m bench.ingest
+
+.PHONY: stack-up
+stack-up: install ## Start the local Kafka broker and Redis (only what is not already up)
+	$(BIN)/esn-pulse stack up
+
+.PHONY: stack-down
+stack-down: install ## Stop the local Kafka broker and Redis started by stack-up
+	$(BIN)/esn-pulse stack down
+
+.PHONY: clean
+clean: ## Stop local services and remove .venv, .esn and .esn-test
+	-@test -x $(BIN)/esn-pulse && $(BIN)/esn-pulse stack down
+	rm -rf $(VENV) .esn .esn-test .pytest_cache .mypy_cache .ruff_cache

@@ -211,48 +211,63 @@ def _iso(ms: int) -> str:
 def demo(users: int, days: int, rate: float) -> None:
     """Bring up the stack and a worker, replay history, then stream live events until Ctrl-C."""
     from stream.generator import generate_events, live_events
-    from stream.produce import produce_events
+    from stream.produce import produce_events, topic_is_empty
 
     settings = get_settings()
+    # Ctrl-C and SIGTERM both end the demo through the same cleanup, whatever runs at the time.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     stack_ = LocalStack(settings)
+    started: list[str] = []
+    worker_proc: subprocess.Popen[bytes] | None = None
     try:
         started = stack_.up()
-    except StackError as exc:
-        raise click.ClickException(str(exc)) from exc
-    log_path = Path(settings.state_dir) / "worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    worker_proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker"],
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
-    try:
-        _wait_ready(f"http://{settings.web_host}:{settings.web_port}/ready", worker_proc)
-        history = asyncio.run(
-            produce_events(settings, generate_events(users, days, default_start(days), 7))
+        log_path = Path(settings.state_dir) / "worker.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        worker_proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"],
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        base_url = f"http://{settings.web_host}:{settings.web_port}"
+        _wait_ready(f"{base_url}/ready", worker_proc)
+        if asyncio.run(topic_is_empty(settings)):
+            history = generate_events(users, days, default_start(days), 7)
+            sent = asyncio.run(produce_events(settings, history)).sent
+            replayed = f"replayed {sent} events of {users} users over {days} days"
+        else:
+            # Re-sending the same history would count it twice: it is already in the topic.
+            replayed = "history already in the topic (kept from an earlier run)"
         click.echo(
             f"""
 ESN Pulse is running.
-  metrics:  {metrics_url}
-  ready:    http://{settings.web_host}:{settings.web_port}/ready
+  metrics:    {base_url}/metrics
+  ready:      {base_url}/ready
   worker log: {log_path}
-  replayed {history.sent} events of {users} users over {days} days; now {rate:g} live events/s.
+  {replayed}; now {rate:g} live events/s.
 Try, in another shell (source .venv/bin/activate):
   esn-pulse user u000001
   esn-pulse stack status
-  curl -s {metrics_url} | grep '^esn_events_total'
+  curl -s {base_url}/metrics | grep '^esn_events_total'
 Ctrl-C stops everything this command started."""
         )
         asyncio.run(produce_events(settings, live_events(users), rate=rate))
     except KeyboardInterrupt:
         click.echo("\nstopping...")
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
-        _terminate(worker_proc)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        if worker_proc is not None:
+            _terminate(worker_proc)
         stopped = stack_.down(tuple(started))
-        click.echo(f"stopped worker and {', '.join(stopped) or 'no stack service'}")
+        click.echo(f"stopped the worker and {', '.join(stopped) or 'no stack service'}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:

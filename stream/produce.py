@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream import jsonutil
 from stream.decode import decode_activity
@@ -129,3 +129,17 @@ async def produce_events(
     return await produce_lines(
         settings, (jsonutil.dumps(e) for e in events), rate=rate, validate=False
     )
+
+
+async def topic_is_empty(settings: Settings) -> bool:
+    """True when the activity topic holds no record (a fresh deployment)."""
+    topic = TopicNames.from_settings(settings).activity
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never got to run
+    try:
+        partitions = range(settings.activity_partitions)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return not any(ends.values())
+    finally:
+        await consumer.stop()

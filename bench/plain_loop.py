@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer
-
 from stream.batch import fold_fetch
+from stream.ingest import new_activity_consumer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import TopicNames
@@ -20,17 +19,9 @@ async def run(settings: Settings) -> None:
     """Fold the activity topic into Redis until cancelled."""
     topic = TopicNames.from_settings(settings).activity
     store = RedisStore.from_settings(settings)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"{settings.app_id}-plain",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=settings.batch_max_records,
-        fetch_max_wait_ms=settings.batch_wait_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
-    )
+    # The worker's own consumer settings, so that only the loop around it differs.
+    consumer = new_activity_consumer(settings)
+    consumer.subscribe([topic])
     await consumer.start()
     try:
         while True:

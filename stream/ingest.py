@@ -39,7 +39,7 @@ DeadLetterSink = Callable[[Reject], Awaitable[Any]]
 _COMMIT_INTERVAL_S = 1.0
 
 
-def new_activity_consumer(settings: Settings, topics: TopicNames) -> AIOKafkaConsumer:
+def new_activity_consumer(settings: Settings) -> AIOKafkaConsumer:
     """The consumer of the activity topic, sized for batch folding."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -88,7 +88,7 @@ class ActivityIngest(Service):
         self.store = store
         self.metrics = metrics
         self.dead_letter = dead_letter
-        self.consumer = new_activity_consumer(settings, self.topics)
+        self.consumer = new_activity_consumer(settings)
         self.apply_lock = asyncio.Lock()
         #: partition -> applied offset, as last read from or written to Redis.
         self.fences: dict[int, int] = {}

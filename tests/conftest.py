@@ -69,12 +69,13 @@ async def store(settings: Settings) -> AsyncIterator[RedisStore]:
 
 @pytest.fixture
 def worker_factory(settings: Settings, tmp_path: Path) -> Iterator[type[WorkerProcess]]:
-    """Start workers for this test's settings; all are stopped at the end."""
+    """Start workers for this test's settings (each on its own web port); all stop at the end."""
     started: list[WorkerProcess] = []
 
     class _Factory(WorkerProcess):
-        def __init__(self, override: Settings | None = None) -> None:
-            super().__init__(override or settings, TEST_STATE / "logs")
+        def __init__(self) -> None:
+            own_port = settings.model_copy(update={"web_port": free_port()})
+            super().__init__(own_port, TEST_STATE / "logs")
             started.append(self)
 
     yield _Factory

@@ -113,7 +113,7 @@ class WorkerProcess:
 
     async def started(self) -> WorkerProcess:
         """Start and wait for /ready without blocking the test's event loop."""
-        self.start(wait_ready=False)
+        self.start()
 
         async def ready() -> bool:
             status, _ = await asyncio.to_thread(self.get, "/ready")
@@ -122,7 +122,7 @@ class WorkerProcess:
         await eventually(ready, 90, "worker /ready", self.check_alive)
         return self
 
-    def start(self, wait_ready: bool = True) -> WorkerProcess:
+    def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker"],
@@ -131,8 +131,6 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        if wait_ready:
-            wait_for(lambda: self.get("/ready")[0] == 200, 90, "worker /ready", self.check_alive)
         return self
 
     def check_alive(self) -> None:
@@ -165,23 +163,6 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-
-
-def wait_for(
-    condition: Callable[[], bool],
-    timeout: float,
-    what: str,
-    also: Callable[[], None] | None = None,
-) -> None:
-    """Poll ``condition`` until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if also:
-            also()
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 async def eventually(
@@ -297,3 +278,10 @@ async def wait_fully_applied(
             return bool(ends) and all(fences[p] + 1 == end for p, end in ends.items() if end > 0)
 
         await eventually(applied, timeout, "all records applied", also)
+
+
+async def applied_count(store: RedisStore, settings: Settings) -> int:
+    """Records of the activity topic folded or dead-lettered so far (sum of fences + 1)."""
+    topic = TopicNames.from_settings(settings).activity
+    fences = await store.load_fences(topic, list(range(settings.activity_partitions)))
+    return sum(fence + 1 for fence in fences.values())

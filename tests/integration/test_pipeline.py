@@ -17,6 +17,7 @@ from stream.store import RedisStore
 from stream.topics import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, TopicNames
 from tests.support import (
     Oracle,
+    applied_count,
     eventually,
     keyed,
     produce_raw,
@@ -83,14 +84,11 @@ class TestCrashRecovery:
     ) -> None:
         """Two SIGKILLs mid-backlog: the restarted worker neither loses nor double-counts."""
         events = list(generate_events(users=2000, days=45, start=START, seed=12))
-        topic = TopicNames.from_settings(settings).activity
-        partitions = list(range(settings.activity_partitions))
         # A backlog makes the kill points land mid-stream for sure: folding it takes seconds.
         await produce_raw(settings, keyed(events))
 
         async def applied() -> int:
-            fences = await store.load_fences(topic, partitions)
-            return sum(f + 1 for f in fences.values())
+            return await applied_count(store, settings)
 
         worker = await worker_factory().started()
         killed_at = []
@@ -105,6 +103,32 @@ class TestCrashRecovery:
             worker = await worker_factory().started()
         assert all(at < len(events) for at in killed_at), f"kills landed mid-stream: {killed_at}"
         await wait_applied(store, settings, worker, timeout=180)
+        await Oracle.of(events).assert_matches(store)
+
+
+class TestRebalance:
+    async def test_workers_joining_and_dying_mid_stream_end_exact(
+        self, settings: Settings, store: RedisStore, worker_factory: Any
+    ) -> None:
+        """Partitions move between workers (join, SIGKILL, join) without loss or double count."""
+        events = list(generate_events(users=2000, days=45, start=START, seed=15))
+        first = await worker_factory().started()
+        # Paced, so that every membership change below happens while records still flow.
+        producing = asyncio.create_task(produce_raw(settings, keyed(events), rate=5_000))
+
+        async def reached(share: float) -> bool:
+            return await applied_count(store, settings) >= share * len(events)
+
+        await eventually(lambda: reached(0.15), 120, "15% folded", first.check_alive)
+        second = await worker_factory().started()  # the group rebalances while folding
+        await eventually(lambda: reached(0.5), 120, "50% folded", second.check_alive)
+        first.kill()  # its partitions move on once the broker notices it is gone
+        killed_at = await applied_count(store, settings)
+        third = await worker_factory().started()
+        await producing
+        await wait_applied(store, settings, third, timeout=180)
+        second.check_alive()
+        assert killed_at < len(events), "the kill landed mid-stream"
         await Oracle.of(events).assert_matches(store)
 
 
@@ -194,13 +218,11 @@ class TestRedisOutage:
     ) -> None:
         """The worker retries while Redis is down, then catches up exactly."""
         events = list(generate_events(users=800, days=30, start=START, seed=14))
-        topic = TopicNames.from_settings(settings).activity
         worker = await worker_factory().started()
         producing = asyncio.create_task(produce_raw(settings, keyed(events), rate=10_000))
 
         async def some_progress() -> bool:
-            fences = await store.load_fences(topic, list(range(settings.activity_partitions)))
-            return sum(f + 1 for f in fences.values()) >= 0.25 * len(events)
+            return await applied_count(store, settings) >= 0.25 * len(events)
 
         await eventually(some_progress, 120, "25% folded", worker.check_alive)
         assert await asyncio.to_thread(local_stack.stop_redis), "the test stack owns Redis"

@@ -12,11 +12,14 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
 from stream.batch import Reject
+from stream.directory import MembershipV1, ProfileV1, decode_directory
+from stream.events import InvalidEvent
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
 from stream.metrics import PipelineMetrics
+from stream.retry import until_redis_answers
 from stream.settings import Settings, get_settings
-from stream.store import RedisStore
+from stream.store import DirectoryStore, RedisStore
 from stream.topics import TopicNames, dlq_headers
 
 
@@ -58,9 +61,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         pipeline.topics.activity_dlq, key_serializer="raw", value_serializer="raw"
     )
 
-    async def send_dead_letter(reject: Reject) -> Any:
+    async def send_dead_letter(reject: Reject, topic: faust.types.TopicT = dead_letters) -> Any:
         record = reject.record
-        pending = await dead_letters.send(
+        pending = await topic.send(
             key=record.key,
             value=record.value,
             headers=dlq_headers(
@@ -82,6 +85,37 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         )
         pipeline.ingest = ingest
         await app.add_runtime_dependency(ingest)
+
+    directory = app.topic(pipeline.topics.directory, key_serializer="raw", value_serializer="raw")
+    directory_dead_letters = app.topic(
+        pipeline.topics.directory_dlq, key_serializer="raw", value_serializer="raw"
+    )
+
+    # The directory is low volume (roster imports, HR updates): a plain Faust agent serves it,
+    # and latest-update-wins folding makes Faust's at-least-once delivery harmless.
+    @app.agent(directory)
+    async def fold_directory(stream: faust.StreamT[Any]) -> None:
+        store = DirectoryStore(pipeline.store)
+        # take_events (not take) keeps each record's key for the key check; untyped in Faust.
+        batches = stream.take_events(500, within=0.2)  # type: ignore[attr-defined]
+        async for events in batches:
+            records: list[ProfileV1 | MembershipV1] = []
+            for event in events:
+                message = event.message
+                try:
+                    records.append(decode_directory(message.value, message.key))
+                except InvalidEvent as exc:
+                    reject = Reject(message, exc.reason, exc.detail)
+                    await send_dead_letter(reject, directory_dead_letters)
+                    pipeline.metrics.directory_invalid.labels(exc.reason).inc()
+            if records:
+                await until_redis_answers(
+                    lambda batch=records: store.apply(batch),  # type: ignore[misc]
+                    settings.redis_retry_max_seconds,
+                    "Directory apply",
+                )
+                for record in records:
+                    pipeline.metrics.directory_records.labels(record.kind).inc()
 
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="faust")
 

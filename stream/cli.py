@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -76,8 +77,11 @@ def worker() -> None:
     from faust import Worker
 
     from stream.app import app
+    from stream.kafka_admin import ensure_topics
 
     settings = get_settings()
+    # Faust subscribes its agents as it starts: their topics must exist by then.
+    asyncio.run(ensure_topics(settings))
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
@@ -90,15 +94,32 @@ def worker() -> None:
 @click.option(
     "--no-validate", is_flag=True, help="Send lines as they are; the worker dead-letters bad ones."
 )
-def produce(file: IO[bytes], rate: float | None, no_validate: bool) -> None:
+@click.option(
+    "--directory",
+    is_flag=True,
+    help="FILE holds directory records (JSON lines, or CSV with a header) for esn.directory.v1.",
+)
+def produce(file: IO[bytes], rate: float | None, no_validate: bool, directory: bool) -> None:
     """Send FILE (JSON lines of v1 events or CloudEvents; '-' for stdin) keyed by actor."""
+    from stream.directory import rows_from_csv
     from stream.produce import produce_lines
 
     size = _file_size(file)
+    lines: Iterable[bytes] = file
+    if directory and file.name.endswith(".csv"):
+        # CSV rows become JSON lines; numbers in the summary count records, not file lines.
+        text = file.read().decode("utf-8")
+        lines = [jsonutil.dumps(row) + b"\n" for row in rows_from_csv(text)]
+        size = sum(len(line) for line in lines)
     with click.progressbar(length=size or 0, label="producing", file=sys.stderr) as bar:
         summary = asyncio.run(
             produce_lines(
-                get_settings(), file, rate=rate, validate=not no_validate, on_line=bar.update
+                get_settings(),
+                lines,
+                rate=rate,
+                validate=not no_validate,
+                on_line=bar.update,
+                directory=directory,
             )
         )
     click.echo(f"sent {summary.sent}, rejected {len(summary.rejected)} in {summary.seconds:.1f}s")
@@ -128,6 +149,12 @@ def _file_size(file: IO[bytes]) -> int | None:
 @click.option("--out", type=click.File("wb"), default="-", help="JSON lines file (default stdout).")
 @click.option("--to-kafka", is_flag=True, help="Send to the activity topic instead of --out.")
 @click.option("--rate", type=float, default=None, help="With --to-kafka: records per second.")
+@click.option(
+    "--directory-out",
+    type=click.File("wb"),
+    default=None,
+    help="Also write the organisation's directory (profiles, memberships) as JSON lines.",
+)
 def generate(
     users: int,
     days: int,
@@ -136,12 +163,16 @@ def generate(
     out: IO[bytes],
     to_kafka: bool,
     rate: float | None,
+    directory_out: IO[bytes] | None,
 ) -> None:
-    """Generate a synthetic organisation's activity."""
-    from stream.generator import generate_events
+    """Generate a synthetic organisation's activity (and, on request, its directory)."""
+    from stream.generator import directory_records, generate_events
     from stream.produce import produce_events
 
     first_day = start.date() if start else default_start(days)
+    if directory_out is not None:
+        for record in directory_records(users, first_day, days, seed):
+            directory_out.write(jsonutil.dumps(record) + b"\n")
     events = generate_events(users, days, first_day, seed)
     if to_kafka:
         summary = asyncio.run(produce_events(get_settings(), events, rate=rate))

@@ -173,3 +173,54 @@ def _draw_event(
     if event_type in ("mention", "follow") and rng.random() < 0.8:
         event["target_user"] = rng.choice(org.people).user_id
     return event
+
+
+def directory_records(
+    users: int, start: date, days: int, seed: int = 7
+) -> Iterator[dict[str, Any]]:
+    """The organisation's directory (v1 dicts): one profile per person, then memberships.
+
+    Owners are members too. A few churned people are disabled at their churn day, as an HR
+    feed would report it.
+    """
+    org = build_organisation(users, start, days, seed)
+    rng = random.Random(seed + 3)
+    for person in org.people:
+        created = datetime(
+            person.created.year, person.created.month, person.created.day, tzinfo=UTC
+        )
+        profile = {
+            "kind": "profile",
+            "user_id": person.user_id,
+            "status": "enabled",
+            "created": created.isoformat(),
+            "updated": created.isoformat(),
+            "department": person.department,
+            "display_name": f"Person {person.user_id[1:]}",
+        }
+        yield profile
+        if person.churn_day is not None and rng.random() < 0.3:
+            left = _midnight(person.churn_day) + timedelta(hours=9)
+            yield {**profile, "status": "disabled", "updated": left.isoformat()}
+    for community, owners in org.community_owners.items():
+        for user_id in owners:
+            yield _membership(user_id, community, "owner", start)
+    for person in org.people:
+        for community in person.communities:
+            yield _membership(person.user_id, community, "member", start)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _membership(user_id: str, community: str, role: str, day: date) -> dict[str, Any]:
+    at = _midnight(day).isoformat()
+    return {
+        "kind": "membership",
+        "user_id": user_id,
+        "community": community,
+        "role": role,
+        "op": "add",
+        "updated": at,
+    }

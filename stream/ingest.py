@@ -20,11 +20,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
-from redis.exceptions import RedisError
 
 from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
 from stream.fold import PartitionDelta
 from stream.metrics import PipelineMetrics
+from stream.retry import until_redis_answers
 from stream.settings import Settings
 from stream.store import ApplyOutcome, RedisStore
 from stream.topics import TopicNames
@@ -185,24 +185,22 @@ class ActivityIngest(Service):
 
     async def _apply_with_retry(self, deltas: list[PartitionDelta]) -> list[Any]:
         """Apply until Redis takes it: never skip a batch, never commit past one."""
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                results = await self.store.apply(deltas)
-            except (RedisError, OSError) as exc:
-                self.redis_ok = False
-                self.metrics.redis_up.set(0)
-                self.metrics.redis_errors.inc()
-                delay = min(self.settings.redis_retry_max_seconds, 0.1 * 2**attempt)
-                attempt += 1
-                log.warning("Redis apply failed (%s); retry %d in %.1fs", exc, attempt, delay)
-                await asyncio.sleep(delay)
-                continue
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
-            self.redis_ok = True
-            self.metrics.redis_up.set(1)
-            return results
+        started = time.perf_counter()
+        results = await until_redis_answers(
+            lambda: self.store.apply(deltas),
+            self.settings.redis_retry_max_seconds,
+            "Redis apply",
+            self._redis_failed,
+        )
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.redis_ok = True
+        self.metrics.redis_up.set(1)
+        return results
+
+    def _redis_failed(self, exc: Exception) -> None:
+        self.redis_ok = False
+        self.metrics.redis_up.set(0)
+        self.metrics.redis_errors.inc()
 
     def _count_applied(self, delta: PartitionDelta, times_ms: list[int]) -> None:
         self.metrics.batches.labels("applied").inc()
@@ -218,16 +216,11 @@ class ActivityIngest(Service):
     async def seek_to_fences(self, assigned: list[TopicPartition]) -> None:
         """Position each partition just past its applied offset (Redis is the source of truth)."""
         partitions = [tp.partition for tp in assigned]
-        attempt = 0
-        while True:
-            try:
-                fences = await self.store.load_fences(self.topics.activity, partitions)
-                break
-            except (RedisError, OSError) as exc:
-                delay = min(self.settings.redis_retry_max_seconds, 0.1 * 2**attempt)
-                attempt += 1
-                log.warning("Reading fences failed (%s); retry in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+        fences = await until_redis_answers(
+            lambda: self.store.load_fences(self.topics.activity, partitions),
+            self.settings.redis_retry_max_seconds,
+            "Reading fences",
+        )
         self.redis_ok = True
         self.metrics.redis_up.set(1)
         for tp in assigned:

@@ -123,6 +123,18 @@ class PipelineMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.directory_records = Counter(
+            "esn_directory_records",
+            "Directory records folded, by kind (profile, membership).",
+            ["kind"],
+            registry=registry,
+        )
+        self.directory_invalid = Counter(
+            "esn_directory_invalid",
+            "Directory records sent to the directory dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.assigned_partitions = Gauge(
             "esn_assigned_partitions",
             "Activity partitions this worker currently owns.",

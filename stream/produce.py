@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream import jsonutil
 from stream.decode import decode_activity
+from stream.directory import decode_directory
 from stream.events import InvalidEvent
 from stream.settings import Settings
 from stream.topics import TopicNames
@@ -47,6 +48,19 @@ def key_for(line: bytes, validate: bool) -> bytes | None:
     key = actor.encode() if actor is not None else None
     if validate:
         decode_activity(line, key)  # the worker's own gate, so the summary matches the DLQ
+    return key
+
+
+def directory_key_for(line: bytes, validate: bool) -> bytes | None:
+    """The user id of a directory line as the Kafka key; validated like the worker does."""
+    try:
+        doc = jsonutil.loads(line)
+    except jsonutil.JSONDecodeError:
+        doc = None
+    user = doc.get("user_id") if isinstance(doc, dict) else None
+    key = user.encode() if isinstance(user, str) else None
+    if validate:
+        decode_directory(line, key)
     return key
 
 
@@ -87,9 +101,12 @@ async def produce_lines(
     rate: float | None = None,
     validate: bool = True,
     on_line: Callable[[int], None] | None = None,
+    directory: bool = False,
 ) -> ProduceSummary:
-    """Send each non-blank line to the activity topic; report invalid lines by number."""
-    topic = TopicNames.from_settings(settings).activity
+    """Send each non-blank line to the activity (or directory) topic; report bad lines by number."""
+    names = TopicNames.from_settings(settings)
+    topic = names.directory if directory else names.activity
+    keyer = directory_key_for if directory else key_for
     summary = ProduceSummary()
     started = time.monotonic()
     producer = new_producer(settings)
@@ -104,7 +121,7 @@ async def produce_lines(
             if not line:
                 continue
             try:
-                key = key_for(line, validate)
+                key = keyer(line, validate)
             except InvalidEvent as exc:
                 summary.rejected.append((number, str(exc)))
                 continue

@@ -9,6 +9,8 @@ from stream.settings import Settings
 
 ACTIVITY: Final = "esn.activity.v1"
 ACTIVITY_DLQ: Final = "esn.activity.v1.dlq"
+DIRECTORY: Final = "esn.directory.v1"
+DIRECTORY_DLQ: Final = "esn.directory.v1.dlq"
 
 #: Headers on a dead-lettered record; the value bytes stay exactly as received.
 DLQ_REASON: Final = "esn.dlq.reason"
@@ -24,17 +26,30 @@ class TopicNames:
 
     activity: str
     activity_dlq: str
+    directory: str
+    directory_dlq: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
         """Apply the configured prefix to every topic name."""
         prefix = settings.topic_prefix
-        return cls(activity=prefix + ACTIVITY, activity_dlq=prefix + ACTIVITY_DLQ)
+        return cls(
+            activity=prefix + ACTIVITY,
+            activity_dlq=prefix + ACTIVITY_DLQ,
+            directory=prefix + DIRECTORY,
+            directory_dlq=prefix + DIRECTORY_DLQ,
+        )
 
     def partitions(self, settings: Settings) -> dict[str, int]:
         """Partition count per topic, for creating them."""
-        # The DLQ sees only bad records; a few partitions keep their order readable per source.
-        return {self.activity: settings.activity_partitions, self.activity_dlq: 3}
+        # The directory is co-partitioned with activity (same key, same count), so a user's
+        # profile and activity land on the same partition number. DLQs see only bad records.
+        return {
+            self.activity: settings.activity_partitions,
+            self.activity_dlq: 3,
+            self.directory: settings.activity_partitions,
+            self.directory_dlq: 3,
+        }
 
 
 def dlq_headers(

@@ -186,10 +186,13 @@ async def eventually(
 
 
 async def produce_raw(
-    settings: Settings, records: Iterable[tuple[bytes | None, bytes]], rate: float | None = None
+    settings: Settings,
+    records: Iterable[tuple[bytes | None, bytes]],
+    rate: float | None = None,
+    topic: str | None = None,
 ) -> int:
-    """Send (key, value) pairs to the activity topic exactly as given (bad ones included)."""
-    topic = TopicNames.from_settings(settings).activity
+    """Send (key, value) pairs exactly as given (bad ones included), to the activity topic."""
+    topic = topic or TopicNames.from_settings(settings).activity
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, enable_idempotence=True
     )

@@ -40,6 +40,33 @@ class RedisKeys:
         return self.prefix + "totals:unknown_types"
 
     @property
+    def profile_prefix(self) -> str:
+        """Prefix of the profile buckets: user id -> "updated\tstatus\tcreated\tdept\tname"."""
+        return self.prefix + "p1:"
+
+    def profile_bucket(self, bucket: int) -> str:
+        """One of ESN_USER_BUCKETS hashes of profiles (same bucketing as user records)."""
+        return f"{self.profile_prefix}{bucket}"
+
+    @property
+    def membership_prefix(self) -> str:
+        """Prefix of the per-user membership hashes: "community\trole" -> "updated\top"."""
+        return self.prefix + "m:"
+
+    def memberships(self, user_id: str) -> str:
+        """A user's memberships, latest record per community and role."""
+        return self.membership_prefix + user_id
+
+    @property
+    def community_prefix(self) -> str:
+        """Prefix of the community member sets."""
+        return self.prefix + "c:"
+
+    def community_role(self, community: str, role: str) -> str:
+        """Set of users holding ``role`` (owner, member, follower) in ``community``."""
+        return f"{self.community_prefix}{community}:{role}"
+
+    @property
     def fence_prefix(self) -> str:
         """Prefix of the applied-offset fences."""
         return self.prefix + "fence:"

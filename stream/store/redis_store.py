@@ -158,7 +158,7 @@ class RedisStore:
 
     async def daily_active_users(self, iso_day: str) -> set[str]:
         """The users active on a UTC day (exact, within the retention)."""
-        return {_text(m) for m in await self.client.smembers(self.keys.day(iso_day))}
+        return {text(m) for m in await self.client.smembers(self.keys.day(iso_day))}
 
     async def daily_active_count(self, iso_day: str) -> int:
         """How many users were active on a UTC day."""
@@ -169,14 +169,14 @@ class RedisStore:
         raw = await self.client.hgetall(self.keys.totals)
         out: dict[tuple[str, str], int] = {}
         for field, value in raw.items():
-            event_type, _, object_type = _text(field).partition("|")
+            event_type, _, object_type = text(field).partition("|")
             out[event_type, object_type] = int(value)
         return out
 
     async def unknown_type_totals(self) -> dict[str, int]:
         """Events per raw type name that was counted as "other"."""
         raw = await self.client.hgetall(self.keys.unknown_types)
-        return {_text(k): int(v) for k, v in raw.items()}
+        return {text(k): int(v) for k, v in raw.items()}
 
     async def all_user_states(self) -> dict[str, UserState]:
         """Every user's state (for tests and small tools: reads every bucket)."""
@@ -186,19 +186,19 @@ class RedisStore:
                 pipe.hgetall(self.keys.user_bucket(bucket))
             for records in await pipe.execute():
                 for user, raw in records.items():
-                    state = decode_user_record(_text(user), raw)
+                    state = decode_user_record(text(user), raw)
                     out[state.user_id] = state
         return out
 
 
 def decode_user_record(user_id: str, raw: bytes | str) -> UserState:
     """Unpack "first,last,count..." (decimal, empty for zero) as written by fold.lua."""
-    parts = _text(raw).split(",")
+    parts = text(raw).split(",")
     first, last = int(parts[0]), int(parts[1])
     counts = {COUNTED_TYPES[index]: int(part) for index, part in enumerate(parts[2:]) if part}
     return UserState(user_id, first, last, counts)
 
 
-def _text(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
     """Redis replies are bytes here (no decode_responses); typed as either by redis-py."""
     return value.decode() if isinstance(value, bytes) else value

@@ -80,3 +80,34 @@ class TestStack:
         up = esn(settings, "stack", "up")
         assert up.returncode == 0, up.stderr
         assert "started: nothing" in up.stdout
+
+
+class TestDirectoryImport:
+    async def test_csv_roster_is_validated_sent_and_folded(
+        self, settings: Settings, store: RedisStore, worker_factory: Any, tmp_path: Path
+    ) -> None:
+        """A CSV roster goes through produce --directory into profiles; bad rows are named."""
+        from stream.store import DirectoryStore
+        from tests.support import eventually
+
+        roster = tmp_path / "roster.csv"
+        roster.write_text(
+            "\ufeffuser_id,status,created,updated,department\n"
+            "u1,enabled,2026-01-05T08:00:00Z,2026-01-05T08:00:00Z,Sales\n"
+            "u2,sleeping,2026-01-05T08:00:00Z,2026-01-05T08:00:00Z,Sales\n"
+            "u3,disabled,2026-01-05T08:00:00Z,2026-02-01T08:00:00+01:00,\n"
+        )
+        worker = await worker_factory().started()
+        produced = esn(settings, "produce", "--directory", str(roster))
+        assert 0 == produced.returncode, produced.stderr
+        assert "sent 2, rejected 1" in produced.stdout
+        assert "line 2: bad_field" in produced.stdout
+        directory = DirectoryStore(store)
+
+        async def folded() -> bool:
+            return await directory.profile("u3") is not None
+
+        await eventually(folded, 60, "roster folded", worker.check_alive)
+        u1, u3 = await directory.profile("u1"), await directory.profile("u3")
+        assert u1 is not None and ("enabled", "Sales") == (u1.status, u1.department)
+        assert u3 is not None and ("disabled", None) == (u3.status, u3.department)

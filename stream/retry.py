@@ -1,0 +1,33 @@
+"""Retrying a Redis call until it succeeds, with capped exponential backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def until_redis_answers(
+    call: Callable[[], Awaitable[T]],
+    max_delay: float,
+    what: str,
+    on_error: Callable[[Exception], None] | None = None,
+) -> T:
+    """Await ``call()`` until Redis takes it: work is never skipped while Redis is away."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            if on_error:
+                on_error(exc)
+            delay = min(max_delay, 0.1 * 2**attempt)
+            attempt += 1
+            log.warning("%s failed (%s); retry %d in %.1fs", what, exc, attempt, delay)
+            await asyncio.sleep(delay)

@@ -1,0 +1,96 @@
+"""Redis writes and reads of the user directory: profiles and community memberships."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from stream.directory import MembershipV1, ProfileV1, updated_ms
+from stream.events import epoch_ms
+from stream.store.redis_store import RedisStore, text
+
+_DIRECTORY_SCRIPT = resources.files("stream.store").joinpath("directory.lua").read_text()
+ROLES = ("owner", "member", "follower")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The winning profile record of a user."""
+
+    user_id: str
+    status: str
+    created_ms: int
+    updated_ms: int
+    department: str | None
+    display_name: str | None
+
+
+class DirectoryStore:
+    """Profiles and memberships, sharing the activity store's client, keys and buckets."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.keys = store.keys
+        self._fold = store.client.register_script(_DIRECTORY_SCRIPT)
+
+    async def apply(self, records: Sequence[ProfileV1 | MembershipV1]) -> tuple[int, int]:
+        """Fold a batch (latest update wins); returns (profiles changed, memberships changed)."""
+        profiles, memberships = [], []
+        for record in records:
+            if isinstance(record, ProfileV1):
+                fields = (
+                    str(self.store.bucket_of(record.user_id)),
+                    record.user_id,
+                    str(updated_ms(record)),
+                    record.status,
+                    str(epoch_ms(record.created)),
+                    record.department or "",
+                    record.display_name or "",
+                )
+                profiles.append("\t".join(fields))
+            else:
+                membership = (
+                    record.user_id,
+                    record.community,
+                    record.role,
+                    record.op,
+                    str(updated_ms(record)),
+                )
+                memberships.append("\t".join(membership))
+        k = self.keys
+        args = [
+            k.profile_prefix,
+            k.membership_prefix,
+            k.community_prefix,
+            "\n".join(profiles),
+            "\n".join(memberships),
+        ]
+        changed_profiles, changed_memberships = await self._fold(keys=[], args=args)
+        return int(changed_profiles), int(changed_memberships)
+
+    async def profile(self, user_id: str) -> Profile | None:
+        """The user's profile, or None when the directory does not know them."""
+        bucket = self.keys.profile_bucket(self.store.bucket_of(user_id))
+        raw = await self.store.client.hget(bucket, user_id)
+        if raw is None:
+            return None
+        updated, status, created, department, name = text(raw).split("\t")
+        return Profile(
+            user_id, status, int(created), int(updated), department or None, name or None
+        )
+
+    async def roles(self, user_id: str) -> dict[str, list[str]]:
+        """Communities per role the user currently holds (owner, member, follower)."""
+        raw = await self.store.client.hgetall(self.keys.memberships(user_id))
+        out: dict[str, list[str]] = {role: [] for role in ROLES}
+        for field, value in raw.items():
+            community, role = text(field).split("\t")
+            if text(value).endswith("\tadd"):
+                out[role].append(community)
+        return {role: sorted(communities) for role, communities in out.items()}
+
+    async def community_members(self, community: str, role: str) -> set[str]:
+        """Users holding ``role`` in ``community``."""
+        members = await self.store.client.smembers(self.keys.community_role(community, role))
+        return {text(member) for member in members}

@@ -5,7 +5,7 @@ The pydantic model is the definition; :mod:`stream.decode` is the gate raw recor
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -62,7 +62,6 @@ INVALID_REASONS: Final = (
 
 KNOWN_TYPES: Final = frozenset(EVENT_TYPES)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS: Final = timedelta(milliseconds=1)
 KNOWN_OBJECT_TYPES: Final = frozenset(OBJECT_TYPES)
 _ID = Field(min_length=1, max_length=256)
 
@@ -133,7 +132,9 @@ class Activity(NamedTuple):
 
 def epoch_ms(moment: datetime) -> int:
     """Exact integer milliseconds since the epoch (no float rounding), floored."""
-    return (moment - _EPOCH) // _ONE_MS
+    # Integer parts of the timedelta: exact, and cheaper than timedelta floor division.
+    delta = moment - _EPOCH
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 class InvalidEvent(ValueError):

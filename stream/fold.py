@@ -16,13 +16,14 @@ from stream.events import Activity
 MS_PER_DAY = 86_400_000
 
 
-@dataclass
+@dataclass(slots=True)
 class UserDelta:
     """What one batch says about one user."""
 
     first_ms: int
     last_ms: int
-    counts: Counter[str] = field(default_factory=Counter)
+    #: A plain dict, not a Counter: this is built once per user per batch, on the hot path.
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,7 +56,8 @@ class PartitionDelta:
                 user.first_ms = t
             if t > user.last_ms:
                 user.last_ms = t
-        user.counts[activity.type] += 1
+        counts = user.counts
+        counts[activity.type] = counts.get(activity.type, 0) + 1
         day = utc_day(t // MS_PER_DAY)
         actives = self.day_actives.get(day)
         if actives is None:

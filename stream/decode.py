@@ -39,25 +39,30 @@ _OPTIONAL_TEXT: Final = ("community", "target_user", "source")
 
 def decode_activity(value: bytes | None, key: bytes | None) -> Activity:
     """Validate one raw record (plain v1 JSON or a CloudEvents 1.0 structured record)."""
-    if not value:
-        raise InvalidEvent("not_json", "record has no value")
-    try:
-        doc = jsonutil.loads(value)
-    except jsonutil.JSONDecodeError as exc:
-        raise InvalidEvent("not_json", str(exc)) from None
+    doc = load_json_record(value)
     if type(doc) is dict:
         if "specversion" in doc:
             doc = unwrap_cloudevent(doc)
         fast = _fast_activity(doc)
         if fast is not None:
-            _check_key(key, fast.actor)
+            check_key(key, fast.actor, "actor")
             return fast
     try:
         event = ActivityEventV1.model_validate(doc)
     except ValidationError as exc:
         raise _invalid_from(exc) from None
-    _check_key(key, event.actor)
+    check_key(key, event.actor, "actor")
     return Activity.from_event(event)
+
+
+def load_json_record(value: bytes | None) -> Any:
+    """Parse a record's value, naming an empty or non-JSON one as ``not_json``."""
+    if not value:
+        raise InvalidEvent("not_json", "record has no value")
+    try:
+        return jsonutil.loads(value)
+    except jsonutil.JSONDecodeError as exc:
+        raise InvalidEvent("not_json", str(exc)) from None
 
 
 def _fast_activity(doc: dict[str, Any]) -> Activity | None:
@@ -104,10 +109,11 @@ def _fast_activity(doc: dict[str, Any]) -> Activity | None:
     )
 
 
-def _check_key(key: bytes | None, actor: str) -> None:
+def check_key(key: bytes | None, expected: str, what: str) -> None:
+    """The Kafka key must be the record's user: a wrong key would route it to another partition."""
     actual = key.decode("utf-8", "replace") if key is not None else None
-    if actual != actor:
-        raise InvalidEvent("key_mismatch", f"record key {actual!r} is not the actor {actor!r}")
+    if actual != expected:
+        raise InvalidEvent("key_mismatch", f"record key {actual!r} is not the {what} {expected!r}")
 
 
 def unwrap_cloudevent(envelope: dict[str, Any]) -> dict[str, Any]:

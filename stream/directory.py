@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from stream import jsonutil
+from stream.decode import check_key, load_json_record
 from stream.events import InvalidEvent, epoch_ms
 
 #: Free text that is stored in tab-separated records: no control characters.
@@ -54,12 +54,7 @@ _ADAPTER: Final[TypeAdapter[ProfileV1 | MembershipV1]] = TypeAdapter(DirectoryRe
 
 def decode_directory(value: bytes | None, key: bytes | None) -> ProfileV1 | MembershipV1:
     """Validate one raw directory record; the key must be its user id."""
-    if not value:
-        raise InvalidEvent("not_json", "record has no value")
-    try:
-        doc = jsonutil.loads(value)
-    except jsonutil.JSONDecodeError as exc:
-        raise InvalidEvent("not_json", str(exc)) from None
+    doc = load_json_record(value)
     if not isinstance(doc, dict):
         raise InvalidEvent("not_object", "a directory record is a JSON object")
     doc.setdefault("kind", "profile")
@@ -75,11 +70,7 @@ def decode_directory(value: bytes | None, key: bytes | None) -> ProfileV1 | Memb
         else:
             reason = "bad_field"
         raise InvalidEvent(reason, f"{where}: {first['msg']}") from None
-    actual = key.decode("utf-8", "replace") if key is not None else None
-    if actual != record.user_id:
-        raise InvalidEvent(
-            "key_mismatch", f"record key {actual!r} is not the user id {record.user_id!r}"
-        )
+    check_key(key, record.user_id, "user id")
     return record
 
 

@@ -72,6 +72,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         )
         return await pending
 
+    flagged = app.topic(pipeline.topics.flagged, key_serializer="raw", value_serializer="raw")
+
+    async def send_flag(
+        partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> Any:
+        pending = await flagged.send(key=key, value=value, partition=partition, headers=headers)
+        return await pending
+
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def start_ingest() -> None:
         await ensure_topics(settings)
@@ -80,6 +88,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             pipeline.store,
             pipeline.metrics,
             send_dead_letter,
+            send_flag,
             loop=app.loop,
             beacon=app.beacon,
         )
@@ -100,10 +109,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         batches = stream.take_events(500, within=0.2)  # type: ignore[attr-defined]
         async for events in batches:
             records: list[ProfileV1 | MembershipV1] = []
+            profiles: list[tuple[int, ProfileV1]] = []
             for event in events:
                 message = event.message
                 try:
-                    records.append(decode_directory(message.value, message.key))
+                    record = decode_directory(message.value, message.key)
+                    records.append(record)
+                    if isinstance(record, ProfileV1):
+                        profiles.append((message.partition, record))
                 except InvalidEvent as exc:
                     reject = Reject(message, exc.reason, exc.detail)
                     await send_dead_letter(reject, directory_dead_letters)
@@ -114,8 +127,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     settings.redis_retry_max_seconds,
                     "Directory apply",
                 )
-                for record in records:
-                    pipeline.metrics.directory_records.labels(record.kind).inc()
+                # Profile versions also enter their partition's reorder buffer, where the
+                # inactivity engine applies them in event-time order with the activity.
+                await until_redis_answers(
+                    lambda batch=profiles: store.buffer_profiles(batch),  # type: ignore[misc]
+                    settings.redis_retry_max_seconds,
+                    "Directory buffering",
+                )
+                for done in records:
+                    pipeline.metrics.directory_records.labels(done.kind).inc()
 
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="faust")
 

@@ -49,11 +49,17 @@ class FoldedFetch:
 
 
 def fold_partition(
-    topic: str, partition: int, records: Sequence[RawRecord], rejects: list[Reject] | None = None
+    topic: str,
+    partition: int,
+    records: Sequence[RawRecord],
+    rejects: list[Reject] | None = None,
+    counting_types: frozenset[str] | None = None,
 ) -> tuple[PartitionDelta, list[int]]:
     """Fold one partition's records (ascending offsets) into a delta covering all of them."""
     first = records[0].offset
-    delta = PartitionDelta(topic, partition, first_offset=first, last_offset=first)
+    delta = PartitionDelta(
+        topic, partition, first_offset=first, last_offset=first, counting_types=counting_types
+    )
     times: list[int] = []
     for record in records:
         try:
@@ -68,13 +74,16 @@ def fold_partition(
     return delta, times
 
 
-def fold_fetch(fetched: Mapping[tuple[str, int], Sequence[RawRecord]]) -> FoldedFetch:
+def fold_fetch(
+    fetched: Mapping[tuple[str, int], Sequence[RawRecord]],
+    counting_types: frozenset[str] | None = None,
+) -> FoldedFetch:
     """Fold every partition of a fetch; invalid records become rejects, valid ones deltas."""
     out = FoldedFetch()
     for (topic, partition), records in fetched.items():
         if not records:
             continue
-        delta, times = fold_partition(topic, partition, records, out.rejects)
+        delta, times = fold_partition(topic, partition, records, out.rejects, counting_types)
         out.deltas.append(delta)
         out.event_times_ms[partition] = times
     return out

@@ -43,6 +43,10 @@ class PartitionDelta:
     unknown_types: Counter[str] = field(default_factory=Counter)
     events: int = 0
     max_event_ms: int | None = None
+    #: (event time, user) of the events that count as activity, for the inactivity engine.
+    activity_times: set[tuple[int, str]] = field(default_factory=set)
+    #: Event types that count as activity; None: all of them.
+    counting_types: frozenset[str] | None = None
 
     def add(self, activity: Activity) -> None:
         """Fold one valid activity into the delta."""
@@ -66,6 +70,8 @@ class PartitionDelta:
         self.totals[activity.type, activity.object_type] += 1
         if activity.type != activity.raw_type:
             self.unknown_types[activity.raw_type] += 1
+        if self.counting_types is None or activity.raw_type in self.counting_types:
+            self.activity_times.add((t, activity.actor))
         self.events += 1
         if self.max_event_ms is None or t > self.max_event_ms:
             self.max_event_ms = t

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from stream.settings import Settings
+
 DAY_MS: Final = 86_400_000
 
 TransitionKind = Literal["inactive", "never_active", "reactivated", "withdrawn"]
@@ -43,6 +45,8 @@ class UserInactivity:
     #: How many thresholds (the smallest first) the user is flagged at.
     flagged_count: int = 0
     never_active: bool = False
+    #: Version (updated time) of the last profile applied: older or repeated ones are ignored.
+    profile_ms: int | None = None
 
     @property
     def flagged(self) -> bool:
@@ -98,6 +102,11 @@ class InactivityMachine:
     #: user -> next crossing instant; the heap may hold stale entries (checked when popped).
     due: dict[str, int] = field(default_factory=dict)
     _heap: list[tuple[int, str]] = field(default_factory=list)
+
+    def schedule_at(self, user_id: str, at_ms: int) -> None:
+        """Restore a crossing that was due when the state was stored."""
+        self.due[user_id] = at_ms
+        heapq.heappush(self._heap, (at_ms, user_id))
 
     def release(self, changes: Iterable[Change], watermark_ms: int) -> list[Transition]:
         """Apply ``changes`` (event-time order) and every crossing up to the watermark."""
@@ -167,9 +176,12 @@ class InactivityMachine:
         out: list[Transition] = []
         if state is None:
             state = self.states[change.user_id] = UserInactivity(
-                change.created_ms, change.at_ms, enabled=change.enabled
+                change.created_ms, change.at_ms, enabled=change.enabled, profile_ms=change.at_ms
             )
             return out
+        if state.profile_ms is not None and change.at_ms <= state.profile_ms:
+            return out  # a redelivered or superseded version
+        state.profile_ms = change.at_ms
         state.created_ms = change.created_ms  # the directory knows better than first sight
         if not change.enabled:
             if state.enabled and state.flagged:
@@ -210,6 +222,39 @@ def next_crossing(state: UserInactivity, definitions: Definitions) -> int | None
     else:
         return None
     return max(raw, state.enabled_since_ms)
+
+
+def buffer_member_for_profile(at_ms: int, user_id: str, enabled: bool, created_ms: int) -> str:
+    """The reorder-buffer member of a profile version (activity members are "time\\tuser")."""
+    return f"{at_ms}\t{user_id}\tP\t{'enabled' if enabled else 'disabled'}\t{created_ms}"
+
+
+def parse_buffer_member(member: str) -> Change:
+    """A buffered change from its member string."""
+    parts = member.split("\t")
+    if len(parts) == 2:
+        return Seen(int(parts[0]), parts[1])
+    return ProfileChange(int(parts[0]), parts[1], parts[3] == "enabled", int(parts[4]))
+
+
+def definitions_from(settings: Settings) -> Definitions:
+    """The configured thresholds and grace period."""
+    thresholds = sorted({parse_duration_ms(t) for t in settings.inactivity_thresholds.split(",")})
+    return Definitions(tuple(thresholds), parse_duration_ms(settings.never_active_grace))
+
+
+def counting_types_from(settings: Settings) -> frozenset[str] | None:
+    """Event types that count as activity; None means every type."""
+    names = {t.strip() for t in settings.activity_types.split(",") if t.strip()}
+    return frozenset(names) or None
+
+
+def threshold_label(threshold_ms: int) -> str:
+    """30 days -> "30d" (the largest whole unit)."""
+    for unit, size in (("d", DAY_MS), ("h", 3_600_000), ("m", 60_000)):
+        if threshold_ms % size == 0:
+            return f"{threshold_ms // size}{unit}"
+    return f"{threshold_ms // 1000}s"
 
 
 def parse_duration_ms(text: str) -> int:

@@ -20,13 +20,23 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
+from redis.exceptions import RedisError
 
 from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
 from stream.fold import PartitionDelta
+from stream.inactivity import (
+    counting_types_from,
+    definitions_from,
+    parse_duration_ms,
+    threshold_label,
+)
 from stream.metrics import PipelineMetrics
+from stream.publisher import FlagPublisher, FlagSink
 from stream.retry import until_redis_answers
 from stream.settings import Settings
 from stream.store import ApplyOutcome, RedisStore
+from stream.store.redis_store import text
+from stream.sweep import InactivitySweeper
 from stream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -66,6 +76,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp in revoked:
                 self.ingest.fences.pop(tp.partition, None)
                 self.ingest.forget_partition(tp)
+                self.ingest.publisher.forget(tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.ingest.seek_to_fences(assigned)
@@ -80,6 +91,7 @@ class ActivityIngest(Service):
         store: RedisStore,
         metrics: PipelineMetrics,
         dead_letter: DeadLetterSink,
+        send_flag: FlagSink,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +101,11 @@ class ActivityIngest(Service):
         self.metrics = metrics
         self.dead_letter = dead_letter
         self.consumer = new_activity_consumer(settings)
+        self.counting_types = counting_types_from(settings)
+        self.definitions = definitions_from(settings)
+        self.lateness_ms = parse_duration_ms(settings.allowed_lateness)
+        self.sweeper = InactivitySweeper(store, self.definitions)
+        self.publisher = FlagPublisher(settings, store, send_flag)
         self.apply_lock = asyncio.Lock()
         #: partition -> applied offset, as last read from or written to Redis.
         self.fences: dict[int, int] = {}
@@ -120,6 +137,61 @@ class ActivityIngest(Service):
                 async with self.apply_lock:
                     await self.commit_fences()
 
+    @Service.task
+    async def _sweep_loop(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.settings.sweep_interval_seconds)
+            if self.joined.is_set():
+                try:
+                    await self.sweep()
+                except (RedisError, OSError) as exc:
+                    log.warning("Sweep skipped, Redis unavailable: %s", exc)
+
+    async def sweep(self) -> None:
+        """Bring every owned partition's flags up to the clock, publish them, refresh gauges."""
+        for tp in sorted(self.consumer.assignment()):
+            watermark = await self._watermark(tp.partition)
+            if watermark is None:
+                continue
+            async with self.apply_lock:
+                if tp not in self.consumer.assignment():
+                    continue
+                while True:
+                    result = await self.sweeper.release(tp.partition, watermark)
+                    if result.complete:
+                        break
+                for record in await self.publisher.publish(tp.partition):
+                    self.metrics.flags.labels(record["kind"]).inc()
+                    if record["kind"] == "reactivated":
+                        self.metrics.reactivations.inc()
+        self.metrics.last_sweep_finished = time.time()
+        await self._refresh_user_gauges()
+
+    async def _watermark(self, partition: int) -> int | None:
+        """The clock's now minus the allowed lateness (event clock: highest event time seen)."""
+        if self.settings.clock == "event":
+            raw = await self.store.client.get(self.store.keys.watermark_source(partition))
+            if raw is None:
+                return None
+            return int(raw) - self.lateness_ms
+        return int(time.time() * 1000) - self.lateness_ms
+
+    async def _refresh_user_gauges(self) -> None:
+        counts = {
+            text(k): int(v)
+            for k, v in (await self.store.client.hgetall(self.store.keys.inactivity_counts)).items()
+        }
+        self.metrics.users_enabled.set(counts.get("enabled", 0))
+        self.metrics.users_never_active.set(counts.get("never_active", 0))
+        for threshold in self.definitions.thresholds_ms:
+            label = threshold_label(threshold)
+            self.metrics.users_inactive.labels(label).set(counts.get(f"inactive:{label}", 0))
+        now_ms = int(time.time() * 1000) if self.settings.clock == "wall" else self._max_event_ms
+        for window, days in (("1d", 1), ("7d", 7), ("30d", 30)):
+            self.metrics.active_users.labels(window).set(
+                await self.store.active_users(now_ms, days)
+            )
+
     @Service.timer(5.0)
     async def _refresh_lag(self) -> None:
         for tp in self.consumer.assignment():
@@ -138,7 +210,7 @@ class ActivityIngest(Service):
             for tp, records in fetched.items()
             if records and tp in owned
         }
-        folded = fold_fetch(by_partition)
+        folded = fold_fetch(by_partition, self.counting_types)
         await self._send_rejects(folded.rejects)
         await self._apply(folded, by_partition)
 
@@ -175,7 +247,9 @@ class ActivityIngest(Service):
                         records[delta.topic, delta.partition], result.applied_before
                     )
                     if rest:
-                        refolded, rest_times = fold_partition(delta.topic, delta.partition, rest)
+                        refolded, rest_times = fold_partition(
+                            delta.topic, delta.partition, rest, None, self.counting_types
+                        )
                         times[delta.partition] = rest_times
                         retry.append(refolded)
             pending = retry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -134,6 +135,46 @@ class PipelineMetrics:
             "Directory records sent to the directory dead-letter topic, by reason.",
             ["reason"],
             registry=registry,
+        )
+        self.flags = Counter(
+            "esn_flags",
+            "Flag records published on esn.users.flagged.v1, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.reactivations = Counter(
+            "esn_reactivations",
+            "Flagged users who acted again (published reactivated records).",
+            registry=registry,
+        )
+        self.users_enabled = Gauge(
+            "esn_users_enabled", "Enabled users known to the engine.", registry=registry
+        )
+        self.users_inactive = Gauge(
+            "esn_users_inactive",
+            "Enabled users whose last activity is older than the threshold.",
+            ["threshold"],
+            registry=registry,
+        )
+        self.users_never_active = Gauge(
+            "esn_users_never_active",
+            "Enabled users with no activity since creation, past the grace period.",
+            registry=registry,
+        )
+        self.active_users = Gauge(
+            "esn_active_users",
+            "Users with at least one activity event in the window ending at the clock's now.",
+            ["window"],
+            registry=registry,
+        )
+        self.last_sweep_finished = 0.0
+        self.sweep_age = Gauge(
+            "esn_sweep_age_seconds",
+            "Seconds since the last inactivity sweep finished (large before the first).",
+            registry=registry,
+        )
+        self.sweep_age.set_function(
+            lambda: time.time() - self.last_sweep_finished if self.last_sweep_finished else 1e9
         )
         self.assigned_partitions = Gauge(
             "esn_assigned_partitions",

@@ -63,6 +63,27 @@ class Settings(BaseSettings):
         "4.3.1", description="org.apache.kafka:kafka_2.13 version the local stack runs."
     )
     log_level: str = Field("info", description="Worker log level.")
+    inactivity_thresholds: str = Field(
+        "30d", description="Inactive when the last activity is older than this; several: 30d,90d."
+    )
+    never_active_grace: str = Field(
+        "14d", description="An enabled profile with no activity this long after creation."
+    )
+    activity_types: str = Field(
+        "", description="Event types that count as activity (comma list); empty: all types."
+    )
+    clock: str = Field(
+        "wall",
+        pattern="^(wall|event)$",
+        description="wall: now is the wall clock; event: now is the highest event time seen "
+        "(replays and backfills).",
+    )
+    allowed_lateness: str = Field(
+        "5m", description="How late an event may arrive and still be ordered by its time."
+    )
+    sweep_interval_seconds: float = Field(
+        5.0, gt=0, description="How often flags are brought up to the clock."
+    )
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:

@@ -11,6 +11,9 @@ ACTIVITY: Final = "esn.activity.v1"
 ACTIVITY_DLQ: Final = "esn.activity.v1.dlq"
 DIRECTORY: Final = "esn.directory.v1"
 DIRECTORY_DLQ: Final = "esn.directory.v1.dlq"
+FLAGGED: Final = "esn.users.flagged.v1"
+#: Header of a flagged-user record: its sequence number within its partition's outbox.
+FLAG_SEQ: Final = "esn.seq"
 
 #: Headers on a dead-lettered record; the value bytes stay exactly as received.
 DLQ_REASON: Final = "esn.dlq.reason"
@@ -28,6 +31,7 @@ class TopicNames:
     activity_dlq: str
     directory: str
     directory_dlq: str
+    flagged: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
@@ -38,6 +42,7 @@ class TopicNames:
             activity_dlq=prefix + ACTIVITY_DLQ,
             directory=prefix + DIRECTORY,
             directory_dlq=prefix + DIRECTORY_DLQ,
+            flagged=prefix + FLAGGED,
         )
 
     def partitions(self, settings: Settings) -> dict[str, int]:
@@ -49,6 +54,8 @@ class TopicNames:
             self.activity_dlq: 3,
             self.directory: settings.activity_partitions,
             self.directory_dlq: 3,
+            # Flags of activity partition p are published to partition p (exactly-once resume).
+            self.flagged: settings.activity_partitions,
         }
 
 

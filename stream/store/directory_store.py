@@ -8,6 +8,7 @@ from importlib import resources
 
 from stream.directory import MembershipV1, ProfileV1, updated_ms
 from stream.events import epoch_ms
+from stream.inactivity import buffer_member_for_profile
 from stream.store.redis_store import RedisStore, text
 
 _DIRECTORY_SCRIPT = resources.files("stream.store").joinpath("directory.lua").read_text()
@@ -68,6 +69,19 @@ class DirectoryStore:
         ]
         changed_profiles, changed_memberships = await self._fold(keys=[], args=args)
         return int(changed_profiles), int(changed_memberships)
+
+    async def buffer_profiles(self, profiles: Sequence[tuple[int, ProfileV1]]) -> None:
+        """Add (partition, profile) versions to their partitions' reorder buffers (idempotent)."""
+        if not profiles:
+            return
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for partition, profile in profiles:
+                at = updated_ms(profile)
+                member = buffer_member_for_profile(
+                    at, profile.user_id, profile.status == "enabled", epoch_ms(profile.created)
+                )
+                pipe.zadd(self.keys.reorder_buffer(partition), {member: at})
+            await pipe.execute()
 
     async def profile(self, user_id: str) -> Profile | None:
         """The user's profile, or None when the directory does not know them."""

@@ -1,9 +1,11 @@
 -- Apply one partition batch's fold and advance its offset fence, atomically.
--- KEYS: 1 fence, 2 totals, 3 unknown-type totals
+-- KEYS: 1 fence, 2 totals, 3 unknown-type totals, 4 reorder buffer, 5 watermark source
 -- ARGV: 1 user_prefix, 2 day_prefix, 3 first_offset, 4 last_offset,
 --       5 users: one line per user, "bucket\tuser\tfirst_ms\tlast_ms\tslot=count,slot=count",
 --       6 days: one line per UTC day, "day\texpire_at\tuser\tuser...",
---       7 n_totals, {field, count}..., then n_unknown, {name, count}...
+--       7 reorder buffer: lines "time_ms\tuser" of the events that count as activity,
+--       8 highest event time of the batch ('' when none),
+--       9 n_totals, {field, count}..., then n_unknown, {name, count}...
 -- Users and days travel as two text blobs: one argument per value cost the client more to encode
 -- than the whole fold (user ids cannot hold tabs or newlines: the contract forbids control chars).
 -- Returns {status, applied_before}: 1 applied, 0 already applied (replay), -1 partial overlap.
@@ -83,7 +85,17 @@ for line in string.gmatch(ARGV[6], '[^\n]+') do
   redis.call('EXPIREAT', key, expire_at)
 end
 
-local i = 7
+-- The inactivity engine releases these in event-time order once the watermark passes them.
+for line in string.gmatch(ARGV[7], '[^\n]+') do
+  local at = string.match(line, '^(%d+)\t')
+  redis.call('ZADD', KEYS[4], at, line)
+end
+if ARGV[8] ~= '' then
+  local seen = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if tonumber(ARGV[8]) > seen then redis.call('SET', KEYS[5], ARGV[8]) end
+end
+
+local i = 9
 local n_totals = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_totals do
   redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])

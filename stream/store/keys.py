@@ -66,6 +66,35 @@ class RedisKeys:
         """Set of users holding ``role`` (owner, member, follower) in ``community``."""
         return f"{self.community_prefix}{community}:{role}"
 
+    def reorder_buffer(self, partition: int) -> str:
+        """Sorted set of changes waiting for the watermark, scored by event time."""
+        return f"{self.prefix}buf:{partition}"
+
+    def watermark_source(self, partition: int) -> str:
+        """Highest event time folded for a partition (the event clock's 'now')."""
+        return f"{self.prefix}wm:{partition}"
+
+    def inactivity_states(self, partition: int) -> str:
+        """Hash user id -> inactivity state (see stream/sweep.py) of one partition."""
+        return f"{self.prefix}inact:{partition}"
+
+    def due(self, partition: int) -> str:
+        """Sorted set user id -> next crossing instant: what a sweep looks at."""
+        return f"{self.prefix}due:{partition}"
+
+    def outbox(self, partition: int) -> str:
+        """List of "seq\tjson" flag records waiting to be published."""
+        return f"{self.prefix}outbox:{partition}"
+
+    def outbox_seq(self, partition: int) -> str:
+        """Last sequence number given to a flag record of a partition."""
+        return f"{self.prefix}seq:{partition}"
+
+    @property
+    def inactivity_counts(self) -> str:
+        """Hash "inactive:<threshold ms>", "never_active", "enabled" -> users (for the gauges)."""
+        return self.prefix + "inact:counts"
+
     @property
     def fence_prefix(self) -> str:
         """Prefix of the applied-offset fences."""

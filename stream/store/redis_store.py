@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stream.events import COUNTED_TYPES
-from stream.fold import MS_PER_DAY, PartitionDelta
+from stream.fold import MS_PER_DAY, PartitionDelta, utc_day
 from stream.settings import Settings
 from stream.store.keys import RedisKeys
 
@@ -118,7 +118,13 @@ class RedisStore:
         """Flatten a delta into the KEYS and ARGV layout documented in fold.lua."""
         k = self.keys
         buckets = self.user_buckets
-        keys = [k.fence(delta.topic, delta.partition), k.totals, k.unknown_types]
+        keys = [
+            k.fence(delta.topic, delta.partition),
+            k.totals,
+            k.unknown_types,
+            k.reorder_buffer(delta.partition),
+            k.watermark_source(delta.partition),
+        ]
         users = "\n".join(
             f"{zlib.crc32(user_id.encode()) % buckets}\t{user_id}\t{user.first_ms}\t"
             f"{user.last_ms}\t" + ",".join(f"{_SLOT[t]}={c}" for t, c in user.counts.items())
@@ -128,6 +134,7 @@ class RedisStore:
             f"{day}\t{self._day_expire_at(day)}\t" + "\t".join(members)
             for day, members in delta.day_actives.items()
         )
+        buffered = "\n".join(f"{at}\t{user}" for at, user in delta.activity_times)
         args: list[Any] = [
             k.user_prefix,
             k.day_prefix,
@@ -135,6 +142,8 @@ class RedisStore:
             delta.last_offset,
             users,
             days,
+            buffered,
+            "" if delta.max_event_ms is None else delta.max_event_ms,
         ]
         args.append(len(delta.totals))
         for (event_type, object_type), count in delta.totals.items():
@@ -163,6 +172,22 @@ class RedisStore:
     async def daily_active_count(self, iso_day: str) -> int:
         """How many users were active on a UTC day."""
         return int(await self.client.scard(self.keys.day(iso_day)))
+
+    async def active_users(self, now_ms: int, days: int) -> int:
+        """Distinct users active on the ``days`` UTC days ending with the day of ``now_ms``."""
+        if now_ms <= 0:
+            return 0
+        last_day = now_ms // MS_PER_DAY
+        keys = [self.keys.day(utc_day(d)) for d in range(last_day - days + 1, last_day + 1)]
+        if days == 1:
+            return int(await self.client.scard(keys[0]))
+        # SUNIONSTORE answers the union's size without sending the members over the wire.
+        scratch = f"{self.keys.prefix}tmp:active:{days}:{now_ms}"
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.sunionstore(scratch, keys)
+            pipe.delete(scratch)
+            size, _ = await pipe.execute()
+        return int(size)
 
     async def totals(self) -> dict[tuple[str, str], int]:
         """Events per (type, object_type) since the beginning."""

@@ -26,6 +26,7 @@ def test_no_collector_has_a_user_label() -> None:
     registry = CollectorRegistry()
     PipelineMetrics(registry)
     allowed = {"type", "object_type", "reason", "outcome", "topic", "partition", "le"}
+    allowed |= {"kind", "threshold", "window"}
     for family in registry.collect():
         for sample in family.samples:
             assert set(sample.labels) <= allowed, family.name

@@ -1,0 +1,89 @@
+"""Publishing flag records from the Redis outbox to esn.users.flagged.v1, each exactly once.
+
+Records of activity partition p go to partition p of the flagged topic, in outbox order, with
+their sequence number in the ``esn.seq`` header. Before the first send for a partition the
+publisher reads the last record of that output partition: anything up to its sequence number was
+sent before a crash and is dropped from the outbox instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream import jsonutil
+from stream.settings import Settings
+from stream.store import RedisStore
+from stream.store.redis_store import text
+from stream.topics import FLAG_SEQ, TopicNames
+
+log = logging.getLogger(__name__)
+
+#: Sends (partition, key, value, headers) and resolves once the broker has the record.
+FlagSink = Callable[[int, bytes, bytes, list[tuple[str, bytes]]], Awaitable[Any]]
+_BATCH = 1000
+
+
+class FlagPublisher:
+    """Drains per-partition outboxes; the caller serialises calls per partition."""
+
+    def __init__(self, settings: Settings, store: RedisStore, send: FlagSink) -> None:
+        self.settings = settings
+        self.topic = TopicNames.from_settings(settings).flagged
+        self.store = store
+        self.send = send
+        self.published: dict[int, int] = {}
+
+    def forget(self, partition: int) -> None:
+        """Another worker owns the partition now: re-read the topic's tail if it comes back."""
+        self.published.pop(partition, None)
+
+    async def publish(self, partition: int) -> list[dict[str, Any]]:
+        """Send every pending record of one partition; returns what was sent."""
+        outbox = self.store.keys.outbox(partition)
+        if partition not in self.published:
+            self.published[partition] = await self.last_published_seq(partition)
+        sent: list[dict[str, Any]] = []
+        while True:
+            entries = [text(e) for e in await self.store.client.lrange(outbox, 0, _BATCH - 1)]
+            if not entries:
+                return sent
+            pending = []
+            for entry in entries:
+                seq_text, record = entry.split("\t", 1)
+                seq = int(seq_text)
+                if seq <= self.published[partition]:
+                    continue  # sent before a crash, trimmed only now
+                doc = jsonutil.loads(record)
+                headers = [(FLAG_SEQ, seq_text.encode())]
+                pending.append(
+                    self.send(partition, doc["user_id"].encode(), record.encode(), headers)
+                )
+                sent.append(doc)
+                self.published[partition] = seq
+            await asyncio.gather(*pending)
+            await self.store.client.ltrim(outbox, len(entries), -1)
+
+    async def last_published_seq(self, partition: int) -> int:
+        """The ``esn.seq`` of the last record in the output partition (0 when empty)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        await consumer.start()
+        await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
+        try:
+            tp = TopicPartition(self.topic, partition)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            if end == 0:
+                return 0
+            consumer.seek(tp, end - 1)
+            for _ in range(20):
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                for record in batch.get(tp, []):
+                    return int(dict(record.headers)[FLAG_SEQ])
+            raise RuntimeError(f"could not read the last record of {self.topic}[{partition}]")
+        finally:
+            await consumer.stop()

@@ -1,0 +1,182 @@
+"""Bringing one partition's inactivity flags up to the watermark, durably and exactly once.
+
+A release loads only what it can touch (buffered changes up to the watermark, users whose next
+crossing is due by then, and those users' states), runs the pure state machine, and commits states,
+due crossings, the released buffer members and numbered flag records in one Lua call. A crash
+before the commit changes nothing; after it, nothing is repeated. Its cost grows with the users
+that change, not with the number of users.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from stream import jsonutil
+from stream.inactivity import (
+    Definitions,
+    InactivityMachine,
+    Transition,
+    UserInactivity,
+    change_order,
+    parse_buffer_member,
+    threshold_label,
+)
+from stream.store import DirectoryStore, RedisStore
+from stream.store.redis_store import text
+
+_RELEASE_SCRIPT = resources.files("stream.store").joinpath("release.lua").read_text()
+SCHEMA: str = "esn.users.flagged.v1"
+#: At most this many buffered changes per release: bounds memory and the Lua call's duration.
+RELEASE_LIMIT = 50_000
+
+
+def encode_state(state: UserInactivity) -> str:
+    """created|enabled_since|enabled|last|flagged_count|never_active|profile_version."""
+    return "|".join(
+        "" if value is None else str(int(value))
+        for value in (
+            state.created_ms,
+            state.enabled_since_ms,
+            state.enabled,
+            state.last_ms,
+            state.flagged_count,
+            state.never_active,
+            state.profile_ms,
+        )
+    )
+
+
+def decode_state(raw: str) -> UserInactivity:
+    """The inverse of :func:`encode_state`."""
+    created, since, enabled, last, flagged, never, profile = raw.split("|")
+    return UserInactivity(
+        created_ms=int(created),
+        enabled_since_ms=int(since),
+        enabled=enabled == "1",
+        last_ms=int(last) if last else None,
+        flagged_count=int(flagged),
+        never_active=never == "1",
+        profile_ms=int(profile) if profile else None,
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What one release did."""
+
+    transitions: list[Transition]
+    changes: int
+    complete: bool
+
+
+class InactivitySweeper:
+    """Releases partitions of one deployment; the caller serialises calls per partition."""
+
+    def __init__(self, store: RedisStore, definitions: Definitions) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.definitions = definitions
+        self.directory = DirectoryStore(store)
+        self._commit = store.client.register_script(_RELEASE_SCRIPT)
+
+    async def release(self, partition: int, watermark_ms: int) -> ReleaseResult:
+        """Apply buffered changes and crossings up to ``watermark_ms`` for one partition."""
+        k, client = self.keys, self.store.client
+        raw_members: list[Any] = await client.zrangebyscore(
+            k.reorder_buffer(partition), "-inf", watermark_ms, start=0, num=RELEASE_LIMIT
+        )
+        members = [text(m) for m in raw_members]
+        changes = sorted((parse_buffer_member(m) for m in members), key=change_order)
+        complete = len(members) < RELEASE_LIMIT
+        # With a capped batch, crossings may only run up to the last change taken.
+        limit = watermark_ms if complete or not changes else changes[-1].at_ms
+        due_raw: list[Any] = await client.zrangebyscore(
+            k.due(partition), "-inf", limit, withscores=True
+        )
+        due = {text(user): int(score) for user, score in due_raw}
+        users = sorted({c.user_id for c in changes} | set(due))
+        if not users:
+            return ReleaseResult([], 0, complete)
+        stored = await client.hmget(k.inactivity_states(partition), users)
+        states = {u: decode_state(text(raw)) for u, raw in zip(users, stored, strict=True) if raw}
+        before = {u: _counted(s, self.definitions) for u, s in states.items()}
+        machine = InactivityMachine(self.definitions, states=states)
+        for user, at in due.items():
+            machine.schedule_at(user, at)
+        transitions = machine.release(changes, limit)
+        records = [await self._record(t) for t in transitions]
+        await self._commit(
+            keys=[
+                k.inactivity_states(partition),
+                k.due(partition),
+                k.reorder_buffer(partition),
+                k.outbox(partition),
+                k.outbox_seq(partition),
+                k.inactivity_counts,
+            ],
+            args=[
+                "\n".join(f"{u}\t{encode_state(s)}" for u, s in machine.states.items()),
+                "\n".join(f"{u}\t{at}" for u, at in machine.due.items()),
+                "\n".join(u for u in machine.states if u not in machine.due),
+                "\n".join(members),
+                "\n".join(jsonutil.dumps(r).decode() for r in records),
+                "\n".join(_count_deltas(before, machine.states, self.definitions)),
+            ],
+        )
+        return ReleaseResult(transitions, len(changes), complete)
+
+    async def _record(self, transition: Transition) -> dict[str, Any]:
+        """The published JSON of a transition, enriched from the directory."""
+        profile = await self.directory.profile(transition.user_id)
+        record: dict[str, Any] = {
+            "schema": SCHEMA,
+            "kind": transition.kind,
+            "user_id": transition.user_id,
+            "at": _iso(transition.at_ms),
+            "last_seen": _iso(transition.last_seen_ms),
+            "created": _iso(transition.created_ms),
+            "department": profile.department if profile else None,
+            "communities": await self.directory.roles(transition.user_id),
+            "event_id": f"{transition.user_id}:{transition.kind}:"
+            f"{transition.threshold_ms or ''}:{transition.at_ms}",
+        }
+        if transition.threshold_ms is not None:
+            record["threshold"] = threshold_label(transition.threshold_ms)
+            record["threshold_seconds"] = transition.threshold_ms // 1000
+        if transition.away_ms is not None:
+            record["away_seconds"] = transition.away_ms / 1000
+        return record
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _counted(state: UserInactivity, definitions: Definitions) -> set[str]:
+    """The gauge buckets a user is in."""
+    if not state.enabled:
+        return set()
+    out = {"enabled"}
+    if state.never_active:
+        out.add("never_active")
+    for threshold in definitions.thresholds_ms[: state.flagged_count]:
+        out.add(f"inactive:{threshold_label(threshold)}")
+    return out
+
+
+def _count_deltas(
+    before: dict[str, set[str]], after: dict[str, UserInactivity], definitions: Definitions
+) -> list[str]:
+    deltas: dict[str, int] = {}
+    for user, state in after.items():
+        old, new = before.get(user, set()), _counted(state, definitions)
+        for field in new - old:
+            deltas[field] = deltas.get(field, 0) + 1
+        for field in old - new:
+            deltas[field] = deltas.get(field, 0) - 1
+    return [f"{field}\t{delta}" for field, delta in sorted(deltas.items()) if delta]

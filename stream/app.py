@@ -72,14 +72,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         )
         return await pending
 
-    flagged = app.topic(pipeline.topics.flagged, key_serializer="raw", value_serializer="raw")
-
-    async def send_flag(
-        partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> Any:
-        pending = await flagged.send(key=key, value=value, partition=partition, headers=headers)
-        return await pending
-
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def start_ingest() -> None:
         await ensure_topics(settings)
@@ -88,7 +80,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             pipeline.store,
             pipeline.metrics,
             send_dead_letter,
-            send_flag,
             loop=app.loop,
             beacon=app.beacon,
         )

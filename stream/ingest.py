@@ -31,7 +31,7 @@ from stream.inactivity import (
     threshold_label,
 )
 from stream.metrics import PipelineMetrics
-from stream.publisher import FlagPublisher, FlagSink
+from stream.publisher import FlagPublisher
 from stream.retry import until_redis_answers
 from stream.settings import Settings
 from stream.store import ApplyOutcome, RedisStore
@@ -91,7 +91,6 @@ class ActivityIngest(Service):
         store: RedisStore,
         metrics: PipelineMetrics,
         dead_letter: DeadLetterSink,
-        send_flag: FlagSink,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,7 +104,7 @@ class ActivityIngest(Service):
         self.definitions = definitions_from(settings)
         self.lateness_ms = parse_duration_ms(settings.allowed_lateness)
         self.sweeper = InactivitySweeper(store, self.definitions)
-        self.publisher = FlagPublisher(settings, store, send_flag)
+        self.publisher = FlagPublisher(settings, store)
         self.apply_lock = asyncio.Lock()
         #: partition -> applied offset, as last read from or written to Redis.
         self.fences: dict[int, int] = {}
@@ -115,6 +114,7 @@ class ActivityIngest(Service):
         self._max_event_ms = 0
 
     async def on_start(self) -> None:
+        await self.publisher.start()
         self.consumer.subscribe([self.topics.activity], listener=_Rebalance(self))
         await self.consumer.start()
 
@@ -122,6 +122,7 @@ class ActivityIngest(Service):
         async with self.apply_lock:
             await self.commit_fences()
         await self.consumer.stop()
+        await self.publisher.stop()
 
     @Service.task
     async def _consume(self) -> None:

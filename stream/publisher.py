@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream import jsonutil
+from stream.produce import new_producer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text
@@ -23,20 +23,28 @@ from stream.topics import FLAG_SEQ, TopicNames
 
 log = logging.getLogger(__name__)
 
-#: Sends (partition, key, value, headers) and resolves once the broker has the record.
-FlagSink = Callable[[int, bytes, bytes, list[tuple[str, bytes]]], Awaitable[Any]]
 _BATCH = 1000
 
 
 class FlagPublisher:
     """Drains per-partition outboxes; the caller serialises calls per partition."""
 
-    def __init__(self, settings: Settings, store: RedisStore, send: FlagSink) -> None:
+    def __init__(self, settings: Settings, store: RedisStore) -> None:
         self.settings = settings
         self.topic = TopicNames.from_settings(settings).flagged
         self.store = store
-        self.send = send
+        # Its own idempotent producer: records are enqueued one by one in outbox order, which
+        # aiokafka keeps per partition (Faust's buffered send reordered the first records).
+        self.producer = new_producer(settings)
         self.published: dict[int, int] = {}
+
+    async def start(self) -> None:
+        """Connect the producer."""
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        """Flush and close the producer."""
+        await self.producer.stop()
 
     def forget(self, partition: int) -> None:
         """Another worker owns the partition now: re-read the topic's tail if it comes back."""
@@ -61,7 +69,13 @@ class FlagPublisher:
                 doc = jsonutil.loads(record)
                 headers = [(FLAG_SEQ, seq_text.encode())]
                 pending.append(
-                    self.send(partition, doc["user_id"].encode(), record.encode(), headers)
+                    await self.producer.send(
+                        self.topic,
+                        record.encode(),
+                        key=doc["user_id"].encode(),
+                        partition=partition,
+                        headers=headers,
+                    )
                 )
                 sent.append(doc)
                 self.published[partition] = seq

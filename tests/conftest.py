@@ -73,8 +73,9 @@ def worker_factory(settings: Settings, tmp_path: Path) -> Iterator[type[WorkerPr
     started: list[WorkerProcess] = []
 
     class _Factory(WorkerProcess):
-        def __init__(self) -> None:
-            own_port = settings.model_copy(update={"web_port": free_port()})
+        def __init__(self, override: Settings | None = None) -> None:
+            base = override or settings
+            own_port = base.model_copy(update={"web_port": free_port()})
             super().__init__(own_port, TEST_STATE / "logs")
             started.append(self)
 

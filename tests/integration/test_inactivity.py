@@ -1,0 +1,179 @@
+"""The inactivity engine on the real stack: a 200-day replay in event-clock mode, record by record.
+
+The oracle is the pure state machine (itself held to a brute-force hourly oracle in the unit
+tests) run once per partition over the whole sorted history; what is tested here is everything
+around it: the reorder buffer, durable states, releases in many small steps, the outbox and the
+exactly-once publisher, also across a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import date, datetime
+from typing import Any
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from stream import jsonutil
+from stream.events import epoch_ms
+from stream.generator import directory_records, generate_events
+from stream.inactivity import (
+    Change,
+    InactivityMachine,
+    ProfileChange,
+    Seen,
+    Transition,
+    change_order,
+    definitions_from,
+    parse_duration_ms,
+)
+from stream.settings import Settings
+from stream.store import RedisStore
+from stream.topics import FLAG_SEQ, TopicNames
+from tests.support import (
+    applied_count,
+    eventually,
+    keyed,
+    produce_raw,
+    read_topic,
+    wait_fully_applied,
+)
+
+pytestmark = pytest.mark.integration
+
+START = date(2025, 9, 1)
+DAYS = 200
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """Where Kafka's default partitioner puts a key (murmur2, as the Java client)."""
+    return int(DefaultPartitioner()(user_id.encode(), list(range(partitions)), None))
+
+
+def ms(value: str | None) -> int | None:
+    return None if value is None else epoch_ms(datetime.fromisoformat(value))
+
+
+def expected_transitions(
+    settings: Settings, events: list[dict[str, Any]], directory: list[dict[str, Any]]
+) -> list[Transition]:
+    """Run the pure machine per partition over the full history up to each partition's clock."""
+    lateness = parse_duration_ms(settings.allowed_lateness)
+    changes: dict[int, list[Change]] = defaultdict(list)
+    newest: dict[int, int] = {}
+    for event in events:
+        p = partition_of(event["actor"], settings.activity_partitions)
+        at = ms(event["time"])
+        assert at is not None
+        changes[p].append(Seen(at, event["actor"]))
+        newest[p] = max(newest.get(p, at), at)
+    for record in directory:
+        if record["kind"] == "profile":
+            p = partition_of(record["user_id"], settings.activity_partitions)
+            at, created = ms(record["updated"]), ms(record["created"])
+            assert at is not None and created is not None
+            changes[p].append(
+                ProfileChange(at, record["user_id"], record["status"] == "enabled", created)
+            )
+    out: list[Transition] = []
+    for p, items in changes.items():
+        if p not in newest:
+            continue  # no activity: the event clock of this partition never started
+        machine = InactivityMachine(definitions_from(settings))
+        out += machine.release(sorted(set(items), key=change_order), newest[p] - lateness)
+    return sorted(out)
+
+
+def as_transition(record: dict[str, Any]) -> Transition:
+    threshold = record.get("threshold_seconds")
+    away = record.get("away_seconds")
+    return Transition(
+        at_ms=ms(record["at"]),  # type: ignore[arg-type]
+        user_id=record["user_id"],
+        kind=record["kind"],
+        threshold_ms=None if threshold is None else threshold * 1000,
+        last_seen_ms=ms(record["last_seen"]),
+        created_ms=ms(record["created"]),
+        away_ms=None if away is None else round(away * 1000),
+    )
+
+
+@pytest.fixture
+def event_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "clock": "event",
+            "inactivity_thresholds": "30d,90d",
+            "never_active_grace": "14d",
+            "allowed_lateness": "1h",
+            "sweep_interval_seconds": 0.3,
+        }
+    )
+
+
+async def replay(
+    settings: Settings, store: RedisStore, worker_factory: Any, kill_at: float | None
+) -> tuple[list[Transition], list[Any]]:
+    directory = list(directory_records(300, START, DAYS, seed=31))
+    events = list(generate_events(300, DAYS, START, seed=31))
+    expected = expected_transitions(settings, events, directory)
+    topics = TopicNames.from_settings(settings)
+    worker = await worker_factory(settings).started()
+    await produce_raw(
+        settings,
+        [(d["user_id"].encode(), jsonutil.dumps(d)) for d in directory],
+        topic=topics.directory,
+    )
+
+    async def directory_folded() -> bool:
+        _, body = await asyncio.to_thread(worker.get, "/metrics")
+        folded = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("esn_directory_records_total{")
+        )
+        return folded >= len(directory)
+
+    await eventually(directory_folded, 60, "directory folded", worker.check_alive)
+    producing = asyncio.create_task(produce_raw(settings, keyed(events), rate=15_000))
+    if kill_at is not None:
+
+        async def reached() -> bool:
+            return await applied_count(store, settings) >= kill_at * len(events)
+
+        await eventually(reached, 120, f"{kill_at:.0%} folded", worker.check_alive)
+        worker.kill()
+        worker = await worker_factory(settings).started()
+    await producing
+    await wait_fully_applied(store, settings, 180, worker.check_alive)
+    records = await read_topic(settings, topics.flagged, expected=len(expected), timeout=90)
+    await asyncio.sleep(2)  # a few more sweeps: nothing may be published twice
+    records = await read_topic(settings, topics.flagged, expected=len(expected) + 1, timeout=3)
+    return expected, records
+
+
+class TestEventClockReplay:
+    async def test_two_hundred_days_publish_exactly_the_oracles_flags(
+        self, event_settings: Settings, store: RedisStore, worker_factory: Any
+    ) -> None:
+        """Every inactive, never-active, reactivated and withdrawn record, once, as the oracle."""
+        expected, records = await replay(event_settings, store, worker_factory, kill_at=None)
+        got = sorted(as_transition(jsonutil.loads(r.value)) for r in records)
+        kinds = {t.kind for t in expected}
+        assert {"inactive", "never_active", "reactivated", "withdrawn"} == kinds
+        assert expected == got
+        per_partition: dict[int, list[int]] = defaultdict(list)
+        for r in records:
+            per_partition[r.partition].append(int(dict(r.headers)[FLAG_SEQ]))
+        for seqs in per_partition.values():
+            assert list(range(1, len(seqs) + 1)) == seqs, "gapless, in order, once"
+
+    async def test_a_sigkill_mid_replay_neither_loses_nor_repeats_a_flag(
+        self, event_settings: Settings, store: RedisStore, worker_factory: Any
+    ) -> None:
+        """Killed half-way, the restarted worker ends with the same records, none twice."""
+        expected, records = await replay(event_settings, store, worker_factory, kill_at=0.5)
+        got = sorted(as_transition(jsonutil.loads(r.value)) for r in records)
+        assert expected == got

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from typing import IO, Any
 import click
 
 from stream import jsonutil
+from stream.inactivity import UserInactivity, definitions_from, parse_duration_ms
+from stream.queries import flags_of
 from stream.settings import get_settings
 from stream.stack import LocalStack, StackError
 
@@ -203,29 +206,116 @@ def user(user_id: str, as_json: bool) -> None:
     settings = get_settings()
 
     async def read() -> Any:
+        from stream.queries import inactivity_state
+
         store = RedisStore.from_settings(settings)
         try:
-            return await store.user_state(user_id)
+            return await store.user_state(user_id), await inactivity_state(store, settings, user_id)
         finally:
             await store.close()
 
-    state = asyncio.run(read())
-    if state is None:
+    state, inactivity = asyncio.run(read())
+    if state is None and inactivity is None:
         raise click.ClickException(f"no activity known for user {user_id!r}")
-    doc = {
-        "user_id": state.user_id,
-        "first_seen": _iso(state.first_seen_ms),
-        "last_seen": _iso(state.last_seen_ms),
-        "events": sum(state.counts.values()),
-        "counts": state.counts,
+    doc: dict[str, Any] = {
+        "user_id": user_id,
+        "first_seen": _iso(state.first_seen_ms) if state else None,
+        "last_seen": _iso(state.last_seen_ms) if state else None,
+        "events": sum(state.counts.values()) if state else 0,
+        "counts": state.counts if state else {},
+        "state": _user_state(inactivity),
+        "flags": flags_of(inactivity, definitions_from(settings)) if inactivity else [],
     }
     if as_json:
         click.echo(jsonutil.dumps(doc).decode())
         return
-    for key in ("user_id", "first_seen", "last_seen", "events"):
+    for key in ("user_id", "first_seen", "last_seen", "events", "state"):
         click.echo(f"{key:11} {doc[key]}")
-    for event_type, count in state.counts.items():
+    click.echo(f"{'flags':11} {', '.join(doc['flags']) or '-'}")
+    for event_type, count in doc["counts"].items():
         click.echo(f"  {event_type:9} {count}")
+
+
+def _user_state(inactivity: UserInactivity | None) -> str:
+    if inactivity is None:
+        return "unknown to the inactivity engine (not swept yet)"
+    if not inactivity.enabled:
+        return "disabled"
+    return "flagged" if inactivity.flagged else "active"
+
+
+@main.command()
+@click.option("--threshold", default=None, help="e.g. 30d (default: the smallest configured).")
+@click.option("--never-active", is_flag=True, help="Enabled profiles that never acted instead.")
+@click.option("--community", default=None, help="Only users with a role in this community.")
+@click.option("--department", default=None, help="Only users of this department.")
+@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table")
+def inactive(
+    threshold: str | None,
+    never_active: bool,
+    community: str | None,
+    department: str | None,
+    output: str,
+) -> None:
+    """The users flagged right now, newest silence first."""
+    from stream.queries import inactive_users
+    from stream.store import RedisStore
+
+    settings = get_settings()
+    definitions = definitions_from(settings)
+    threshold_ms = parse_duration_ms(threshold) if threshold else None
+    if threshold_ms is not None and threshold_ms not in definitions.thresholds_ms:
+        raise click.BadParameter(
+            f"{threshold} is not a configured threshold ({settings.inactivity_thresholds})",
+            param_hint="--threshold",
+        )
+
+    async def read() -> list[Any]:
+        store = RedisStore.from_settings(settings)
+        try:
+            return await inactive_users(
+                store,
+                settings,
+                definitions,
+                threshold_ms=threshold_ms,
+                never_active=never_active,
+                community=community,
+                department=department,
+            )
+        finally:
+            await store.close()
+
+    rows = [
+        {
+            "user_id": row.user_id,
+            "last_seen": _iso(row.last_seen_ms) if row.last_seen_ms else None,
+            "created": _iso(row.created_ms),
+            "department": row.department,
+            "flags": row.flags,
+            "owner": row.roles["owner"],
+            "member": row.roles["member"],
+            "follower": row.roles["follower"],
+        }
+        for row in asyncio.run(read())
+    ]
+    if output == "json":
+        click.echo(jsonutil.dumps(rows).decode())
+    elif output == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["user_id", "last_seen", "created", "department", "flags", "owner",
+                         "member", "follower"])  # fmt: skip
+        for r in rows:
+            writer.writerow([r["user_id"], r["last_seen"] or "", r["created"],
+                             r["department"] or "", " ".join(r["flags"]), " ".join(r["owner"]),
+                             " ".join(r["member"]), " ".join(r["follower"])])  # fmt: skip
+    else:
+        click.echo(f"{'user':12} {'last seen':24} {'created':24} {'department':14} owns")
+        for r in rows:
+            click.echo(
+                f"{r['user_id']:12} {r['last_seen'] or '-':24} {r['created']:24} "
+                f"{r['department'] or '-':14} {','.join(r['owner']) or '-'}"
+            )
+        click.echo(f"{len(rows)} users")
 
 
 def _iso(ms: int) -> str:

@@ -9,6 +9,7 @@ exactly-once publisher, also across a SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from stream.inactivity import (
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import FLAG_SEQ, TopicNames
+from tests.e2e.test_cli import esn
 from tests.support import (
     applied_count,
     eventually,
@@ -115,9 +117,18 @@ def event_settings(settings: Settings) -> Settings:
 
 async def replay(
     settings: Settings, store: RedisStore, worker_factory: Any, kill_at: float | None
-) -> tuple[list[Transition], list[Any]]:
+) -> tuple[list[Transition], list[Any], Any]:
     directory = list(directory_records(300, START, DAYS, seed=31))
     events = list(generate_events(300, DAYS, START, seed=31))
+    # Out of order within the allowed lateness (1 h): shuffle each hour's events.
+    rng = random.Random(4)
+    by_hour: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        by_hour[(ms(event["time"]) or 0) // 3_600_000].append(event)
+    events = []
+    for hour in sorted(by_hour):
+        rng.shuffle(by_hour[hour])
+        events += by_hour[hour]
     expected = expected_transitions(settings, events, directory)
     topics = TopicNames.from_settings(settings)
     worker = await worker_factory(settings).started()
@@ -151,7 +162,29 @@ async def replay(
     records = await read_topic(settings, topics.flagged, expected=len(expected), timeout=90)
     await asyncio.sleep(2)  # a few more sweeps: nothing may be published twice
     records = await read_topic(settings, topics.flagged, expected=len(expected) + 1, timeout=3)
-    return expected, records
+    return expected, records, worker
+
+
+def held_flags(records: list[Any]) -> dict[str, set[str]]:
+    """What each user holds after the topic's records, replayed in order."""
+    held: dict[str, set[str]] = defaultdict(set)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        doc = jsonutil.loads(record.value)
+        if doc["kind"] == "inactive":
+            held[doc["user_id"]].add(f"inactive:{doc['threshold']}")
+        elif doc["kind"] == "never_active":
+            held[doc["user_id"]].add("never_active")
+        else:
+            held[doc["user_id"]].clear()
+    return held
+
+
+def gauge(worker: Any, name: str, labels: str = "") -> float:
+    _, body = worker.get("/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{labels}{{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{labels} not exposed")
 
 
 class TestEventClockReplay:
@@ -159,7 +192,7 @@ class TestEventClockReplay:
         self, event_settings: Settings, store: RedisStore, worker_factory: Any
     ) -> None:
         """Every inactive, never-active, reactivated and withdrawn record, once, as the oracle."""
-        expected, records = await replay(event_settings, store, worker_factory, kill_at=None)
+        expected, records, worker = await replay(event_settings, store, worker_factory, None)
         got = sorted(as_transition(jsonutil.loads(r.value)) for r in records)
         kinds = {t.kind for t in expected}
         assert {"inactive", "never_active", "reactivated", "withdrawn"} == kinds
@@ -170,10 +203,32 @@ class TestEventClockReplay:
         for seqs in per_partition.values():
             assert list(range(1, len(seqs) + 1)) == seqs, "gapless, in order, once"
 
+        # The CLI and the gauges say what the topic says.
+        held = held_flags(records)
+        for flag, args in (
+            ("inactive:30d", ["--threshold", "30d"]),
+            ("inactive:90d", ["--threshold", "90d"]),
+            ("never_active", ["--never-active"]),
+        ):
+            listed = esn(event_settings, "inactive", *args, "--format", "json")
+            assert 0 == listed.returncode, listed.stderr
+            rows = jsonutil.loads(listed.stdout)
+            assert {u for u, flags in held.items() if flag in flags} == {r["user_id"] for r in rows}
+            seen = [r["last_seen"] or r["created"] for r in rows]
+            assert sorted(seen, reverse=True) == seen, "newest silence first"
+            if flag.startswith("inactive:"):
+                label = f'{{threshold="{flag.split(":")[1]}"}}'
+                assert len(rows) == gauge(worker, "esn_users_inactive", label)
+            else:
+                assert len(rows) == gauge(worker, "esn_users_never_active")
+        some_user = next(u for u, flags in held.items() if flags)
+        shown = jsonutil.loads(esn(event_settings, "user", some_user, "--json").stdout)
+        assert ("flagged", sorted(held[some_user])) == (shown["state"], sorted(shown["flags"]))
+
     async def test_a_sigkill_mid_replay_neither_loses_nor_repeats_a_flag(
         self, event_settings: Settings, store: RedisStore, worker_factory: Any
     ) -> None:
         """Killed half-way, the restarted worker ends with the same records, none twice."""
-        expected, records = await replay(event_settings, store, worker_factory, kill_at=0.5)
+        expected, records, _ = await replay(event_settings, store, worker_factory, kill_at=0.5)
         got = sorted(as_transition(jsonutil.loads(r.value)) for r in records)
         assert expected == got

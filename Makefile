@@ -39,8 +39,9 @@ lint: install ## ruff and mypy --strict
 	$(BIN)/mypy stream
 
 .PHONY: bench
-bench: install ## Ingest benchmark: worker vs plain aiokafka loop vs naive Faust agent
+bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), sweep (1M users)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.sweep
 
 .PHONY: stack-up
 stack-up: install ## Start the local Kafka broker and Redis (only what is not already up)

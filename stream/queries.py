@@ -70,8 +70,7 @@ async def inactive_users(
             if wanted not in flags:
                 continue
             user_id = text(user)
-            profile = await directory.profile(user_id)
-            roles = await directory.roles(user_id)
+            profile, roles = (await directory.profiles_and_roles([user_id]))[user_id]
             if department is not None and (profile is None or profile.department != department):
                 continue
             if community is not None and not any(community in c for c in roles.values()):

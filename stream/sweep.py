@@ -24,7 +24,7 @@ from stream.inactivity import (
     parse_buffer_member,
     threshold_label,
 )
-from stream.store import DirectoryStore, RedisStore
+from stream.store import DirectoryStore, Profile, RedisStore
 from stream.store.redis_store import text
 
 _RELEASE_SCRIPT = resources.files("stream.store").joinpath("release.lua").read_text()
@@ -107,7 +107,10 @@ class InactivitySweeper:
         for user, at in due.items():
             machine.schedule_at(user, at)
         transitions = machine.release(changes, limit)
-        records = [await self._record(t) for t in transitions]
+        enrichment = await self.directory.profiles_and_roles(
+            sorted({t.user_id for t in transitions})
+        )
+        records = [_record(t, *enrichment[t.user_id]) for t in transitions]
         await self._commit(
             keys=[
                 k.inactivity_states(partition),
@@ -128,27 +131,29 @@ class InactivitySweeper:
         )
         return ReleaseResult(transitions, len(changes), complete)
 
-    async def _record(self, transition: Transition) -> dict[str, Any]:
-        """The published JSON of a transition, enriched from the directory."""
-        profile = await self.directory.profile(transition.user_id)
-        record: dict[str, Any] = {
-            "schema": SCHEMA,
-            "kind": transition.kind,
-            "user_id": transition.user_id,
-            "at": _iso(transition.at_ms),
-            "last_seen": _iso(transition.last_seen_ms),
-            "created": _iso(transition.created_ms),
-            "department": profile.department if profile else None,
-            "communities": await self.directory.roles(transition.user_id),
-            "event_id": f"{transition.user_id}:{transition.kind}:"
-            f"{transition.threshold_ms or ''}:{transition.at_ms}",
-        }
-        if transition.threshold_ms is not None:
-            record["threshold"] = threshold_label(transition.threshold_ms)
-            record["threshold_seconds"] = transition.threshold_ms // 1000
-        if transition.away_ms is not None:
-            record["away_seconds"] = transition.away_ms / 1000
-        return record
+
+def _record(
+    transition: Transition, profile: Profile | None, roles: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The published JSON of a transition, enriched from the directory."""
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": transition.kind,
+        "user_id": transition.user_id,
+        "at": _iso(transition.at_ms),
+        "last_seen": _iso(transition.last_seen_ms),
+        "created": _iso(transition.created_ms),
+        "department": profile.department if profile else None,
+        "communities": roles,
+        "event_id": f"{transition.user_id}:{transition.kind}:"
+        f"{transition.threshold_ms or ''}:{transition.at_ms}",
+    }
+    if transition.threshold_ms is not None:
+        record["threshold"] = threshold_label(transition.threshold_ms)
+        record["threshold_seconds"] = transition.threshold_ms // 1000
+    if transition.away_ms is not None:
+        record["away_seconds"] = transition.away_ms / 1000
+    return record
 
 
 def _iso(ms: int | None) -> str | None:

@@ -85,26 +85,44 @@ class DirectoryStore:
 
     async def profile(self, user_id: str) -> Profile | None:
         """The user's profile, or None when the directory does not know them."""
-        bucket = self.keys.profile_bucket(self.store.bucket_of(user_id))
-        raw = await self.store.client.hget(bucket, user_id)
-        if raw is None:
-            return None
-        updated, status, created, department, name = text(raw).split("\t")
-        return Profile(
-            user_id, status, int(created), int(updated), department or None, name or None
-        )
+        return (await self.profiles_and_roles([user_id]))[user_id][0]
 
     async def roles(self, user_id: str) -> dict[str, list[str]]:
         """Communities per role the user currently holds (owner, member, follower)."""
-        raw = await self.store.client.hgetall(self.keys.memberships(user_id))
-        out: dict[str, list[str]] = {role: [] for role in ROLES}
-        for field, value in raw.items():
-            community, role = text(field).split("\t")
-            if text(value).endswith("\tadd"):
-                out[role].append(community)
-        return {role: sorted(communities) for role, communities in out.items()}
+        return (await self.profiles_and_roles([user_id]))[user_id][1]
+
+    async def profiles_and_roles(
+        self, user_ids: Sequence[str]
+    ) -> dict[str, tuple[Profile | None, dict[str, list[str]]]]:
+        """Profile and roles of many users in one round trip."""
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hget(self.keys.profile_bucket(self.store.bucket_of(user_id)), user_id)
+                pipe.hgetall(self.keys.memberships(user_id))
+            replies = await pipe.execute()
+        out: dict[str, tuple[Profile | None, dict[str, list[str]]]] = {}
+        for index, user_id in enumerate(user_ids):
+            raw_profile, raw_roles = replies[2 * index], replies[2 * index + 1]
+            out[user_id] = (_profile(user_id, raw_profile), _roles(raw_roles))
+        return out
 
     async def community_members(self, community: str, role: str) -> set[str]:
         """Users holding ``role`` in ``community``."""
         members = await self.store.client.smembers(self.keys.community_role(community, role))
         return {text(member) for member in members}
+
+
+def _profile(user_id: str, raw: bytes | str | None) -> Profile | None:
+    if raw is None:
+        return None
+    updated, status, created, department, name = text(raw).split("\t")
+    return Profile(user_id, status, int(created), int(updated), department or None, name or None)
+
+
+def _roles(raw: dict[bytes, bytes]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {role: [] for role in ROLES}
+    for field, value in raw.items():
+        community, role = text(field).split("\t")
+        if text(value).endswith("\tadd"):
+            out[role].append(community)
+    return {role: sorted(communities) for role, communities in out.items()}

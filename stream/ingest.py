@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from mode import Service
 from redis.exceptions import RedisError
 
@@ -145,8 +146,9 @@ class ActivityIngest(Service):
             if self.joined.is_set():
                 try:
                     await self.sweep()
-                except (RedisError, OSError) as exc:
-                    log.warning("Sweep skipped, Redis unavailable: %s", exc)
+                except (RedisError, OSError, KafkaError) as exc:
+                    # Nothing is lost: the buffer and the outbox wait for the next sweep.
+                    log.warning("Sweep incomplete (%s); retrying at the next one", exc)
 
     async def sweep(self) -> None:
         """Bring every owned partition's flags up to the clock, publish them, refresh gauges."""
@@ -154,13 +156,17 @@ class ActivityIngest(Service):
             watermark = await self._watermark(tp.partition)
             if watermark is None:
                 continue
+            complete = False
+            while not complete:
+                # Bounded steps, the lock released between them: folding keeps its pace even
+                # while a backfill's worth of changes is being released.
+                async with self.apply_lock:
+                    if tp not in self.consumer.assignment():
+                        break
+                    complete = (await self.sweeper.release(tp.partition, watermark)).complete
             async with self.apply_lock:
                 if tp not in self.consumer.assignment():
                     continue
-                while True:
-                    result = await self.sweeper.release(tp.partition, watermark)
-                    if result.complete:
-                        break
                 for record in await self.publisher.publish(tp.partition):
                     self.metrics.flags.labels(record["kind"]).inc()
                     if record["kind"] == "reactivated":

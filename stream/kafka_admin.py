@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -31,6 +32,31 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("Created topics %s", [t.name for t in missing])
+        await _wait_visible(admin, wanted)
     finally:
         await admin.close()
     return wanted
+
+
+async def _wait_visible(
+    admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout: float = 30
+) -> None:
+    """Wait until the broker serves every topic with all partitions led.
+
+    A consumer that joins its group before a new topic shows in the metadata is assigned
+    nothing and stays so (seen with Faust's agents), so creation is not done until then.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(list(wanted))
+        ready = all(
+            topic["error_code"] == 0
+            and len(topic["partitions"]) == wanted[topic["topic"]]
+            and all(p["leader"] >= 0 for p in topic["partitions"])
+            for topic in described
+        )
+        if ready:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topics not visible after {timeout:.0f}s: {described}")
+        await asyncio.sleep(0.1)

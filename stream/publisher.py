@@ -56,31 +56,37 @@ class FlagPublisher:
         if partition not in self.published:
             self.published[partition] = await self.last_published_seq(partition)
         sent: list[dict[str, Any]] = []
-        while True:
-            entries = [text(e) for e in await self.store.client.lrange(outbox, 0, _BATCH - 1)]
-            if not entries:
-                return sent
-            pending = []
-            for entry in entries:
-                seq_text, record = entry.split("\t", 1)
-                seq = int(seq_text)
-                if seq <= self.published[partition]:
-                    continue  # sent before a crash, trimmed only now
-                doc = jsonutil.loads(record)
-                headers = [(FLAG_SEQ, seq_text.encode())]
-                pending.append(
-                    await self.producer.send(
-                        self.topic,
-                        record.encode(),
-                        key=doc["user_id"].encode(),
-                        partition=partition,
-                        headers=headers,
+        try:
+            while True:
+                entries = [text(e) for e in await self.store.client.lrange(outbox, 0, _BATCH - 1)]
+                if not entries:
+                    return sent
+                pending, last_seq = [], self.published[partition]
+                for entry in entries:
+                    seq_text, record = entry.split("\t", 1)
+                    seq = int(seq_text)
+                    if seq <= last_seq:
+                        continue  # sent before a crash, trimmed only now
+                    doc = jsonutil.loads(record)
+                    pending.append(
+                        await self.producer.send(
+                            self.topic,
+                            record.encode(),
+                            key=doc["user_id"].encode(),
+                            partition=partition,
+                            headers=[(FLAG_SEQ, seq_text.encode())],
+                        )
                     )
-                )
-                sent.append(doc)
-                self.published[partition] = seq
-            await asyncio.gather(*pending)
-            await self.store.client.ltrim(outbox, len(entries), -1)
+                    sent.append(doc)
+                    last_seq = seq
+                await asyncio.gather(*pending)
+                self.published[partition] = last_seq
+                await self.store.client.ltrim(outbox, len(entries), -1)
+        except BaseException:
+            # Some records may have reached the broker: re-read the topic's tail before the
+            # next attempt rather than guess, so that nothing is sent twice or skipped.
+            self.forget(partition)
+            raise
 
     async def last_published_seq(self, partition: int) -> int:
         """The ``esn.seq`` of the last record in the output partition (0 when empty)."""

@@ -30,7 +30,7 @@ from stream.store.redis_store import text
 _RELEASE_SCRIPT = resources.files("stream.store").joinpath("release.lua").read_text()
 SCHEMA: str = "esn.users.flagged.v1"
 #: At most this many buffered changes per release: bounds memory and the Lua call's duration.
-RELEASE_LIMIT = 50_000
+RELEASE_LIMIT = 5_000
 
 
 def encode_state(state: UserInactivity) -> str:

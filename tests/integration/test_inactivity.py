@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -138,16 +138,12 @@ async def replay(
         topic=topics.directory,
     )
 
-    async def directory_folded() -> bool:
-        _, body = await asyncio.to_thread(worker.get, "/metrics")
-        folded = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in body.decode().splitlines()
-            if line.startswith("esn_directory_records_total{")
-        )
-        return folded >= len(directory)
-
-    await eventually(directory_folded, 60, "directory folded", worker.check_alive)
+    await eventually(
+        lambda: _directory_folded(worker, len(directory)),
+        60,
+        "directory folded",
+        worker.check_alive,
+    )
     producing = asyncio.create_task(produce_raw(settings, keyed(events), rate=15_000))
     if kill_at is not None:
 
@@ -232,3 +228,83 @@ class TestEventClockReplay:
         expected, records, _ = await replay(event_settings, store, worker_factory, kill_at=0.5)
         got = sorted(as_transition(jsonutil.loads(r.value)) for r in records)
         assert expected == got
+
+
+async def _directory_folded(worker: Any, count: int) -> bool:
+    _, body = await asyncio.to_thread(worker.get, "/metrics")
+    return count <= sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith("esn_directory_records_total{")
+    )
+
+
+def users_per_partition(partitions: int, prefix: str) -> dict[int, str]:
+    """One user id that the default partitioner sends to each partition."""
+    found: dict[int, str] = {}
+    index = 0
+    while len(found) < partitions:
+        name = f"{prefix}{index}"
+        found.setdefault(partition_of(name, partitions), name)
+        index += 1
+    return found
+
+
+class TestOrderingCases:
+    async def test_late_events_and_late_profiles_are_ordered_by_event_time(
+        self, event_settings: Settings, store: RedisStore, worker_factory: Any
+    ) -> None:
+        """An event 30 min late just before a crossing prevents the flag; a profile sent after
+        the activity still sets the user's created time on the flag."""
+        settings = event_settings.model_copy(update={"inactivity_thresholds": "30d"})
+        topics = TopicNames.from_settings(settings)
+        t0 = epoch_ms(datetime.fromisoformat("2026-02-01T09:00:00+00:00"))
+        day, minute = 86_400_000, 60_000
+
+        def event(actor: str, at: int, n: int) -> tuple[bytes, bytes]:
+            iso = datetime.fromtimestamp(at / 1000, tz=UTC).isoformat()
+            doc = {"id": f"{actor}-{n}", "type": "view", "actor": actor, "time": iso}
+            return actor.encode(), jsonutil.dumps(doc)
+
+        def profile(user: str, created: int, updated: int) -> tuple[bytes, bytes]:
+            doc = {
+                "user_id": user,
+                "status": "enabled",
+                "created": datetime.fromtimestamp(created / 1000, tz=UTC).isoformat(),
+                "updated": datetime.fromtimestamp(updated / 1000, tz=UTC).isoformat(),
+            }
+            return user.encode(), jsonutil.dumps(doc)
+
+        worker = await worker_factory(settings).started()
+        await produce_raw(settings, [profile("never", t0, t0)], topic=topics.directory)
+        await produce_raw(
+            settings,
+            [
+                event("ooo", t0, 1),
+                event("ooo", t0 + 30 * day + 20 * minute, 2),  # sent before...
+                event("ooo", t0 + 30 * day - 10 * minute, 3),  # ...this one, 30 min late
+                event("late-dir", t0 + day, 1),
+            ],
+        )
+        await produce_raw(
+            settings, [profile("late-dir", t0 - 100 * day, t0 + day + 10 * minute)],
+            topic=topics.directory,
+        )  # fmt: skip
+
+        await eventually(
+            lambda: _directory_folded(worker, 2), 60, "profiles folded", worker.check_alive
+        )
+        ticks = users_per_partition(settings.activity_partitions, "tick-")
+        await produce_raw(settings, [event(u, t0 + 40 * day, 1) for u in ticks.values()])
+        records = await read_topic(settings, topics.flagged, expected=2, timeout=60)
+        await asyncio.sleep(1)
+        records = await read_topic(settings, topics.flagged, expected=3, timeout=3)
+        worker.check_alive()
+        got = sorted(
+            (d["kind"], d["user_id"], ms(d["at"]), ms(d["created"]))
+            for d in (jsonutil.loads(r.value) for r in records)
+        )
+        assert [
+            ("inactive", "late-dir", t0 + 31 * day, t0 - 100 * day),
+            ("never_active", "never", t0 + 14 * day, t0),
+        ] == got

@@ -327,12 +327,12 @@ def _iso(ms: int) -> str:
 
 @main.command()
 @click.option("--users", default=2000, show_default=True)
-@click.option("--days", default=30, show_default=True, help="History replayed first.")
+@click.option("--days", default=120, show_default=True, help="History replayed first.")
 @click.option("--rate", default=50.0, show_default=True, help="Live events per second after.")
 def demo(users: int, days: int, rate: float) -> None:
     """Bring up the stack and a worker, replay history, then stream live events until Ctrl-C."""
-    from stream.generator import generate_events, live_events
-    from stream.produce import produce_events, topic_is_empty
+    from stream.generator import directory_records, generate_events, live_events
+    from stream.produce import produce_events, produce_lines, topic_is_empty
 
     settings = get_settings()
     # Ctrl-C and SIGTERM both end the demo through the same cleanup, whatever runs at the time.
@@ -354,9 +354,12 @@ def demo(users: int, days: int, rate: float) -> None:
         base_url = f"http://{settings.web_host}:{settings.web_port}"
         _wait_ready(f"{base_url}/ready", worker_proc)
         if asyncio.run(topic_is_empty(settings)):
-            history = generate_events(users, days, default_start(days), 7)
+            first_day = default_start(days)
+            roster = (jsonutil.dumps(r) for r in directory_records(users, first_day, days, 7))
+            asyncio.run(produce_lines(settings, roster, validate=False, directory=True))
+            history = generate_events(users, days, first_day, 7)
             sent = asyncio.run(produce_events(settings, history)).sent
-            replayed = f"replayed {sent} events of {users} users over {days} days"
+            replayed = f"replayed a directory and {sent} events of {users} users over {days} days"
         else:
             # Re-sending the same history would count it twice: it is already in the topic.
             replayed = "history already in the topic (kept from an earlier run)"
@@ -368,9 +371,11 @@ ESN Pulse is running.
   worker log: {log_path}
   {replayed}; now {rate:g} live events/s.
 Try, in another shell (source .venv/bin/activate):
+  esn-pulse inactive                  # who went quiet, newest silence first
+  esn-pulse inactive --never-active
   esn-pulse user u000001
-  esn-pulse stack status
-  curl -s {base_url}/metrics | grep '^esn_events_total'
+  kcat -b {settings.kafka_bootstrap} -C -t {settings.topic_prefix}esn.users.flagged.v1 -e
+  curl -s {base_url}/metrics | grep -E '^esn_(events_total|users|flags)'
 Ctrl-C stops everything this command started."""
         )
         asyncio.run(produce_events(settings, live_events(users), rate=rate))

@@ -156,17 +156,7 @@ class InactivityMachine:
         out: list[Transition] = []
         if state.enabled and state.flagged:
             since = state.last_ms if state.last_ms is not None else state.created_ms
-            out.append(
-                Transition(
-                    change.at_ms,
-                    change.user_id,
-                    "reactivated",
-                    last_seen_ms=state.last_ms,
-                    created_ms=state.created_ms,
-                    away_ms=change.at_ms - since,
-                )
-            )
-            state.flagged_count, state.never_active = 0, False
+            out.append(_clear_flags(state, change, "reactivated", away_ms=change.at_ms - since))
         if state.last_ms is None or change.at_ms > state.last_ms:
             state.last_ms = change.at_ms
         return out
@@ -185,15 +175,7 @@ class InactivityMachine:
         state.created_ms = change.created_ms  # the directory knows better than first sight
         if not change.enabled:
             if state.enabled and state.flagged:
-                out.append(
-                    Transition(
-                        change.at_ms,
-                        change.user_id,
-                        "withdrawn",
-                        last_seen_ms=state.last_ms,
-                        created_ms=state.created_ms,
-                    )
-                )
+                out.append(_clear_flags(state, change, "withdrawn"))
             state.flagged_count, state.never_active = 0, False
             state.enabled = False
         elif not state.enabled:
@@ -207,6 +189,21 @@ class InactivityMachine:
         elif self.due.get(user_id) != crossing:
             self.due[user_id] = crossing
             heapq.heappush(self._heap, (crossing, user_id))
+
+
+def _clear_flags(
+    state: UserInactivity, change: Change, kind: TransitionKind, away_ms: int | None = None
+) -> Transition:
+    """End every flag the user holds; the transition that says so."""
+    state.flagged_count, state.never_active = 0, False
+    return Transition(
+        change.at_ms,
+        change.user_id,
+        kind,
+        last_seen_ms=state.last_ms,
+        created_ms=state.created_ms,
+        away_ms=away_ms,
+    )
 
 
 def next_crossing(state: UserInactivity, definitions: Definitions) -> int | None:

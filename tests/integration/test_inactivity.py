@@ -308,3 +308,33 @@ class TestOrderingCases:
             ("inactive", "late-dir", t0 + 31 * day, t0 - 100 * day),
             ("never_active", "never", t0 + 14 * day, t0),
         ] == got
+
+
+class TestWallClock:
+    async def test_live_mode_flags_by_the_wall_clock(
+        self, settings: Settings, store: RedisStore, worker_factory: Any
+    ) -> None:
+        """With ESN_CLOCK=wall a user silent for 40 days is flagged at last seen + 30 days."""
+        live = settings.model_copy(
+            update={"clock": "wall", "allowed_lateness": "1s", "sweep_interval_seconds": 0.3}
+        )
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        day = 86_400_000
+        last = now - 40 * day
+        doc = {
+            "id": "w1",
+            "type": "login",
+            "actor": "quiet",
+            "time": datetime.fromtimestamp(last / 1000, tz=UTC).isoformat(),
+        }
+        worker = await worker_factory(live).started()
+        await produce_raw(live, [(b"quiet", jsonutil.dumps(doc))])
+        (record,) = await read_topic(live, TopicNames.from_settings(live).flagged, 1, timeout=30)
+        flag = jsonutil.loads(record.value)
+        worker.check_alive()
+        assert ("inactive", "quiet", "30d", last + 30 * day) == (
+            flag["kind"],
+            flag["user_id"],
+            flag["threshold"],
+            ms(flag["at"]),
+        )

@@ -60,30 +60,26 @@ async def inactive_users(
         if never_active
         else f"inactive:{threshold_label(threshold_ms or definitions.thresholds_ms[0])}"
     )
-    directory = DirectoryStore(store)
-    rows: list[InactiveUser] = []
+    flagged: dict[str, tuple[UserInactivity, list[str]]] = {}
     for partition in range(settings.activity_partitions):
         key = store.keys.inactivity_states(partition)
         async for user, raw in store.client.hscan_iter(key, count=1000):
             state = decode_state(text(raw))
             flags = flags_of(state, definitions)
-            if wanted not in flags:
-                continue
-            user_id = text(user)
-            profile, roles = (await directory.profiles_and_roles([user_id]))[user_id]
-            if department is not None and (profile is None or profile.department != department):
-                continue
-            if community is not None and not any(community in c for c in roles.values()):
-                continue
-            rows.append(
-                InactiveUser(
-                    user_id,
-                    flags,
-                    state.last_ms,
-                    state.created_ms,
-                    profile.department if profile else None,
-                    roles,
-                )
-            )
+            if wanted in flags:
+                flagged[text(user)] = (state, flags)
+    # One round trip for the directory side of every flagged user.
+    enrichment = await DirectoryStore(store).profiles_and_roles(sorted(flagged))
+    rows: list[InactiveUser] = []
+    for user_id, (state, flags) in flagged.items():
+        profile, roles = enrichment[user_id]
+        if department is not None and (profile is None or profile.department != department):
+            continue
+        if community is not None and not any(community in c for c in roles.values()):
+            continue
+        department_name = profile.department if profile else None
+        rows.append(
+            InactiveUser(user_id, flags, state.last_ms, state.created_ms, department_name, roles)
+        )
     rows.sort(key=lambda row: (row.last_seen_ms or row.created_ms, row.user_id), reverse=True)
     return rows

@@ -217,6 +217,19 @@ class TestEventClockReplay:
                 assert len(rows) == gauge(worker, "esn_users_inactive", label)
             else:
                 assert len(rows) == gauge(worker, "esn_users_never_active")
+        everyone = jsonutil.loads(esn(event_settings, "inactive", "--format", "json").stdout)
+        department = everyone[0]["department"]
+        in_department = esn(
+            event_settings, "inactive", "--department", department, "--format", "json"
+        )
+        assert [r for r in everyone if r["department"] == department] == jsonutil.loads(
+            in_department.stdout
+        )
+        community = next(c for r in everyone for c in r["member"] + r["owner"])
+        in_community = esn(event_settings, "inactive", "--community", community, "--format", "json")
+        assert [
+            r for r in everyone if community in r["member"] + r["owner"] + r["follower"]
+        ] == jsonutil.loads(in_community.stdout)
         some_user = next(u for u, flags in held.items() if flags)
         shown = jsonutil.loads(esn(event_settings, "user", some_user, "--json").stdout)
         assert ("flagged", sorted(held[some_user])) == (shown["state"], sorted(shown["flags"]))

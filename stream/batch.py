@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stream.decode import decode_activity
-from stream.events import InvalidEvent
+from stream.events import Activity, InvalidEvent
 from stream.fold import PartitionDelta
+from stream.privacy import Pseudonymize
 
 
 class RawRecord(Protocol):
@@ -54,6 +55,7 @@ def fold_partition(
     records: Sequence[RawRecord],
     rejects: list[Reject] | None = None,
     counting_types: frozenset[str] | None = None,
+    pseudonymize: Pseudonymize | None = None,
 ) -> tuple[PartitionDelta, list[int]]:
     """Fold one partition's records (ascending offsets) into a delta covering all of them."""
     first = records[0].offset
@@ -68,6 +70,8 @@ def fold_partition(
             if rejects is not None:
                 rejects.append(Reject(record, exc.reason, exc.detail))
         else:
+            if pseudonymize is not None:
+                activity = pseudonymized(activity, pseudonymize)
             delta.add(activity)
             times.append(activity.time_ms)
     delta.skip_through(records[-1].offset)
@@ -77,16 +81,28 @@ def fold_partition(
 def fold_fetch(
     fetched: Mapping[tuple[str, int], Sequence[RawRecord]],
     counting_types: frozenset[str] | None = None,
+    pseudonymize: Pseudonymize | None = None,
 ) -> FoldedFetch:
     """Fold every partition of a fetch; invalid records become rejects, valid ones deltas."""
     out = FoldedFetch()
     for (topic, partition), records in fetched.items():
         if not records:
             continue
-        delta, times = fold_partition(topic, partition, records, out.rejects, counting_types)
+        delta, times = fold_partition(
+            topic, partition, records, out.rejects, counting_types, pseudonymize
+        )
         out.deltas.append(delta)
         out.event_times_ms[partition] = times
     return out
+
+
+def pseudonymized(activity: Activity, pseudonymize: Pseudonymize) -> Activity:
+    """The activity with its actor and target replaced by their pseudonyms (after the key check)."""
+    target = activity.target_user
+    return activity._replace(
+        actor=pseudonymize(activity.actor),
+        target_user=pseudonymize(target) if target is not None else None,
+    )
 
 
 def records_after(records: Iterable[RawRecord], offset: int) -> list[RawRecord]:

@@ -84,6 +84,7 @@ def _fast_activity(doc: dict[str, Any]) -> Activity | None:
         if text is not None and (type(text) is not str or len(text) > 256):
             return None
     obj = doc.get("object")
+    object_key = None
     if obj is None:
         object_type = NO_OBJECT
     elif type(obj) is dict:
@@ -93,6 +94,7 @@ def _fast_activity(doc: dict[str, Any]) -> Activity | None:
         if type(object_id) is not str or not 0 < len(object_id) <= 256:
             return None
         object_type = raw_object_type if raw_object_type in KNOWN_OBJECT_TYPES else OTHER
+        object_key = f"{raw_object_type}:{object_id}"
     else:
         return None
     try:
@@ -106,6 +108,9 @@ def _fast_activity(doc: dict[str, Any]) -> Activity | None:
         type=event_type if event_type in KNOWN_TYPES else OTHER,
         object_type=object_type,
         raw_type=event_type,
+        object_key=object_key,
+        community=doc.get("community"),
+        target_user=doc.get("target_user"),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -72,6 +72,16 @@ def decode_directory(value: bytes | None, key: bytes | None) -> ProfileV1 | Memb
         raise InvalidEvent(reason, f"{where}: {first['msg']}") from None
     check_key(key, record.user_id, "user id")
     return record
+
+
+def pseudonymized_record(
+    record: ProfileV1 | MembershipV1, pseudonymize: Callable[[str], str]
+) -> ProfileV1 | MembershipV1:
+    """The record under the user's pseudonym; a profile also loses its display name."""
+    update: dict[str, Any] = {"user_id": pseudonymize(record.user_id)}
+    if isinstance(record, ProfileV1):
+        update["display_name"] = None
+    return record.model_copy(update=update)
 
 
 def updated_ms(record: ProfileV1 | MembershipV1) -> int:

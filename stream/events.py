@@ -43,6 +43,12 @@ OTHER: Final = "other"
 #: The object_type label and field of events that carry no object.
 NO_OBJECT: Final = "none"
 
+#: The engagement ladder (see README, "Engagement tiers"): every active user is at least "active";
+#: these types make a user "participating" that day, and these "contributing" (who creates content
+#: also participates: the tiers nest).
+PARTICIPATING_TYPES: Final = frozenset({"like", "comment", "follow", "join", "mention", "share"})
+CONTRIBUTING_TYPES: Final = frozenset({"post", "upload", "edit"})
+
 #: Per-user counts are kept in this order (see store/fold.lua); append only, never reorder.
 COUNTED_TYPES: Final = (*EVENT_TYPES, OTHER)
 
@@ -110,6 +116,11 @@ class Activity(NamedTuple):
     type: str
     object_type: str
     raw_type: str
+    #: "object_type:object_id" of the item acted on (raw object type), None without an object.
+    object_key: str | None = None
+    community: str | None = None
+    #: The user acted upon: the author of a liked item, a mentioned or followed user.
+    target_user: str | None = None
 
     @classmethod
     def from_event(cls, event: ActivityEventV1) -> Activity:
@@ -117,9 +128,10 @@ class Activity(NamedTuple):
         raw_type = event.type
         obj = event.object
         if obj is None:
-            object_type = NO_OBJECT
+            object_type, object_key = NO_OBJECT, None
         else:
             object_type = obj.type if obj.type in KNOWN_OBJECT_TYPES else OTHER
+            object_key = f"{obj.type}:{obj.id}"
         return cls(
             id=event.id,
             actor=event.actor,
@@ -127,6 +139,9 @@ class Activity(NamedTuple):
             type=raw_type if raw_type in KNOWN_TYPES else OTHER,
             object_type=object_type,
             raw_type=raw_type,
+            object_key=object_key,
+            community=event.community,
+            target_user=event.target_user,
         )
 
 

@@ -6,14 +6,20 @@ so this module decides *what* changes and the store decides *whether* it is appl
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from stream.events import Activity
+from stream.events import CONTRIBUTING_TYPES, PARTICIPATING_TYPES, Activity
 
 MS_PER_DAY = 86_400_000
+#: Ids with control characters cannot travel in fold.lua's line format; the contract lets object,
+#: community and target ids hold anything, so such rare ids are left out of the per-id analytics
+#: (their events still count everywhere else).
+_RECEIVED = ("like", "mention")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(slots=True)
@@ -35,8 +41,18 @@ class PartitionDelta:
     first_offset: int
     last_offset: int
     users: dict[str, UserDelta] = field(default_factory=dict)
-    #: UTC day ("2026-03-04") -> users active that day.
+    #: UTC day ("2026-03-04") -> users active that day (event types that count as activity).
     day_actives: dict[str, set[str]] = field(default_factory=dict)
+    #: ("p" participating or "c" contributing, UTC day) -> users on that rung of the ladder.
+    day_tiers: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: (UTC day, "type|object_type") -> events: the content mix over time.
+    day_content: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (UTC day, "object_type:object_id") -> interactions with that item.
+    day_objects: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: user -> [likes received, mentions received] (the target_user of like and mention events).
+    received: dict[str, list[int]] = field(default_factory=dict)
+    #: community -> [last event time ms, events] of the events that name the community.
+    communities: dict[str, list[int]] = field(default_factory=dict)
     #: (type, object_type) -> events.
     totals: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: Raw names of types folded as "other", so an operator can see what a source sends.
@@ -63,18 +79,49 @@ class PartitionDelta:
         counts = user.counts
         counts[activity.type] = counts.get(activity.type, 0) + 1
         day = utc_day(t // MS_PER_DAY)
-        actives = self.day_actives.get(day)
-        if actives is None:
-            actives = self.day_actives[day] = set()
-        actives.add(activity.actor)
-        self.totals[activity.type, activity.object_type] += 1
+        counts_as_activity = self.counting_types is None or activity.raw_type in self.counting_types
+        if counts_as_activity:
+            actives = self.day_actives.get(day)
+            if actives is None:
+                actives = self.day_actives[day] = set()
+            actives.add(activity.actor)
+            self.activity_times.add((t, activity.actor))
+        kind = activity.type
+        if kind in PARTICIPATING_TYPES or kind in CONTRIBUTING_TYPES:
+            self._add_tier("p", day, activity.actor)
+            if kind in CONTRIBUTING_TYPES:
+                self._add_tier("c", day, activity.actor)
+        mix = f"{kind}|{activity.object_type}"
+        self.totals[kind, activity.object_type] += 1
+        self.day_content[day, mix] += 1
         if activity.type != activity.raw_type:
             self.unknown_types[activity.raw_type] += 1
-        if self.counting_types is None or activity.raw_type in self.counting_types:
-            self.activity_times.add((t, activity.actor))
+        if activity.object_key is not None and not _CONTROL.search(activity.object_key):
+            self.day_objects[day, activity.object_key] += 1
+        target = activity.target_user
+        if target is not None and kind in _RECEIVED and not _CONTROL.search(target):
+            got = self.received.get(target)
+            if got is None:
+                got = self.received[target] = [0, 0]
+            got[0 if kind == "like" else 1] += 1
+        community = activity.community
+        if community is not None and not _CONTROL.search(community):
+            seen = self.communities.get(community)
+            if seen is None:
+                self.communities[community] = [t, 1]
+            else:
+                seen[1] += 1
+                if t > seen[0]:
+                    seen[0] = t
         self.events += 1
         if self.max_event_ms is None or t > self.max_event_ms:
             self.max_event_ms = t
+
+    def _add_tier(self, tier: str, day: str, user: str) -> None:
+        members = self.day_tiers.get((tier, day))
+        if members is None:
+            members = self.day_tiers[tier, day] = set()
+        members.add(user)
 
     def skip_through(self, offset: int) -> None:
         """Record that offsets up to ``offset`` are covered (also invalid records)."""

@@ -170,7 +170,8 @@ def _draw_event(
         event["object"] = {"type": object_type, "id": f"{object_type}-{rng.randrange(5000)}"}
     if person.communities and rng.random() < 0.5:
         event["community"] = rng.choice(person.communities)
-    if event_type in ("mention", "follow") and rng.random() < 0.8:
+    # The liked item's author, the mentioned or followed person: likes and mentions received.
+    if event_type in ("mention", "follow", "like") and rng.random() < 0.8:
         event["target_user"] = rng.choice(org.people).user_id
     return event
 

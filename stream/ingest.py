@@ -32,6 +32,7 @@ from stream.inactivity import (
     threshold_label,
 )
 from stream.metrics import PipelineMetrics
+from stream.privacy import pseudonymizer_from
 from stream.publisher import FlagPublisher
 from stream.retry import until_redis_answers
 from stream.settings import Settings
@@ -102,6 +103,7 @@ class ActivityIngest(Service):
         self.dead_letter = dead_letter
         self.consumer = new_activity_consumer(settings)
         self.counting_types = counting_types_from(settings)
+        self.pseudonymize = pseudonymizer_from(settings)
         self.definitions = definitions_from(settings)
         self.lateness_ms = parse_duration_ms(settings.allowed_lateness)
         self.sweeper = InactivitySweeper(store, self.definitions)
@@ -217,7 +219,7 @@ class ActivityIngest(Service):
             for tp, records in fetched.items()
             if records and tp in owned
         }
-        folded = fold_fetch(by_partition, self.counting_types)
+        folded = fold_fetch(by_partition, self.counting_types, self.pseudonymize)
         await self._send_rejects(folded.rejects)
         await self._apply(folded, by_partition)
 
@@ -255,7 +257,12 @@ class ActivityIngest(Service):
                     )
                     if rest:
                         refolded, rest_times = fold_partition(
-                            delta.topic, delta.partition, rest, None, self.counting_types
+                            delta.topic,
+                            delta.partition,
+                            rest,
+                            None,
+                            self.counting_types,
+                            self.pseudonymize,
                         )
                         times[delta.partition] = rest_times
                         retry.append(refolded)

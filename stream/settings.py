@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -83,6 +83,41 @@ class Settings(BaseSettings):
     )
     sweep_interval_seconds: float = Field(
         5.0, gt=0, description="How often flags are brought up to the clock."
+    )
+    pseudonymize_key: SecretStr = Field(
+        SecretStr(""),
+        description="When set, user ids are replaced at ingest by an HMAC-SHA256 pseudonym under "
+        "this key (activity and directory alike); empty: ids are kept.",
+    )
+    min_group_size: int = Field(
+        5,
+        ge=1,
+        description="Smallest group (department) reported on its own; smaller ones are merged "
+        "into 'other', which is dropped if still smaller.",
+    )
+    analytics_retention_days: int = Field(
+        400, ge=35, description="Days of daily trends, HyperLogLogs, content mix and top items."
+    )
+    analytics_interval_seconds: float = Field(
+        30.0, gt=0, description="How often the analytics gauges and community flags are refreshed."
+    )
+    top_items_capacity: int = Field(
+        1000,
+        ge=10,
+        description="Items tracked per day and per week for the most-interacted-with content "
+        "(space-saving sketch: exact while a period has no more distinct items).",
+    )
+    community_window_days: int = Field(
+        30,
+        ge=1,
+        description="A community's active members are those active in this many days; with no "
+        "event in it for as long, it is idle.",
+    )
+    community_metrics_top_n: int = Field(
+        0,
+        ge=0,
+        description="Opt-in: export per-community gauges for the N largest communities "
+        "(community ids become label values); 0: none.",
     )
 
     @property

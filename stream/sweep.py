@@ -119,6 +119,7 @@ class InactivitySweeper:
                 k.outbox(partition),
                 k.outbox_seq(partition),
                 k.inactivity_counts,
+                k.flag_history(partition),
             ],
             args=[
                 "\n".join(f"{u}\t{encode_state(s)}" for u, s in machine.states.items()),
@@ -127,9 +128,24 @@ class InactivitySweeper:
                 "\n".join(members),
                 "\n".join(jsonutil.dumps(r).decode() for r in records),
                 "\n".join(_count_deltas(before, machine.states, self.definitions)),
+                "\n".join(history_lines(transitions, self.definitions)),
             ],
         )
         return ReleaseResult(transitions, len(changes), complete)
+
+
+#: Flag history entry codes: inactive at the first threshold, never active, reactivated, withdrawn.
+HISTORY_CODES = {"inactive": "i", "never_active": "n", "reactivated": "r", "withdrawn": "w"}
+
+
+def history_lines(transitions: list[Transition], definitions: Definitions) -> list[str]:
+    """ "user\tcode@ms" for the changes that decide whether a user is flagged at an instant."""
+    first = definitions.thresholds_ms[0]
+    return [
+        f"{t.user_id}\t{HISTORY_CODES[t.kind]}@{t.at_ms}"
+        for t in transitions
+        if t.kind != "inactive" or t.threshold_ms == first
+    ]
 
 
 def _record(

@@ -95,7 +95,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """ESN_* environment variables that reproduce ``settings`` in a child process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESN_")}
     for name in Settings.model_fields:
-        env[f"ESN_{name.upper()}"] = str(getattr(settings, name))
+        value = getattr(settings, name)
+        secret = getattr(value, "get_secret_value", None)
+        env[f"ESN_{name.upper()}"] = str(secret() if secret else value)
     return env
 
 

@@ -111,6 +111,36 @@ class DirectoryStore:
         members = await self.store.client.smembers(self.keys.community_role(community, role))
         return {text(member) for member in members}
 
+    async def all_profiles(self) -> dict[str, Profile]:
+        """Every profile (reads every bucket: analytics refreshes and reports)."""
+        out: dict[str, Profile] = {}
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for bucket in range(self.store.user_buckets):
+                pipe.hgetall(self.keys.profile_bucket(bucket))
+            for records in await pipe.execute():
+                for user, raw in records.items():
+                    profile = _profile(text(user), raw)
+                    if profile is not None:
+                        out[profile.user_id] = profile
+        return out
+
+    async def all_communities(self) -> dict[str, dict[str, set[str]]]:
+        """Community -> role -> users, for every community with a current member."""
+        prefix = self.keys.community_prefix
+        keys = [text(k) async for k in self.store.client.scan_iter(match=prefix + "*", count=1000)]
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.smembers(key)
+            replies = await pipe.execute()
+        out: dict[str, dict[str, set[str]]] = {}
+        for key, members in zip(keys, replies, strict=True):
+            # The role is the last segment: community ids may hold colons themselves.
+            community, _, role = key[len(prefix) :].rpartition(":")
+            if members:
+                roles = out.setdefault(community, {r: set() for r in ROLES})
+                roles[role] = {text(m) for m in members}
+        return out
+
 
 def _profile(user_id: str, raw: bytes | str | None) -> Profile | None:
     if raw is None:

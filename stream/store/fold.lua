@@ -1,13 +1,20 @@
 -- Apply one partition batch's fold and advance its offset fence, atomically.
--- KEYS: 1 fence, 2 totals, 3 unknown-type totals, 4 reorder buffer, 5 watermark source
--- ARGV: 1 user_prefix, 2 day_prefix, 3 first_offset, 4 last_offset,
+-- KEYS: 1 fence, 2 totals, 3 unknown-type totals, 4 reorder buffer, 5 watermark source,
+--       6 community -> last event ms, 7 community -> events
+-- ARGV: 1 user_prefix, 2 stats_prefix (hashes "<prefix><a|p|c|n>": day number -> users),
+--       3 first_offset, 4 last_offset,
 --       5 users: one line per user, "bucket\tuser\tfirst_ms\tlast_ms\tslot=count,slot=count",
---       6 days: one line per UTC day, "day\texpire_at\tuser\tuser...",
+--       6 tier days: "tier\tday_number\tset_key\tset_expire_at\thll_key\thll_expire_at\tuser...",
 --       7 reorder buffer: lines "time_ms\tuser" of the events that count as activity,
 --       8 highest event time of the batch ('' when none),
---       9 n_totals, {field, count}..., then n_unknown, {name, count}...
--- Users and days travel as two text blobs: one argument per value cost the client more to encode
--- than the whole fold (user ids cannot hold tabs or newlines: the contract forbids control chars).
+--       9 content mix: "key\texpire_at\tfield\tcount" lines,
+--       10 top items: "sketch_key\texpire_at\tcount\tobject_key" lines, 11 sketch capacity,
+--       12 received: "bucket\tuser\tlikes\tmentions" lines, 13 received prefix,
+--       14 communities: "community\tlast_ms\tevents" lines,
+--       15 n_totals, {field, count}..., then n_unknown, {name, count}...
+-- Lines travel as text blobs: one argument per value cost the client more to encode than the
+-- whole fold (user ids cannot hold tabs or newlines: the contract forbids control chars; the
+-- caller leaves out object, community and target ids that hold them).
 -- Returns {status, applied_before}: 1 applied, 0 already applied (replay), -1 partial overlap.
 local applied = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local first_offset = tonumber(ARGV[3])
@@ -20,7 +27,9 @@ if applied >= first_offset then
   return {-1, applied}
 end
 
-local user_prefix, day_prefix = ARGV[1], ARGV[2]
+local user_prefix, stats_prefix = ARGV[1], ARGV[2]
+local DAY = 86400000
+local function day_of(ms) return string.format('%d', math.floor(ms / DAY)) end
 
 -- A user record is "first_ms,last_ms,count_1,...,count_n" in decimal, empty for a zero count,
 -- trailing empties cut: about 40 bytes, so the bucket hashes it lives in stay listpack-encoded.
@@ -56,10 +65,19 @@ for line in string.gmatch(ARGV[5], '[^\n]+') do
   if current then
     rec = decode(current)
     -- Event time, not arrival: a late event can only widen [first, last].
-    if first_ms < rec[1] then rec[1] = first_ms end
+    if first_ms < rec[1] then
+      -- A user is new on the day of their first event: a late event may move that day back.
+      local was, now = day_of(rec[1]), day_of(first_ms)
+      if was ~= now then
+        redis.call('HINCRBY', stats_prefix .. 'n', was, -1)
+        redis.call('HINCRBY', stats_prefix .. 'n', now, 1)
+      end
+      rec[1] = first_ms
+    end
     if last_ms > rec[2] then rec[2] = last_ms end
   else
     rec = {first_ms, last_ms}
+    redis.call('HINCRBY', stats_prefix .. 'n', day_of(first_ms), 1)
   end
   for slot, count in string.gmatch(counts, '(%d+)=(%d+)') do
     slot = 2 + tonumber(slot)
@@ -70,19 +88,72 @@ for line in string.gmatch(ARGV[5], '[^\n]+') do
 end
 
 -- unpack() is bounded by Lua's C stack (about 8000 values): members go in chunks.
-local function sadd_all(key, members)
+local function chunked(command, key, members)
+  local changed = 0
   for start = 1, #members, 1000 do
-    redis.call('SADD', key, unpack(members, start, math.min(start + 999, #members)))
+    changed = changed + redis.call(command, key, unpack(members, start, math.min(start + 999, #members)))
   end
+  return changed
 end
 
+-- Per tier and day: the exact set (kept ESN_DAILY_ACTIVE_RETENTION_DAYS), its exact size as a
+-- counter that outlives it, and a HyperLogLog (kept ESN_ANALYTICS_RETENTION_DAYS) for windows.
 for line in string.gmatch(ARGV[6], '[^\n]+') do
-  local day, expire_at, rest = string.match(line, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  local tier, day, set_key, set_expire, hll_key, hll_expire, rest =
+    string.match(line, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   local members = {}
   for member in string.gmatch(rest, '[^\t]+') do members[#members + 1] = member end
-  local key = day_prefix .. day
-  sadd_all(key, members)
+  local added = chunked('SADD', set_key, members)
+  if added > 0 then redis.call('HINCRBY', stats_prefix .. tier, day, added) end
+  redis.call('EXPIREAT', set_key, set_expire)
+  chunked('PFADD', hll_key, members)
+  redis.call('EXPIREAT', hll_key, hll_expire)
+end
+
+for line in string.gmatch(ARGV[9], '[^\n]+') do
+  local key, expire_at, field, count = string.match(line, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(%d+)$')
+  redis.call('HINCRBY', key, field, count)
   redis.call('EXPIREAT', key, expire_at)
+end
+
+-- Most-interacted items: a space-saving sketch of at most ARGV[11] items per period. A new item
+-- that finds it full replaces the least counted one and inherits its count (an overestimate
+-- bounded by that count); "<key>:evicted" says whether a period's counts are still exact.
+local capacity = tonumber(ARGV[11])
+for line in string.gmatch(ARGV[10], '[^\n]+') do
+  local key, expire_at, count, item = string.match(line, '^([^\t]*)\t([^\t]*)\t(%d+)\t(.*)$')
+  count = tonumber(count)
+  if redis.call('ZSCORE', key, item) then
+    redis.call('ZINCRBY', key, count, item)
+  elseif redis.call('ZCARD', key) < capacity then
+    redis.call('ZADD', key, count, item)
+  else
+    local least = redis.call('ZPOPMIN', key)
+    redis.call('ZADD', key, tonumber(least[2]) + count, item)
+    redis.call('INCR', key .. ':evicted')
+    redis.call('EXPIREAT', key .. ':evicted', expire_at)
+  end
+  redis.call('EXPIREAT', key, expire_at)
+end
+
+local received_prefix = ARGV[13]
+for line in string.gmatch(ARGV[12], '[^\n]+') do
+  local bucket, user, likes, mentions = string.match(line, '^([^\t]*)\t([^\t]*)\t(%d+)\t(%d+)$')
+  local key = received_prefix .. bucket
+  local current = redis.call('HGET', key, user)
+  local had_likes, had_mentions = 0, 0
+  if current then
+    had_likes, had_mentions = string.match(current, '^(%d+),(%d+)$')
+  end
+  redis.call('HSET', key, user,
+    string.format('%d,%d', tonumber(had_likes) + tonumber(likes), tonumber(had_mentions) + tonumber(mentions)))
+end
+
+for line in string.gmatch(ARGV[14], '[^\n]+') do
+  local community, last_ms, events = string.match(line, '^([^\t]*)\t(%d+)\t(%d+)$')
+  local seen = tonumber(redis.call('HGET', KEYS[6], community) or '-1')
+  if tonumber(last_ms) > seen then redis.call('HSET', KEYS[6], community, last_ms) end
+  redis.call('HINCRBY', KEYS[7], community, events)
 end
 
 -- The inactivity engine releases these in event-time order once the watermark passes them.
@@ -95,7 +166,7 @@ if ARGV[8] ~= '' then
   if tonumber(ARGV[8]) > seen then redis.call('SET', KEYS[5], ARGV[8]) end
 end
 
-local i = 9
+local i = 15
 local n_totals = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_totals do
   redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])

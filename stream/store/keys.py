@@ -29,6 +29,83 @@ class RedisKeys:
         """Set of users active on a UTC day."""
         return self.day_prefix + iso_day
 
+    def tier_day(self, tier: str, iso_day: str) -> str:
+        """Exact set of a tier's users on a day: "a" active (the day set above), "p", "c"."""
+        return self.day(iso_day) if tier == "a" else f"{self.prefix}tday:{tier}:{iso_day}"
+
+    def tier_hll(self, tier: str, day_number: int) -> str:
+        """HyperLogLog of a tier's users on a day (days since the epoch), for window counts."""
+        return f"{self.prefix}hll:{tier}:{day_number}"
+
+    @property
+    def stats_prefix(self) -> str:
+        """Prefix of the exact daily counters: hash day number -> users."""
+        return self.prefix + "stats:"
+
+    def stats(self, name: str) -> str:
+        """Daily counter hash: "a" active, "p" participating, "c" contributing, "n" new users."""
+        return self.stats_prefix + name
+
+    def content(self, day_number: int) -> str:
+        """Hash "type|object_type" -> events of one day (the content mix over time)."""
+        return f"{self.prefix}content:{day_number}"
+
+    def top_items(self, period: str, number: int) -> str:
+        """Sorted set item -> interactions: period "d" (day number) or "w" (its Monday's)."""
+        return f"{self.prefix}top:{period}:{number}"
+
+    @property
+    def received_prefix(self) -> str:
+        """Prefix of the received-interaction buckets: user -> "likes,mentions"."""
+        return self.prefix + "r1:"
+
+    def received(self, bucket: int) -> str:
+        """One of ESN_USER_BUCKETS hashes of likes and mentions received."""
+        return f"{self.received_prefix}{bucket}"
+
+    @property
+    def community_last(self) -> str:
+        """Hash community -> time (ms) of the last event that named it."""
+        return self.prefix + "cact"
+
+    @property
+    def community_events(self) -> str:
+        """Hash community -> events that named it."""
+        return self.prefix + "cevents"
+
+    @property
+    def community_states(self) -> str:
+        """Hash community -> "orphaned|idle" flags as last published."""
+        return self.prefix + "cflags"
+
+    @property
+    def community_outbox(self) -> str:
+        """List of "seq\tjson" community flag records waiting to be published."""
+        return self.prefix + "coutbox"
+
+    @property
+    def community_outbox_seq(self) -> str:
+        """Last sequence number given to a community flag record."""
+        return self.prefix + "cseq"
+
+    def flag_history(self, partition: int) -> str:
+        """Hash user id -> "kind@ms,..." of the user's flag changes (for initiatives)."""
+        return f"{self.prefix}hist:{partition}"
+
+    @property
+    def initiatives(self) -> str:
+        """Hash initiative name -> JSON {name, start, users, created}."""
+        return self.prefix + "init"
+
+    def initiative_users(self, name: str) -> str:
+        """Set of the users an initiative targets."""
+        return f"{self.prefix}init:{name}:users"
+
+    @property
+    def analytics_snapshot(self) -> str:
+        """The last analytics refresh, as JSON (what /api/v1/summary serves)."""
+        return self.prefix + "snapshot"
+
     @property
     def totals(self) -> str:
         """Hash "type|object_type" -> events."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +23,9 @@ from stream.store.keys import RedisKeys
 #: 1-based slot of each counted type in a packed user record.
 _SLOT = {name: index + 1 for index, name in enumerate(COUNTED_TYPES)}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+#: A backfill writes days older than their retention; their keys live this long after the last
+#: write so that the exact daily counters (built on the sets' SADD replies) stay exact meanwhile.
+_BACKFILL_GRACE_S = 2 * 86_400
 _FOLD_SCRIPT = resources.files("stream.store").joinpath("fold.lua").read_text()
 
 
@@ -55,12 +59,20 @@ class RedisStore:
     """The fold's writes and reads over one Redis connection pool."""
 
     def __init__(
-        self, client: aioredis.Redis, keys: RedisKeys, retention_days: int, user_buckets: int
+        self,
+        client: aioredis.Redis,
+        keys: RedisKeys,
+        retention_days: int,
+        user_buckets: int,
+        analytics_retention_days: int = 400,
+        top_items_capacity: int = 1000,
     ) -> None:
         self.client = client
         self.keys = keys
         self.retention_days = retention_days
         self.user_buckets = user_buckets
+        self.analytics_retention_days = analytics_retention_days
+        self.top_items_capacity = top_items_capacity
         self._fold = client.register_script(_FOLD_SCRIPT)
 
     @classmethod
@@ -81,6 +93,8 @@ class RedisStore:
             RedisKeys(settings.redis_prefix),
             settings.daily_active_retention_days,
             settings.user_buckets,
+            settings.analytics_retention_days,
+            settings.top_items_capacity,
         )
 
     def bucket_of(self, user_id: str) -> int:
@@ -124,26 +138,67 @@ class RedisStore:
             k.unknown_types,
             k.reorder_buffer(delta.partition),
             k.watermark_source(delta.partition),
+            k.community_last,
+            k.community_events,
         ]
         users = "\n".join(
             f"{zlib.crc32(user_id.encode()) % buckets}\t{user_id}\t{user.first_ms}\t"
             f"{user.last_ms}\t" + ",".join(f"{_SLOT[t]}={c}" for t, c in user.counts.items())
             for user_id, user in delta.users.items()
         )
-        days = "\n".join(
-            f"{day}\t{self._day_expire_at(day)}\t" + "\t".join(members)
-            for day, members in delta.day_actives.items()
+        floor = int(time.time()) + _BACKFILL_GRACE_S
+        tiers = [("a", day, members) for day, members in delta.day_actives.items()]
+        tiers += [(tier, day, members) for (tier, day), members in delta.day_tiers.items()]
+        tier_lines = []
+        for tier, day, members in tiers:
+            number = day_number(day)
+            tier_lines.append(
+                f"{tier}\t{number}\t{k.tier_day(tier, day)}\t"
+                f"{max(floor, _expire_at(number, self.retention_days))}\t"
+                f"{k.tier_hll(tier, number)}\t{self._analytics_expire_at(number, floor)}\t"
+                + "\t".join(members)
+            )
+        content = "\n".join(
+            f"{k.content(day_number(day))}\t"
+            f"{self._analytics_expire_at(day_number(day), floor)}\t{mix}\t{count}"
+            for (day, mix), count in delta.day_content.items()
+        )
+        top_lines = []
+        for (day, item), count in delta.day_objects.items():
+            number = day_number(day)
+            monday = number - (number + 3) % 7  # day 0, 1970-01-01, was a Thursday
+            top_lines.append(
+                f"{k.top_items('d', number)}\t{self._analytics_expire_at(number, floor)}\t"
+                f"{count}\t{item}"
+            )
+            top_lines.append(
+                f"{k.top_items('w', monday)}\t{self._analytics_expire_at(monday + 6, floor)}\t"
+                f"{count}\t{item}"
+            )
+        received = "\n".join(
+            f"{zlib.crc32(user.encode()) % buckets}\t{user}\t{likes}\t{mentions}"
+            for user, (likes, mentions) in delta.received.items()
+        )
+        communities = "\n".join(
+            f"{community}\t{last_ms}\t{events}"
+            for community, (last_ms, events) in delta.communities.items()
         )
         buffered = "\n".join(f"{at}\t{user}" for at, user in delta.activity_times)
         args: list[Any] = [
             k.user_prefix,
-            k.day_prefix,
+            k.stats_prefix,
             delta.first_offset,
             delta.last_offset,
             users,
-            days,
+            "\n".join(tier_lines),
             buffered,
             "" if delta.max_event_ms is None else delta.max_event_ms,
+            content,
+            "\n".join(top_lines),
+            self.top_items_capacity,
+            received,
+            k.received_prefix,
+            communities,
         ]
         args.append(len(delta.totals))
         for (event_type, object_type), count in delta.totals.items():
@@ -153,10 +208,8 @@ class RedisStore:
             args += (name, count)
         return keys, args
 
-    def _day_expire_at(self, iso_day: str) -> int:
-        """Epoch seconds when a day's set expires: end of that day plus the retention."""
-        day_number = date.fromisoformat(iso_day).toordinal() - _EPOCH_ORDINAL
-        return (day_number + 1 + self.retention_days) * (MS_PER_DAY // 1000)
+    def _analytics_expire_at(self, number: int, floor: int) -> int:
+        return max(floor, _expire_at(number, self.analytics_retention_days))
 
     # --- read side -------------------------------------------------------------------------
 
@@ -214,6 +267,16 @@ class RedisStore:
                     state = decode_user_record(text(user), raw)
                     out[state.user_id] = state
         return out
+
+
+def day_number(iso_day: str) -> int:
+    """Days since the epoch of an ISO date."""
+    return date.fromisoformat(iso_day).toordinal() - _EPOCH_ORDINAL
+
+
+def _expire_at(number: int, retention_days: int) -> int:
+    """Epoch seconds when data of a day expires: the end of that day plus the retention."""
+    return (number + 1 + retention_days) * (MS_PER_DAY // 1000)
 
 
 def decode_user_record(user_id: str, raw: bytes | str) -> UserState:

@@ -1,9 +1,10 @@
 -- Commit one release of the inactivity engine for a partition, atomically: user states, due
 -- crossings, released buffer members, new flag records (numbered) and the gauges' counts.
--- KEYS: 1 states hash, 2 due zset, 3 reorder buffer, 4 outbox list, 5 outbox seq, 6 counts hash
+-- KEYS: 1 states hash, 2 due zset, 3 reorder buffer, 4 outbox list, 5 outbox seq, 6 counts hash,
+--       7 flag history hash
 -- ARGV: 1 states "user\tstate" lines, 2 due "user\tcrossing_ms" lines, 3 not due "user" lines,
 --       4 released buffer members (one per line), 5 flag records (JSON, one per line),
---       6 count deltas "field\tdelta" lines
+--       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines
 -- Returns the outbox sequence number of the last record added.
 for line in string.gmatch(ARGV[1], '[^\n]+') do
   local user, state = string.match(line, '^([^\t]*)\t(.*)$')
@@ -28,5 +29,10 @@ redis.call('SET', KEYS[5], seq)
 for line in string.gmatch(ARGV[6], '[^\n]+') do
   local field, delta = string.match(line, '^([^\t]*)\t(-?%d+)$')
   redis.call('HINCRBY', KEYS[6], field, delta)
+end
+for line in string.gmatch(ARGV[7], '[^\n]+') do
+  local user, entry = string.match(line, '^([^\t]*)\t(.*)$')
+  local history = redis.call('HGET', KEYS[7], user)
+  redis.call('HSET', KEYS[7], user, history and (history .. ',' .. entry) or entry)
 end
 return seq

@@ -1,0 +1,65 @@
+"""Privacy settings made code: keyed pseudonyms for user ids and minimum group sizes.
+
+With ``ESN_PSEUDONYMIZE_KEY`` set, every user id (activity actor and target, directory user) is
+replaced at ingest by an HMAC-SHA256 of it under that key, so no raw id reaches Redis, the flag
+topics, metrics or reports. The same id always gives the same pseudonym, across activity and
+directory and across restarts, so the engine works unchanged; whoever holds the key can compute the
+pseudonym of a known id (``esn-pulse pseudonym``), nobody can reverse one without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Final
+
+from stream.settings import Settings
+
+#: Pseudonyms are recognisable in any output, and 128 bits keep collisions out of reach.
+PSEUDONYM_PREFIX: Final = "p_"
+#: Groups smaller than the minimum are reported under this name (and dropped if it is small too).
+OTHER_GROUP: Final = "other"
+
+Pseudonymize = Callable[[str], str]
+
+
+def pseudonymizer(key: str) -> Pseudonymize:
+    """A cached keyed-hash function: user id -> ``p_`` + 32 hex digits."""
+    secret = key.encode()
+
+    @lru_cache(maxsize=262_144)  # the hot path sees the same few thousand actors again and again
+    def pseudonym(user_id: str) -> str:
+        if user_id.startswith(PSEUDONYM_PREFIX) and len(user_id) == 34:
+            return user_id  # already a pseudonym (a re-import of our own output)
+        digest = hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()
+        return PSEUDONYM_PREFIX + digest[:32]
+
+    return pseudonym
+
+
+def pseudonymizer_from(settings: Settings) -> Pseudonymize | None:
+    """The deployment's pseudonymizer, or None when ids are kept as they are."""
+    key = settings.pseudonymize_key.get_secret_value()
+    return pseudonymizer(key) if key else None
+
+
+def lookup_id(settings: Settings, user_id: str) -> str:
+    """The id the engine stores for a user id typed by an operator."""
+    pseudonym = pseudonymizer_from(settings)
+    return pseudonym(user_id) if pseudonym else user_id
+
+
+def merge_small_groups(sizes: Mapping[str, int], minimum: int) -> dict[str, str]:
+    """Group name -> reported name: groups under ``minimum`` members become "other".
+
+    Returns only the groups that may be reported: when the merged "other" group is itself smaller
+    than the minimum, its members are left out altogether rather than exposed.
+    """
+    small = {name for name, size in sizes.items() if size < minimum}
+    merged_size = sum(sizes[name] for name in small)
+    out = {name: name for name in sizes if name not in small}
+    if merged_size >= minimum:
+        out.update({name: OTHER_GROUP for name in small})
+    return out

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install what ESN Pulse needs from Debian when it is missing: Redis now; Java 17 and Maven for the
-# local Kafka broker are checked, not installed (the machine image provides them).
+# Install what ESN Pulse needs from Debian when it is missing: Redis (state), Prometheus and promtool
+# (rules, tests, make run), Chromium (the report's rendering test), and Java 17 and Maven for the
+# local Kafka broker.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -18,4 +21,4 @@ fi
 echo "Installing ${missing[*]} from Debian..." >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq "${missing[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

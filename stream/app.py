@@ -5,22 +5,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 
+from stream.analytics.refresh import AnalyticsRefresher
+from stream.api import register_api
 from stream.batch import Reject
-from stream.directory import MembershipV1, ProfileV1, decode_directory
+from stream.directory import MembershipV1, ProfileV1, decode_directory, pseudonymized_record
 from stream.events import InvalidEvent
+from stream.inactivity import definitions_from
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
 from stream.metrics import PipelineMetrics
+from stream.privacy import pseudonymizer_from
 from stream.retry import until_redis_answers
 from stream.settings import Settings, get_settings
 from stream.store import DirectoryStore, RedisStore
 from stream.topics import TopicNames, dlq_headers
+
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -96,6 +106,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.agent(directory)
     async def fold_directory(stream: faust.StreamT[Any]) -> None:
         store = DirectoryStore(pipeline.store)
+        pseudonymize = pseudonymizer_from(settings)
         # take_events (not take) keeps each record's key for the key check; untyped in Faust.
         batches = stream.take_events(500, within=0.2)  # type: ignore[attr-defined]
         async for events in batches:
@@ -105,6 +116,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 message = event.message
                 try:
                     record = decode_directory(message.value, message.key)
+                    if pseudonymize is not None:
+                        record = pseudonymized_record(record, pseudonymize)
                     records.append(record)
                     if isinstance(record, ProfileV1):
                         profiles.append((message.partition, record))
@@ -129,6 +142,28 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     pipeline.metrics.directory_records.labels(done.kind).inc()
 
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="faust")
+    register_api(app, settings, pipeline.store)
+    analytics = AnalyticsRefresher(
+        settings, pipeline.store, pipeline.metrics, definitions_from(settings)
+    )
+
+    # A Faust timer: every worker refreshes the gauges; the owner of activity partition 0 (one
+    # worker at a time, whoever it is after a rebalance) also evaluates the community flags.
+    @app.timer(interval=settings.analytics_interval_seconds)  # type: ignore[untyped-decorator]
+    async def refresh_analytics() -> None:
+        ingest = pipeline.ingest
+        if ingest is None or not ingest.joined.is_set():
+            return
+        owns_first = any(tp.partition == 0 for tp in ingest.consumer.assignment())
+        try:
+            async with ingest.apply_lock if owns_first else contextlib.nullcontext():
+                await analytics.refresh(evaluate_communities=owns_first)
+        except (RedisError, KafkaError, OSError) as exc:
+            log.warning("Analytics refresh incomplete (%s); retrying at the next one", exc)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types it too narrowly
+    async def stop_analytics(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await analytics.stop()
 
     @app.page("/health")
     async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

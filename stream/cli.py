@@ -1,4 +1,7 @@
-"""The ``esn-pulse`` command: stack, worker, produce, generate, user, demo."""
+"""The ``esn-pulse`` command: stack, worker, produce, generate, user, inactive, demo.
+
+The analytics commands (report, summary, initiative, pseudonym) are in :mod:`stream.cli_analytics`.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import IO, Any
 
 import click
 
-from stream import jsonutil
+from stream import cli_analytics, jsonutil
 from stream.inactivity import UserInactivity, definitions_from, parse_duration_ms
 from stream.queries import flags_of
 from stream.settings import get_settings
@@ -421,6 +424,10 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# Analytics commands live in their own module; registered here so `esn-pulse --help` lists them.
+cli_analytics.register(main)
 
 
 if __name__ == "__main__":

@@ -181,3 +181,63 @@ class PipelineMetrics:
             "Activity partitions this worker currently owns.",
             registry=registry,
         )
+        # --- analytics (refreshed every ESN_ANALYTICS_INTERVAL_SECONDS) ---
+        self.tier_users = Gauge(
+            "esn_tier_users",
+            "Users on each rung of the engagement ladder (registered, active, participating, "
+            "contributing) in the window of whole UTC days ending today.",
+            ["tier", "window"],
+            registry=registry,
+        )
+        self.stickiness = Gauge(
+            "esn_stickiness_ratio",
+            "Today's active users divided by the 30-day active users.",
+            registry=registry,
+        )
+        self.new_users = Gauge(
+            "esn_new_users",
+            "Users whose first event ever was today (UTC).",
+            registry=registry,
+        )
+        self.communities = Gauge(
+            "esn_communities",
+            "Communities by state: total, orphaned, idle, healthy (neither).",
+            ["state"],
+            registry=registry,
+        )
+        self.community_flags = Counter(
+            "esn_community_flags",
+            "Community flag records published on esn.communities.flagged.v1, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.department_users = Gauge(
+            "esn_department_users",
+            "Users per department and state (enabled, active, inactive, never_active); departments "
+            "under ESN_MIN_GROUP_SIZE are merged into 'other'.",
+            ["department", "state"],
+            registry=registry,
+        )
+        self.community_people = Gauge(
+            "esn_community_people",
+            "Opt-in (ESN_COMMUNITY_METRICS_TOP_N): people in each of the largest communities.",
+            ["community"],
+            registry=registry,
+        )
+        self.community_active_members = Gauge(
+            "esn_community_active_members",
+            "Opt-in (ESN_COMMUNITY_METRICS_TOP_N): active members of each of the largest "
+            "communities.",
+            ["community"],
+            registry=registry,
+        )
+        self.analytics_refresh_seconds = Gauge(
+            "esn_analytics_refresh_seconds",
+            "Wall time of the last analytics refresh.",
+            registry=registry,
+        )
+        self.analytics_refreshed = Gauge(
+            "esn_analytics_last_refresh_timestamp_seconds",
+            "When the analytics gauges were last refreshed (Unix seconds).",
+            registry=registry,
+        )

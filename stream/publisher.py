@@ -1,4 +1,7 @@
-"""Publishing flag records from the Redis outbox to esn.users.flagged.v1, each exactly once.
+"""Publishing flag records from a Redis outbox to a flag topic, each exactly once.
+
+Used for esn.users.flagged.v1 (one outbox per activity partition) and esn.communities.flagged.v1
+(one outbox, partition 0).
 
 Records of activity partition p go to partition p of the flagged topic, in outbox order, with
 their sequence number in the ``esn.seq`` header. Before the first send for a partition the
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,10 +33,19 @@ _BATCH = 1000
 class FlagPublisher:
     """Drains per-partition outboxes; the caller serialises calls per partition."""
 
-    def __init__(self, settings: Settings, store: RedisStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        topic: str | None = None,
+        outbox: Callable[[int], str] | None = None,
+        key_field: str = "user_id",
+    ) -> None:
         self.settings = settings
-        self.topic = TopicNames.from_settings(settings).flagged
+        self.topic = topic or TopicNames.from_settings(settings).flagged
         self.store = store
+        self.outbox = outbox or store.keys.outbox
+        self.key_field = key_field
         # Its own idempotent producer: records are enqueued one by one in outbox order, which
         # aiokafka keeps per partition (Faust's buffered send reordered the first records).
         self.producer = new_producer(settings)
@@ -52,7 +65,7 @@ class FlagPublisher:
 
     async def publish(self, partition: int) -> list[dict[str, Any]]:
         """Send every pending record of one partition; returns what was sent."""
-        outbox = self.store.keys.outbox(partition)
+        outbox = self.outbox(partition)
         if partition not in self.published:
             self.published[partition] = await self.last_published_seq(partition)
         sent: list[dict[str, Any]] = []
@@ -72,7 +85,7 @@ class FlagPublisher:
                         await self.producer.send(
                             self.topic,
                             record.encode(),
-                            key=doc["user_id"].encode(),
+                            key=doc[self.key_field].encode(),
                             partition=partition,
                             headers=[(FLAG_SEQ, seq_text.encode())],
                         )

@@ -12,6 +12,7 @@ ACTIVITY_DLQ: Final = "esn.activity.v1.dlq"
 DIRECTORY: Final = "esn.directory.v1"
 DIRECTORY_DLQ: Final = "esn.directory.v1.dlq"
 FLAGGED: Final = "esn.users.flagged.v1"
+COMMUNITIES_FLAGGED: Final = "esn.communities.flagged.v1"
 #: Header of a flagged-user record: its sequence number within its partition's outbox.
 FLAG_SEQ: Final = "esn.seq"
 
@@ -32,6 +33,7 @@ class TopicNames:
     directory: str
     directory_dlq: str
     flagged: str
+    communities_flagged: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
@@ -43,6 +45,7 @@ class TopicNames:
             directory=prefix + DIRECTORY,
             directory_dlq=prefix + DIRECTORY_DLQ,
             flagged=prefix + FLAGGED,
+            communities_flagged=prefix + COMMUNITIES_FLAGGED,
         )
 
     def partitions(self, settings: Settings) -> dict[str, int]:
@@ -56,6 +59,8 @@ class TopicNames:
             self.directory_dlq: 3,
             # Flags of activity partition p are published to partition p (exactly-once resume).
             self.flagged: settings.activity_partitions,
+            # One evaluator publishes community flags, in order, to a single partition.
+            self.communities_flagged: 1,
         }
 
 

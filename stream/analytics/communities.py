@@ -1,0 +1,146 @@
+"""Community health: members by role, active members, health ratio, idle and orphaned.
+
+Definitions (README, "Communities"), all at the clock's now with W = ESN_COMMUNITY_WINDOW_DAYS and
+T = the first ESN_INACTIVITY_THRESHOLDS:
+- people: distinct users holding any role (owner, member, follower);
+- active members: people with an enabled (or unknown) profile whose last activity is within W;
+- health: active members / people;
+- idle: no event naming the community within W (or none ever);
+- orphaned: no owner is enabled and active within T (a community without owners is orphaned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stream.analytics.days import iso_time
+from stream.store import DirectoryStore, RedisStore
+from stream.store.directory_store import ROLES
+from stream.store.redis_store import text
+
+
+@dataclass(frozen=True)
+class CommunityHealth:
+    """One community's figures at one instant."""
+
+    community: str
+    roles: dict[str, int]
+    people: int
+    active_members: int
+    health: float | None
+    last_activity_ms: int | None
+    events: int
+    idle: bool
+    orphaned: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's and the report's shape."""
+        return {
+            "community": self.community,
+            "members_by_role": self.roles,
+            "people": self.people,
+            "active_members": self.active_members,
+            "health": self.health,
+            "last_activity": iso_time(self.last_activity_ms),
+            "events": self.events,
+            "idle": self.idle,
+            "orphaned": self.orphaned,
+        }
+
+
+@dataclass(frozen=True)
+class CommunityInputs:
+    """What the evaluation reads, loaded once for all communities."""
+
+    roles: dict[str, dict[str, set[str]]]
+    last_seen: dict[str, int]
+    disabled: set[str]
+    last_activity: dict[str, int]
+    events: dict[str, int]
+
+
+def is_active(user: str, inputs: CommunityInputs, now_ms: int, window_ms: int) -> bool:
+    """Enabled (or not in the directory) and last seen within the window."""
+    if user in inputs.disabled:
+        return False
+    seen = inputs.last_seen.get(user)
+    return seen is not None and now_ms - seen <= window_ms
+
+
+def evaluate(
+    community: str, inputs: CommunityInputs, now_ms: int, window_ms: int, threshold_ms: int
+) -> CommunityHealth:
+    """A community's figures (pure: the oracle tests hold the Redis side to this)."""
+    roles = inputs.roles.get(community, {role: set() for role in ROLES})
+    people = set().union(*roles.values())
+    active = sum(1 for user in people if is_active(user, inputs, now_ms, window_ms))
+    last = inputs.last_activity.get(community)
+    owners = roles.get("owner", set())
+    return CommunityHealth(
+        community=community,
+        roles={role: len(roles.get(role, ())) for role in ROLES},
+        people=len(people),
+        active_members=active,
+        health=round(active / len(people), 4) if people else None,
+        last_activity_ms=last,
+        events=inputs.events.get(community, 0),
+        idle=last is None or now_ms - last > window_ms,
+        orphaned=not any(is_active(o, inputs, now_ms, threshold_ms) for o in owners),
+    )
+
+
+async def load_inputs(store: RedisStore) -> CommunityInputs:
+    """Memberships, last-seen of every member, disabled profiles and community activity."""
+    directory = DirectoryStore(store)
+    roles = await directory.all_communities()
+    people = sorted(set().union(*(set().union(*r.values()) for r in roles.values())))
+    last_seen: dict[str, int] = {}
+    disabled: set[str] = set()
+    if people:
+        async with store.client.pipeline(transaction=False) as pipe:
+            for user in people:
+                bucket = store.bucket_of(user)
+                pipe.hget(store.keys.user_bucket(bucket), user)
+                pipe.hget(store.keys.profile_bucket(bucket), user)
+            replies = await pipe.execute()
+        for index, user in enumerate(people):
+            record, profile = replies[2 * index], replies[2 * index + 1]
+            if record is not None:
+                last_seen[user] = int(text(record).split(",")[1])
+            if profile is not None and text(profile).split("\t")[1] != "enabled":
+                disabled.add(user)
+    async with store.client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(store.keys.community_last)
+        pipe.hgetall(store.keys.community_events)
+        raw_last, raw_events = await pipe.execute()
+    return CommunityInputs(
+        roles=roles,
+        last_seen=last_seen,
+        disabled=disabled,
+        last_activity={text(k): int(v) for k, v in raw_last.items()},
+        events={text(k): int(v) for k, v in raw_events.items()},
+    )
+
+
+async def all_communities(
+    store: RedisStore, now_ms: int, window_ms: int, threshold_ms: int
+) -> list[CommunityHealth]:
+    """Every community with a member or an event, by id."""
+    inputs = await load_inputs(store)
+    names = sorted(set(inputs.roles) | set(inputs.last_activity))
+    return [evaluate(name, inputs, now_ms, window_ms, threshold_ms) for name in names]
+
+
+def community_counts(
+    communities: Mapping[str, CommunityHealth] | list[CommunityHealth],
+) -> dict[str, int]:
+    """total, orphaned, idle and healthy (neither) communities."""
+    rows = list(communities.values()) if isinstance(communities, Mapping) else communities
+    return {
+        "total": len(rows),
+        "orphaned": sum(1 for c in rows if c.orphaned),
+        "idle": sum(1 for c in rows if c.idle),
+        "healthy": sum(1 for c in rows if not c.orphaned and not c.idle),
+    }

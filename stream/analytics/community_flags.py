@@ -1,0 +1,118 @@
+"""Orphaned and idle communities on esn.communities.flagged.v1, each change published once.
+
+An evaluation compares every community's flags at the clock's now with the flags last committed
+and commits the differences with a compare-and-set (store/community_flags.lua), which also numbers
+the records in an outbox; the user-flag publisher then sends them in order, resuming from the
+topic's last sequence number. Two evaluators racing commit each change once, and a crash between
+commit and send only delays it. Only the worker that owns activity partition 0 evaluates, so one
+publisher drains the single outbox.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Final
+
+from stream import jsonutil
+from stream.analytics.communities import CommunityHealth
+from stream.analytics.days import iso_time
+from stream.publisher import FlagPublisher
+from stream.settings import Settings
+from stream.store import RedisStore
+from stream.store.redis_store import text
+from stream.topics import TopicNames
+
+SCHEMA: Final = "esn.communities.flagged.v1"
+_SCRIPT = resources.files("stream.store").joinpath("community_flags.lua").read_text()
+#: flag -> (letter in the stored state, kind when it turns on, kind when it turns off)
+FLAGS: Final = {
+    "orphaned": ("o", "orphaned", "orphaned_resolved"),
+    "idle": ("i", "idle", "idle_resolved"),
+}
+COMMUNITY_FLAG_KINDS: Final = tuple(kind for _, on, off in FLAGS.values() for kind in (on, off))
+
+
+def state_of(health: CommunityHealth) -> str:
+    """The stored flags string: "o" orphaned, "i" idle ("oi", "o", "i" or "")."""
+    return ("o" if health.orphaned else "") + ("i" if health.idle else "")
+
+
+def change_records(health: CommunityHealth, old: str, now_ms: int) -> list[dict[str, Any]]:
+    """The records of the flags that differ between ``old`` and the community's state now."""
+    new = state_of(health)
+    records = []
+    for flag, (letter, on, off) in FLAGS.items():
+        was, now = letter in old, letter in new
+        if was == now:
+            continue
+        kind = on if now else off
+        records.append(
+            {
+                "schema": SCHEMA,
+                "kind": kind,
+                "flag": flag,
+                "community": health.community,
+                "at": iso_time(now_ms),
+                "owners": health.roles.get("owner", 0),
+                "people": health.people,
+                "active_members": health.active_members,
+                "last_activity": iso_time(health.last_activity_ms),
+                "event_id": f"{health.community}:{kind}:{now_ms}",
+            }
+        )
+    return records
+
+
+class CommunityFlagger:
+    """Evaluates and publishes community flags for one deployment."""
+
+    def __init__(self, settings: Settings, store: RedisStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._commit = store.client.register_script(_SCRIPT)
+        self.publisher: FlagPublisher | None = None
+
+    async def start(self) -> None:
+        """Create and connect the publisher (its producer needs the running loop)."""
+        keys = self.store.keys
+        self.publisher = FlagPublisher(
+            self.settings,
+            self.store,
+            topic=TopicNames.from_settings(self.settings).communities_flagged,
+            outbox=lambda _partition: keys.community_outbox,
+            key_field="community",
+        )
+        await self.publisher.start()
+
+    async def stop(self) -> None:
+        """Flush and close the producer."""
+        if self.publisher is not None:
+            await self.publisher.stop()
+
+    async def commit(self, communities: list[CommunityHealth], now_ms: int) -> int:
+        """Commit the changes since the last evaluation; returns how many records were added."""
+        keys = self.store.keys
+        stored = {
+            text(k): text(v)
+            for k, v in (await self.store.client.hgetall(keys.community_states)).items()
+        }
+        lines = []
+        for health in communities:
+            old = stored.get(health.community, "")
+            if "\t" in health.community or "\n" in health.community:
+                continue  # cannot travel in the line format (ids come from producers)
+            for record in change_records(health, old, now_ms):
+                payload = jsonutil.dumps(record).decode()
+                lines.append(f"{health.community}\t{old}\t{state_of(health)}\t{payload}")
+        if not lines:
+            return 0
+        added = await self._commit(
+            keys=[keys.community_states, keys.community_outbox, keys.community_outbox_seq],
+            args=["\n".join(lines)],
+        )
+        return int(added)
+
+    async def publish(self) -> list[dict[str, Any]]:
+        """Send the committed records not yet on the topic (call start() first)."""
+        assert self.publisher is not None, "CommunityFlagger.start() was not awaited"
+        return await self.publisher.publish(0)

@@ -1,0 +1,76 @@
+"""Content analytics: interactions by event and object type over time, and the top items.
+
+Top items come from a space-saving sketch per day and per ISO week (ESN_TOP_ITEMS_CAPACITY items,
+see fold.lua): while a period has touched no more distinct items than that, its counts are exact
+("exact": true); past it, an item's count may be overestimated by at most the smallest count kept,
+and every item with more interactions than that is guaranteed to be listed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from stream.analytics.days import iso_day, monday_of
+from stream.store import RedisStore
+from stream.store.redis_store import text
+
+
+async def content_mix(store: RedisStore, first_day: int, last_day: int) -> Counter[tuple[str, str]]:
+    """(event type, object type) -> events over the days."""
+    total: Counter[tuple[str, str]] = Counter()
+    async with store.client.pipeline(transaction=False) as pipe:
+        for day in range(first_day, last_day + 1):
+            pipe.hgetall(store.keys.content(day))
+        for mix in await pipe.execute():
+            for field, count in mix.items():
+                event_type, _, object_type = text(field).partition("|")
+                total[event_type, object_type] += int(count)
+    return total
+
+
+async def content_by_day(
+    store: RedisStore, first_day: int, last_day: int, by: str = "type"
+) -> list[dict[str, Any]]:
+    """Per day: events by event type (``by="type"``) or by object type (``by="object_type"``)."""
+    out = []
+    async with store.client.pipeline(transaction=False) as pipe:
+        for day in range(first_day, last_day + 1):
+            pipe.hgetall(store.keys.content(day))
+        replies = await pipe.execute()
+    for index, mix in enumerate(replies):
+        counts: Counter[str] = Counter()
+        for field, count in mix.items():
+            event_type, _, object_type = text(field).partition("|")
+            counts[event_type if by == "type" else object_type] += int(count)
+        out.append({"date": iso_day(first_day + index), "counts": dict(sorted(counts.items()))})
+    return out
+
+
+async def top_items(store: RedisStore, period: str, day: int, limit: int) -> dict[str, Any]:
+    """The ``limit`` most-interacted-with items of the day (period "day") or its ISO week."""
+    if period == "day":
+        key, first, last = store.keys.top_items("d", day), day, day
+    else:
+        monday = monday_of(day)
+        key, first, last = store.keys.top_items("w", monday), monday, monday + 6
+    async with store.client.pipeline(transaction=False) as pipe:
+        # The whole sketch (at most ESN_TOP_ITEMS_CAPACITY items): ties at the cut are then
+        # broken by item, independently of Redis's order among equal scores.
+        pipe.zrange(key, 0, -1, withscores=True)
+        pipe.get(key + ":evicted")
+        ranked, evicted = await pipe.execute()
+    counted = sorted(((-int(score), text(member)) for member, score in ranked))[:limit]
+    items = []
+    for negative, item in counted:
+        object_type, _, object_id = item.partition(":")
+        items.append(
+            {"item": item, "object_type": object_type, "id": object_id, "interactions": -negative}
+        )
+    return {
+        "period": period,
+        "from": iso_day(first),
+        "to": iso_day(last),
+        "exact": evicted is None,
+        "items": items,
+    }

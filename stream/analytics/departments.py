@@ -1,0 +1,63 @@
+"""Figures per department, only for groups of at least ESN_MIN_GROUP_SIZE enabled users.
+
+Smaller departments are merged into "other"; if "other" is still smaller than the minimum it is
+left out, so no reported figure describes fewer people than the minimum.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Final
+
+from stream.inactivity import Definitions
+from stream.privacy import merge_small_groups
+from stream.settings import Settings
+from stream.store import DirectoryStore, RedisStore
+from stream.store.redis_store import text
+from stream.sweep import decode_state
+
+DEPARTMENT_STATES: Final = ("enabled", "active", "inactive", "never_active")
+#: Department of enabled profiles that name none.
+UNASSIGNED: Final = "unassigned"
+
+
+async def department_figures(
+    store: RedisStore, settings: Settings, definitions: Definitions, now_ms: int
+) -> dict[str, dict[str, int]]:
+    """department -> enabled, active (within the first threshold), inactive, never_active."""
+    profiles = await DirectoryStore(store).all_profiles()
+    enabled = {u: p.department or UNASSIGNED for u, p in profiles.items() if p.status == "enabled"}
+    states = {}
+    async with store.client.pipeline(transaction=False) as pipe:
+        for partition in range(settings.activity_partitions):
+            pipe.hgetall(store.keys.inactivity_states(partition))
+        for reply in await pipe.execute():
+            for user, raw in reply.items():
+                states[text(user)] = decode_state(text(raw))
+    users = sorted(enabled)
+    last_seen: dict[str, int] = {}
+    async with store.client.pipeline(transaction=False) as pipe:
+        for user in users:
+            pipe.hget(store.keys.user_bucket(store.bucket_of(user)), user)
+        for user, record in zip(users, await pipe.execute(), strict=True):
+            if record is not None:
+                last_seen[user] = int(text(record).split(",")[1])
+    window = definitions.thresholds_ms[0]
+    sizes = Counter(enabled.values())
+    reported = merge_small_groups(sizes, settings.min_group_size)
+    out: dict[str, dict[str, int]] = {}
+    for user, department in enabled.items():
+        name = reported.get(department)
+        if name is None:
+            continue
+        row = out.setdefault(name, dict.fromkeys(DEPARTMENT_STATES, 0))
+        row["enabled"] += 1
+        seen = last_seen.get(user)
+        if seen is not None and now_ms - seen <= window:
+            row["active"] += 1
+        state = states.get(user)
+        if state is not None and state.flagged_count > 0:
+            row["inactive"] += 1
+        if state is not None and state.never_active:
+            row["never_active"] += 1
+    return dict(sorted(out.items()))

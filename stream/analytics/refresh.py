@@ -1,0 +1,98 @@
+"""The periodic analytics refresh: low-cardinality gauges and the community flags.
+
+Every worker refreshes its gauges (they describe the whole deployment: aggregate with ``max``);
+only the owner of activity partition 0 evaluates and publishes community flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from stream.analytics.communities import CommunityHealth, all_communities, community_counts
+from stream.analytics.community_flags import CommunityFlagger
+from stream.analytics.days import clock_now_ms, day_of_ms
+from stream.analytics.departments import department_figures
+from stream.analytics.tiers import tier_counts
+from stream.analytics.trends import daily_counter
+from stream.inactivity import Definitions
+from stream.metrics import PipelineMetrics
+from stream.settings import Settings
+from stream.store import RedisStore
+from stream.store.redis_store import text
+
+log = logging.getLogger(__name__)
+
+
+class AnalyticsRefresher:
+    """Recomputes the analytics gauges; evaluates community flags when asked to."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        metrics: PipelineMetrics,
+        definitions: Definitions,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.definitions = definitions
+        self.flagger = CommunityFlagger(settings, store)
+        self._flagger_started = False
+
+    async def stop(self) -> None:
+        """Close the community flag producer if it was started."""
+        if self._flagger_started:
+            await self.flagger.stop()
+
+    async def refresh(self, evaluate_communities: bool) -> None:
+        """One refresh at the clock's now."""
+        started = time.perf_counter()
+        store, metrics = self.store, self.metrics
+        now_ms = await clock_now_ms(store, self.settings)
+        counts = await store.client.hget(store.keys.inactivity_counts, "enabled")
+        enabled = int(text(counts)) if counts is not None else 0
+        tiers = await tier_counts(store, now_ms, enabled)
+        for window, row in tiers.items():
+            for tier, users in row.items():
+                metrics.tier_users.labels(tier, window).set(users)
+        mau = tiers["30d"]["active"]
+        metrics.stickiness.set(tiers["1d"]["active"] / mau if mau else 0.0)
+        today = day_of_ms(now_ms)
+        (new_today,) = await daily_counter(store, "n", range(today, today + 1))
+        metrics.new_users.set(new_today)
+        communities = await all_communities(
+            store,
+            now_ms,
+            self.settings.community_window_days * 86_400_000,
+            self.definitions.thresholds_ms[0],
+        )
+        for state, number in community_counts(communities).items():
+            metrics.communities.labels(state).set(number)
+        self._community_top_n(communities)
+        departments = await department_figures(store, self.settings, self.definitions, now_ms)
+        metrics.department_users.clear()
+        for department, row in departments.items():
+            for state, users in row.items():
+                metrics.department_users.labels(department, state).set(users)
+        if evaluate_communities:
+            if not self._flagger_started:
+                await self.flagger.start()
+                self._flagger_started = True
+            await self.flagger.commit(communities, now_ms)
+            for record in await self.flagger.publish():
+                metrics.community_flags.labels(record["kind"]).inc()
+        metrics.analytics_refresh_seconds.set(time.perf_counter() - started)
+        metrics.analytics_refreshed.set(time.time())
+
+    def _community_top_n(self, communities: list[CommunityHealth]) -> None:
+        top_n = self.settings.community_metrics_top_n
+        if not top_n:
+            return
+        largest = sorted(communities, key=lambda c: (-c.people, c.community))[:top_n]
+        self.metrics.community_people.clear()
+        self.metrics.community_active_members.clear()
+        for row in largest:
+            self.metrics.community_people.labels(row.community).set(row.people)
+            self.metrics.community_active_members.labels(row.community).set(row.active_members)

@@ -1,0 +1,159 @@
+"""``esn-pulse`` commands over the analytics: report, initiative, summary, trend, pseudonym."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from stream import jsonutil
+from stream.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+
+def _with_store(work: Callable[[Any, Settings], Awaitable[T]]) -> T:
+    """Run ``work(store, settings)`` on a fresh store, closed afterwards."""
+    from stream.store import RedisStore
+
+    settings = get_settings()
+
+    async def run() -> T:
+        store = RedisStore.from_settings(settings)
+        try:
+            return await work(store, settings)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _start_ms(text: str) -> int:
+    """A date (midnight UTC) or an RFC 3339 instant -> epoch ms."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date or an ISO time", param_hint="--start"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def register(main: click.Group) -> None:
+    """Add the analytics commands to the ``esn-pulse`` group."""
+
+    @main.command()
+    @click.option("--from", "first", default=None, help="First UTC day (default: 30 days back).")
+    @click.option("--to", "last", default=None, help="Last UTC day (default: the clock's today).")
+    @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="report.html",
+                  show_default=True)  # fmt: skip
+    def report(first: str | None, last: str | None, out: Path) -> None:
+        """Write a self-contained HTML engagement report (charts work offline)."""
+        from stream.analytics.days import clock_now_ms
+        from stream.analytics.views import BadRequest, parse_range
+        from stream.inactivity import definitions_from
+        from stream.report.build import collect, render
+
+        async def build(store: Any, settings: Settings) -> dict[str, Any]:
+            now_ms = await clock_now_ms(store, settings)
+            try:
+                start, end = parse_range(settings, now_ms, first, last, 30)
+            except BadRequest as exc:
+                raise click.BadParameter(exc.message, param_hint=f"--{exc.param}") from None
+            return await collect(store, settings, definitions_from(settings), start, end, now_ms)
+
+        data = _with_store(build)
+        out.write_text(render(data))
+        click.echo(f"{out}: {data['from']} to {data['to']}, {out.stat().st_size // 1024} KiB")
+
+    @main.command()
+    def summary() -> None:
+        """Headline figures now, as JSON (what /api/v1/summary serves)."""
+        from stream.analytics.days import clock_now_ms
+        from stream.analytics.views import summary as summary_view
+        from stream.inactivity import definitions_from
+
+        async def read(store: Any, settings: Settings) -> dict[str, Any]:
+            now_ms = await clock_now_ms(store, settings)
+            return await summary_view(store, settings, definitions_from(settings), now_ms)
+
+        click.echo(jsonutil.dumps(_with_store(read)).decode())
+
+    @main.group()
+    def initiative() -> None:
+        """Adoption and training initiatives: who they target and whether it worked."""
+
+    @initiative.command("add")
+    @click.argument("name")
+    @click.option("--start", required=True, help="Start: a date (UTC midnight) or ISO time.")
+    @click.option(
+        "--users",
+        "users_file",
+        type=click.File("r", encoding="utf-8-sig"),
+        required=True,
+        help="One user id per line (a CSV's first column; a user_id header is skipped).",
+    )
+    def initiative_add(name: str, start: str, users_file: IO[str]) -> None:
+        """Store an initiative (replacing one of the same name)."""
+        from stream.analytics.initiatives import add_initiative
+
+        start_ms = _start_ms(start)
+        users = [line.split(",")[0].strip().strip('"') for line in users_file]
+        users = [u for u in users if u and u.lower() not in ("user_id", "user", "id")]
+
+        async def add(store: Any, settings: Settings) -> Any:
+            try:
+                return await add_initiative(store, settings, name, start_ms, users)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+
+        stored = _with_store(add)
+        click.echo(f"initiative {stored.name}: {stored.users} users from {start}")
+
+    @initiative.command("list")
+    def initiative_list() -> None:
+        """The stored initiatives."""
+        from stream.analytics.views import initiatives_view
+
+        async def read(store: Any, settings: Settings) -> dict[str, Any]:
+            return await initiatives_view(store)
+
+        for row in _with_store(read)["initiatives"]:
+            click.echo(f"{row['name']:24} {row['start']:30} {row['users']:>8} users")
+
+    @initiative.command("show")
+    @click.argument("name")
+    def initiative_show(name: str) -> None:
+        """An initiative's figures against everyone else, as JSON."""
+        from stream.analytics.days import clock_now_ms
+        from stream.analytics.views import NotFound, initiative_view
+
+        async def read(store: Any, settings: Settings) -> dict[str, Any]:
+            try:
+                return await initiative_view(
+                    store, settings, name, await clock_now_ms(store, settings)
+                )
+            except NotFound as exc:
+                raise click.ClickException(str(exc)) from None
+
+        click.echo(jsonutil.dumps(_with_store(read)).decode())
+
+    @main.command()
+    @click.argument("user_ids", nargs=-1, required=True)
+    def pseudonym(user_ids: tuple[str, ...]) -> None:
+        """The pseudonym the engine stores for each user id (needs ESN_PSEUDONYMIZE_KEY)."""
+        from stream.privacy import pseudonymizer_from
+
+        pseudonymize = pseudonymizer_from(get_settings())
+        if pseudonymize is None:
+            raise click.ClickException(
+                "ESN_PSEUDONYMIZE_KEY is not set: ids are stored as they are"
+            )
+        for user_id in user_ids:
+            click.echo(f"{user_id}\t{pseudonymize(user_id)}")

@@ -1,0 +1,1 @@
+"""The self-contained HTML engagement report (``esn-pulse report``)."""

@@ -1,0 +1,78 @@
+"""Collect a period's figures and render them into one HTML file that opens offline.
+
+The figures come from the same read models as the API; the charts are drawn by Chart.js, inlined
+from stream/report/vendor (MIT), so the file needs no network. The page records in
+``<html data-charts-drawn>`` how many of its canvases hold pixels once drawn, which the tests read
+from headless Chromium.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from string import Template
+from typing import Any
+
+from stream import jsonutil
+from stream.analytics import views
+from stream.analytics.days import day_of_ms, iso_day, iso_time
+from stream.analytics.initiatives import list_initiatives
+from stream.analytics.trends import trend
+from stream.inactivity import Definitions
+from stream.settings import Settings
+from stream.store import RedisStore
+
+_PACKAGE = resources.files("stream.report")
+_TREND_SERIES = ("dau", "wau", "mau", "stickiness", "new", "returning", "participating",
+                 "contributing", "events")  # fmt: skip
+
+
+async def collect(
+    store: RedisStore,
+    settings: Settings,
+    definitions: Definitions,
+    first: int,
+    last: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data."""
+    days = [iso_day(d) for d in range(first, last + 1)]
+    series = {m: await trend(store, m, first, last) for m in _TREND_SERIES}
+    summary = await views.summary(store, settings, definitions, now_ms)
+    content = await views.content_view(store, first, last)
+    communities = await views.communities_view(store, settings, definitions, now_ms, "all")
+    worst = sorted(
+        communities["communities"],
+        key=lambda c: (not c["orphaned"], not c["idle"], c["health"] or 0.0, c["community"]),
+    )[:15]
+    initiatives = [
+        await views.initiative_view(store, settings, i.name, now_ms)
+        for i in await list_initiatives(store)
+    ]
+    top = await views.top_view(store, "week", min(last, day_of_ms(now_ms)), 10)
+    return {
+        "title": "ESN Pulse engagement report",
+        "from": iso_day(first),
+        "to": iso_day(last),
+        "generated": iso_time(now_ms),
+        "days": days,
+        "series": series,
+        "summary": summary,
+        "content": content,
+        "communities": {"counts": communities["counts"], "worst": worst},
+        "initiatives": initiatives,
+        "top_items": top,
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    """The report's HTML: template, inlined Chart.js and the data as JSON."""
+    template = Template(_PACKAGE.joinpath("template.html").read_text())
+    chart_js = _PACKAGE.joinpath("vendor", "chart.umd.min.js").read_text()
+    # "</" inside a script element would end it early: JSON allows escaping the slash.
+    payload = jsonutil.dumps(data).decode().replace("</", "<\\/")
+    return template.substitute(
+        title=data["title"],
+        period=f"{data['from']} to {data['to']}",
+        chartjs=chart_js,
+        data=payload,
+    )

@@ -242,12 +242,20 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
     "TopItems": {
         "type": "object",
-        "required": ["period", "from", "to", "exact", "items"],
+        "required": ["period", "from", "to", "exact", "error_bound", "items"],
         "properties": {
             "period": {"enum": ["day", "week"]},
             "from": {"type": "string"},
             "to": {"type": "string"},
-            "exact": {"type": "boolean", "description": "false once the period's sketch evicted"},
+            "exact": {
+                "type": "boolean",
+                "description": "false once a day of the period dropped items",
+            },
+            "error_bound": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "how much a listed count may be short (0 when exact)",
+            },
             "items": {
                 "type": "array",
                 "items": {

@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     top_items_capacity: int = Field(
         1000,
         ge=10,
-        description="Items tracked per day and per week for the most-interacted-with content "
-        "(space-saving sketch: exact while a period has no more distinct items).",
+        description="Items kept per day for the most-interacted-with content (exact while a "
+        "day has no more distinct items; past it the least counted are dropped).",
     )
     community_window_days: int = Field(
         30,

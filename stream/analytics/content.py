@@ -1,9 +1,10 @@
 """Content analytics: interactions by event and object type over time, and the top items.
 
-Top items come from a space-saving sketch per day and per ISO week (ESN_TOP_ITEMS_CAPACITY items,
-see fold.lua): while a period has touched no more distinct items than that, its counts are exact
-("exact": true); past it, an item's count may be overestimated by at most the smallest count kept,
-and every item with more interactions than that is guaranteed to be listed.
+Top items come from a bounded sorted set per day (ESN_TOP_ITEMS_CAPACITY items, see fold.lua); a
+week is the sum of its days. While no day of the period touched more distinct items than that, the
+counts are exact ("exact": true). Past it, the least counted items were dropped: a listed count may
+be short by at most "error_bound" (the sum of the days' highest dropped counts), and any item with
+more interactions than that bound in a day is never dropped that day.
 """
 
 from __future__ import annotations
@@ -50,27 +51,31 @@ async def content_by_day(
 async def top_items(store: RedisStore, period: str, day: int, limit: int) -> dict[str, Any]:
     """The ``limit`` most-interacted-with items of the day (period "day") or its ISO week."""
     if period == "day":
-        key, first, last = store.keys.top_items("d", day), day, day
+        first = last = day
     else:
-        monday = monday_of(day)
-        key, first, last = store.keys.top_items("w", monday), monday, monday + 6
+        first = monday_of(day)
+        last = first + 6
+    keys = [store.keys.top_items("d", d) for d in range(first, last + 1)]
     async with store.client.pipeline(transaction=False) as pipe:
-        # The whole sketch (at most ESN_TOP_ITEMS_CAPACITY items): ties at the cut are then
-        # broken by item, independently of Redis's order among equal scores.
-        pipe.zrange(key, 0, -1, withscores=True)
-        pipe.get(key + ":evicted")
+        # Whole sketches (at most ESN_TOP_ITEMS_CAPACITY items a day): ties at the cut are then
+        # broken by item, independently of Redis's order among equal scores. A week is the sum
+        # of its days.
+        pipe.zunion(keys, withscores=True)
+        pipe.mget([key + ":evicted" for key in keys])
         ranked, evicted = await pipe.execute()
-    counted = sorted(((-int(score), text(member)) for member, score in ranked))[:limit]
+    counted = sorted((-int(score), text(member)) for member, score in ranked)[:limit]
     items = []
     for negative, item in counted:
         object_type, _, object_id = item.partition(":")
         items.append(
             {"item": item, "object_type": object_type, "id": object_id, "interactions": -negative}
         )
+    bound = sum(int(b) for b in evicted if b is not None)
     return {
         "period": period,
         "from": iso_day(first),
         "to": iso_day(last),
-        "exact": evicted is None,
+        "exact": bound == 0,
+        "error_bound": bound,
         "items": items,
     }

@@ -4,11 +4,13 @@
 -- ARGV: 1 user_prefix, 2 stats_prefix (hashes "<prefix><a|p|c|n>": day number -> users),
 --       3 first_offset, 4 last_offset,
 --       5 users: one line per user, "bucket\tuser\tfirst_ms\tlast_ms\tslot=count,slot=count",
---       6 tier days: "tier\tday_number\tset_key\tset_expire_at\thll_key\thll_expire_at\tuser...",
+--       6 tier days: "tier\tday_number\tset_key\tset_expire_at\thll_key\thll_expire_at\tuser..."
+--         (hll_key '' when the tier keeps no HyperLogLog),
 --       7 reorder buffer: lines "time_ms\tuser" of the events that count as activity,
 --       8 highest event time of the batch ('' when none),
---       9 content mix: "key\texpire_at\tfield\tcount" lines,
---       10 top items: "sketch_key\texpire_at\tcount\tobject_key" lines, 11 sketch capacity,
+--       9 content mix: "key\texpire_at\tfield=count\tfield=count..." lines (one per day),
+--       10 top items: "sketch_key\texpire_at\tcount\titem\tcount\titem..." (one per day),
+--       11 sketch capacity,
 --       12 received: "bucket\tuser\tlikes\tmentions" lines, 13 received prefix,
 --       14 communities: "community\tlast_ms\tevents" lines,
 --       15 n_totals, {field, count}..., then n_unknown, {name, count}...
@@ -106,31 +108,51 @@ for line in string.gmatch(ARGV[6], '[^\n]+') do
   local added = chunked('SADD', set_key, members)
   if added > 0 then redis.call('HINCRBY', stats_prefix .. tier, day, added) end
   redis.call('EXPIREAT', set_key, set_expire)
-  chunked('PFADD', hll_key, members)
-  redis.call('EXPIREAT', hll_key, hll_expire)
+  if hll_key ~= '' then
+    chunked('PFADD', hll_key, members)
+    redis.call('EXPIREAT', hll_key, hll_expire)
+  end
 end
 
+-- One line per day key: a day's EXPIREAT once, whatever the number of fields.
 for line in string.gmatch(ARGV[9], '[^\n]+') do
-  local key, expire_at, field, count = string.match(line, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(%d+)$')
-  redis.call('HINCRBY', key, field, count)
+  local key, expire_at, rest = string.match(line, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  for field, count in string.gmatch(rest, '([^\t]+)=(%d+)') do
+    redis.call('HINCRBY', key, field, count)
+  end
   redis.call('EXPIREAT', key, expire_at)
 end
 
--- Most-interacted items: a space-saving sketch of at most ARGV[11] items per period. A new item
--- that finds it full replaces the least counted one and inherits its count (an overestimate
--- bounded by that count); "<key>:evicted" says whether a period's counts are still exact.
+-- Most-interacted items of a day: a bounded sorted set of at most ARGV[11] items. The batch's
+-- counts are added with one ZMSCORE and one multi-member ZADD (a ZINCRBY per item cost Redis more
+-- than the rest of the fold); past the capacity the least counted items are dropped and
+-- "<key>:evicted" keeps the highest count ever dropped: how much any listed count may be short.
+-- One line per day: "key\texpire_at\tcount\titem\tcount\titem...".
 local capacity = tonumber(ARGV[11])
 for line in string.gmatch(ARGV[10], '[^\n]+') do
-  local key, expire_at, count, item = string.match(line, '^([^\t]*)\t([^\t]*)\t(%d+)\t(.*)$')
-  count = tonumber(count)
-  if redis.call('ZSCORE', key, item) then
-    redis.call('ZINCRBY', key, count, item)
-  elseif redis.call('ZCARD', key) < capacity then
-    redis.call('ZADD', key, count, item)
-  else
-    local least = redis.call('ZPOPMIN', key)
-    redis.call('ZADD', key, tonumber(least[2]) + count, item)
-    redis.call('INCR', key .. ':evicted')
+  local key, expire_at, rest = string.match(line, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  local counts, items = {}, {}
+  for count, item in string.gmatch(rest, '(%d+)\t([^\t]+)') do
+    counts[#counts + 1] = tonumber(count)
+    items[#items + 1] = item
+  end
+  for start = 1, #items, 1000 do
+    local stop = math.min(start + 999, #items)
+    local held = redis.call('ZMSCORE', key, unpack(items, start, stop))
+    local args = {}
+    for index = start, stop do
+      local before = held[index - start + 1]
+      args[#args + 1] = counts[index] + (before and tonumber(before) or 0)
+      args[#args + 1] = items[index]
+    end
+    redis.call('ZADD', key, unpack(args))
+  end
+  local excess = redis.call('ZCARD', key) - capacity
+  if excess > 0 then
+    local dropped = redis.call('ZPOPMIN', key, excess)
+    local bound = tonumber(redis.call('GET', key .. ':evicted') or '0')
+    local highest = tonumber(dropped[#dropped])
+    if highest > bound then redis.call('SET', key .. ':evicted', highest) end
     redis.call('EXPIREAT', key .. ':evicted', expire_at)
   end
   redis.call('EXPIREAT', key, expire_at)
@@ -157,10 +179,17 @@ for line in string.gmatch(ARGV[14], '[^\n]+') do
 end
 
 -- The inactivity engine releases these in event-time order once the watermark passes them.
+-- Multi-member ZADDs: one call per 500 members rather than one per event.
+local buffered = {}
 for line in string.gmatch(ARGV[7], '[^\n]+') do
-  local at = string.match(line, '^(%d+)\t')
-  redis.call('ZADD', KEYS[4], at, line)
+  buffered[#buffered + 1] = string.match(line, '^(%d+)\t')
+  buffered[#buffered + 1] = line
+  if #buffered >= 1000 then
+    redis.call('ZADD', KEYS[4], unpack(buffered))
+    buffered = {}
+  end
 end
+if #buffered > 0 then redis.call('ZADD', KEYS[4], unpack(buffered)) end
 if ARGV[8] ~= '' then
   local seen = tonumber(redis.call('GET', KEYS[5]) or '0')
   if tonumber(ARGV[8]) > seen then redis.call('SET', KEYS[5], ARGV[8]) end

@@ -51,7 +51,7 @@ class RedisKeys:
         return f"{self.prefix}content:{day_number}"
 
     def top_items(self, period: str, number: int) -> str:
-        """Sorted set item -> interactions: period "d" (day number) or "w" (its Monday's)."""
+        """Sorted set item -> interactions of period "d" (a day number); weeks sum their days."""
         return f"{self.prefix}top:{period}:{number}"
 
     @property

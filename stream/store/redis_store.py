@@ -152,29 +152,29 @@ class RedisStore:
         tier_lines = []
         for tier, day, members in tiers:
             number = day_number(day)
+            # Only the active tier has window trends (wau, mau): the others need no HyperLogLog.
+            hll = k.tier_hll(tier, number) if tier == "a" else ""
             tier_lines.append(
                 f"{tier}\t{number}\t{k.tier_day(tier, day)}\t"
                 f"{max(floor, _expire_at(number, self.retention_days))}\t"
-                f"{k.tier_hll(tier, number)}\t{self._analytics_expire_at(number, floor)}\t"
-                + "\t".join(members)
+                f"{hll}\t{self._analytics_expire_at(number, floor)}\t" + "\t".join(members)
             )
+        by_day: dict[int, list[str]] = {}
+        for (day, mix), count in delta.day_content.items():
+            by_day.setdefault(day_number(day), []).append(f"{mix}={count}")
         content = "\n".join(
-            f"{k.content(day_number(day))}\t"
-            f"{self._analytics_expire_at(day_number(day), floor)}\t{mix}\t{count}"
-            for (day, mix), count in delta.day_content.items()
+            f"{k.content(number)}\t{self._analytics_expire_at(number, floor)}\t" + "\t".join(fields)
+            for number, fields in by_day.items()
         )
-        top_lines = []
+        periods: dict[tuple[str, int], list[str]] = {}
         for (day, item), count in delta.day_objects.items():
-            number = day_number(day)
-            monday = number - (number + 3) % 7  # day 0, 1970-01-01, was a Thursday
-            top_lines.append(
-                f"{k.top_items('d', number)}\t{self._analytics_expire_at(number, floor)}\t"
-                f"{count}\t{item}"
-            )
-            top_lines.append(
-                f"{k.top_items('w', monday)}\t{self._analytics_expire_at(monday + 6, floor)}\t"
-                f"{count}\t{item}"
-            )
+            periods.setdefault(("d", day_number(day)), []).append(f"{count}\t{item}")
+        # Weeks are the union of their days' sketches, taken when asked (half the writes).
+        top_lines = [
+            f"{k.top_items(period, number)}\t{self._analytics_expire_at(number, floor)}\t"
+            + "\t".join(items)
+            for (period, number), items in periods.items()
+        ]
         received = "\n".join(
             f"{zlib.crc32(user.encode()) % buckets}\t{user}\t{likes}\t{mentions}"
             for user, (likes, mentions) in delta.received.items()

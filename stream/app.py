@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -149,6 +150,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     # A Faust timer: every worker refreshes the gauges; the owner of activity partition 0 (one
     # worker at a time, whoever it is after a rebalance) also evaluates the community flags.
+    # No ingest lock is held: a refresh over a large directory must not pause the fold.
     @app.timer(interval=settings.analytics_interval_seconds)  # type: ignore[untyped-decorator]
     async def refresh_analytics() -> None:
         ingest = pipeline.ingest
@@ -156,14 +158,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             return
         owns_first = any(tp.partition == 0 for tp in ingest.consumer.assignment())
         try:
-            async with ingest.apply_lock if owns_first else contextlib.nullcontext():
-                await analytics.refresh(evaluate_communities=owns_first)
+            await analytics.refresh(evaluate_communities=owns_first)
         except (RedisError, KafkaError, OSError) as exc:
             log.warning("Analytics refresh incomplete (%s); retrying at the next one", exc)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types it too narrowly
     async def stop_analytics(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await analytics.stop()
+        # Bounded: a broker that went away first must not hold the worker's exit.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(analytics.stop(), timeout=10)
 
     @app.page("/health")
     async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

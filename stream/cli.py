@@ -344,6 +344,7 @@ def demo(users: int, days: int, rate: float) -> None:
     stack_ = LocalStack(settings)
     started: list[str] = []
     worker_proc: subprocess.Popen[bytes] | None = None
+    prometheus: Any = None
     try:
         started = stack_.up()
         log_path = Path(settings.state_dir) / "worker.log"
@@ -356,6 +357,8 @@ def demo(users: int, days: int, rate: float) -> None:
         )
         base_url = f"http://{settings.web_host}:{settings.web_port}"
         _wait_ready(f"{base_url}/ready", worker_proc)
+        prometheus = _start_prometheus(settings)
+        prometheus_url = prometheus.url
         if asyncio.run(topic_is_empty(settings)):
             first_day = default_start(days)
             roster = (jsonutil.dumps(r) for r in directory_records(users, first_day, days, 7))
@@ -366,10 +369,13 @@ def demo(users: int, days: int, rate: float) -> None:
         else:
             # Re-sending the same history would count it twice: it is already in the topic.
             replayed = "history already in the topic (kept from an earlier run)"
+        _demo_initiative(settings, users, days)
         click.echo(
             f"""
 ESN Pulse is running.
   metrics:    {base_url}/metrics
+  API:        {base_url}/api/v1/summary   (OpenAPI: {base_url}/api/v1/openapi.json)
+  Prometheus: {prometheus_url}   (rules and alerts: {prometheus_url}/alerts)
   ready:      {base_url}/ready
   worker log: {log_path}
   {replayed}; now {rate:g} live events/s.
@@ -377,8 +383,11 @@ Try, in another shell (source .venv/bin/activate):
   esn-pulse inactive                  # who went quiet, newest silence first
   esn-pulse inactive --never-active
   esn-pulse user u000001
+  esn-pulse report --out report.html  # an offline HTML engagement report
+  esn-pulse initiative show demo-onboarding
+  curl -s '{base_url}/api/v1/communities?state=orphaned'
   kcat -b {settings.kafka_bootstrap} -C -t {settings.topic_prefix}esn.users.flagged.v1 -e
-  curl -s {base_url}/metrics | grep -E '^esn_(events_total|users|flags)'
+  curl -s {base_url}/metrics | grep -E '^esn_(events_total|users|flags|tier)'
 Ctrl-C stops everything this command started."""
         )
         asyncio.run(produce_events(settings, live_events(users), rate=rate))
@@ -391,8 +400,37 @@ Ctrl-C stops everything this command started."""
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         if worker_proc is not None:
             _terminate(worker_proc)
+        if prometheus is not None:
+            prometheus.stop()
         stopped = stack_.down(tuple(started))
         click.echo(f"stopped the worker and {', '.join(stopped) or 'no stack service'}")
+
+
+def _start_prometheus(settings: Any) -> Any:
+    """The local Prometheus with the shipped rules, scraping the demo's worker."""
+    from stream.prometheus_local import LocalPrometheus, local_config
+
+    home = Path(settings.state_dir) / "prometheus"
+    prometheus = LocalPrometheus(home, settings.prometheus_port)
+    target = f"{settings.web_host}:{settings.web_port}"
+    return prometheus.start(local_config([target], env="local", scrape_interval="5s"))
+
+
+def _demo_initiative(settings: Any, users: int, days: int) -> None:
+    """A demo initiative: the first tenth of the people, from 45 days ago."""
+    from stream.analytics.initiatives import add_initiative
+    from stream.store import RedisStore
+
+    async def add() -> None:
+        store = RedisStore.from_settings(settings)
+        try:
+            start_ms = int((time.time() - 45 * 86_400) * 1000)
+            people = [f"u{i:06d}" for i in range(max(1, users // 10))]
+            await add_initiative(store, settings, "demo-onboarding", start_ms, people)
+        finally:
+            await store.close()
+
+    asyncio.run(add())
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -41,8 +41,9 @@ class PartitionDelta:
     first_offset: int
     last_offset: int
     users: dict[str, UserDelta] = field(default_factory=dict)
-    #: UTC day ("2026-03-04") -> users active that day (event types that count as activity).
-    day_actives: dict[str, set[str]] = field(default_factory=dict)
+    #: UTC day ("2026-03-04") -> user active that day (event types that count as activity) ->
+    #: minute of the day of their first such event in this batch.
+    day_actives: dict[str, dict[str, int]] = field(default_factory=dict)
     #: ("p" participating or "c" contributing, UTC day) -> users on that rung of the ladder.
     day_tiers: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     #: (UTC day, "type|object_type") -> events: the content mix over time.
@@ -83,8 +84,11 @@ class PartitionDelta:
         if counts_as_activity:
             actives = self.day_actives.get(day)
             if actives is None:
-                actives = self.day_actives[day] = set()
-            actives.add(activity.actor)
+                actives = self.day_actives[day] = {}
+            minute = t % MS_PER_DAY // 60_000
+            first_minute = actives.get(activity.actor)
+            if first_minute is None or minute < first_minute:
+                actives[activity.actor] = minute
             self.activity_times.add((t, activity.actor))
         kind = activity.type
         if kind in PARTICIPATING_TYPES or kind in CONTRIBUTING_TYPES:
@@ -106,13 +110,13 @@ class PartitionDelta:
             got[0 if kind == "like" else 1] += 1
         community = activity.community
         if community is not None and not _CONTROL.search(community):
-            seen = self.communities.get(community)
-            if seen is None:
+            named = self.communities.get(community)
+            if named is None:
                 self.communities[community] = [t, 1]
             else:
-                seen[1] += 1
-                if t > seen[0]:
-                    seen[0] = t
+                named[1] += 1
+                if t > named[0]:
+                    named[0] = t
         self.events += 1
         if self.max_event_ms is None or t > self.max_event_ms:
             self.max_event_ms = t

@@ -292,6 +292,8 @@ class ActivityIngest(Service):
 
     def _count_applied(self, delta: PartitionDelta, times_ms: list[int]) -> None:
         self.metrics.batches.labels("applied").inc()
+        if delta.events:
+            self.metrics.last_applied.set(time.time())
         for (event_type, object_type), count in delta.totals.items():
             self.metrics.events.labels(event_type, object_type).inc(count)
         if times_ms:

@@ -241,3 +241,30 @@ class PipelineMetrics:
             "When the analytics gauges were last refreshed (Unix seconds).",
             registry=registry,
         )
+        # --- alert inputs (deploy/prometheus/rules) ---
+        self.recent_flags = Gauge(
+            "esn_recent_flags",
+            "Users flagged (kind: inactive at the first threshold, never_active, reactivated) "
+            "whose flag time lies in the window (1h, 7d) ending at the clock's now.",
+            ["kind", "window"],
+            registry=registry,
+        )
+        self.active_so_far = Gauge(
+            "esn_active_users_so_far",
+            "Users active so far today (day=today) and on the same weekday a week earlier up to "
+            "the same time of day (day=week_ago).",
+            ["day"],
+            registry=registry,
+        )
+        self.last_applied = Gauge(
+            "esn_last_applied_timestamp_seconds",
+            "Wall time when this worker last applied a batch of valid events (its start "
+            "time before the first).",
+            registry=registry,
+        )
+        self.last_applied.set(time.time())
+        self.ingest_stall_threshold = Gauge(
+            "esn_ingest_stall_threshold_seconds",
+            "ESN_INGEST_STALL_SECONDS: how long without applied events the stall alert allows.",
+            registry=registry,
+        )

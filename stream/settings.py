@@ -119,6 +119,15 @@ class Settings(BaseSettings):
         description="Opt-in: export per-community gauges for the N largest communities "
         "(community ids become label values); 0: none.",
     )
+    ingest_stall_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="Exported as esn_ingest_stall_threshold_seconds: the ingest-stalled alert "
+        "fires when no event was applied for this long while a worker is up.",
+    )
+    prometheus_port: int = Field(
+        9090, description="Port of the local Prometheus that `make run` starts (loopback)."
+    )
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:

@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 from stream import jsonutil
+from stream.fold import MS_PER_DAY
 from stream.inactivity import (
     Definitions,
     InactivityMachine,
@@ -29,6 +30,8 @@ from stream.store.redis_store import text
 
 _RELEASE_SCRIPT = resources.files("stream.store").joinpath("release.lua").read_text()
 SCHEMA: str = "esn.users.flagged.v1"
+#: Days the per-minute flag counts are kept after their day (the spike alert looks back 7 days).
+FLAG_MINUTES_DAYS = 9
 #: At most this many buffered changes per release: bounds memory and the Lua call's duration.
 RELEASE_LIMIT = 5_000
 
@@ -129,9 +132,25 @@ class InactivitySweeper:
                 "\n".join(jsonutil.dumps(r).decode() for r in records),
                 "\n".join(_count_deltas(before, machine.states, self.definitions)),
                 "\n".join(history_lines(transitions, self.definitions)),
+                "\n".join(self._minute_lines(transitions)),
             ],
         )
         return ReleaseResult(transitions, len(changes), complete)
+
+    def _minute_lines(self, transitions: list[Transition]) -> list[str]:
+        """Flags per minute of their (event) time: the inactivity-spike alert's windows."""
+        per_minute: dict[tuple[str, int, int], int] = {}
+        first = self.definitions.thresholds_ms[0]
+        for t in transitions:
+            if t.kind == "withdrawn" or (t.kind == "inactive" and t.threshold_ms != first):
+                continue
+            key = (t.kind, t.at_ms // MS_PER_DAY, t.at_ms % MS_PER_DAY // 60_000)
+            per_minute[key] = per_minute.get(key, 0) + 1
+        return [
+            f"{self.keys.flag_minutes(kind, day)}\t{minute}\t{count}\t"
+            f"{(day + 1 + FLAG_MINUTES_DAYS) * 86_400}"
+            for (kind, day, minute), count in per_minute.items()
+        ]
 
 
 #: Flag history entry codes: inactive at the first threshold, never active, reactivated, withdrawn.

@@ -15,6 +15,7 @@ from stream.analytics.days import clock_now_ms, day_of_ms
 from stream.analytics.departments import department_figures
 from stream.analytics.tiers import tier_counts
 from stream.analytics.trends import daily_counter
+from stream.fold import MS_PER_DAY
 from stream.inactivity import Definitions
 from stream.metrics import PipelineMetrics
 from stream.settings import Settings
@@ -83,8 +84,23 @@ class AnalyticsRefresher:
             await self.flagger.commit(communities, now_ms)
             for record in await self.flagger.publish():
                 metrics.community_flags.labels(record["kind"]).inc()
+        await self._alert_inputs(now_ms)
         metrics.analytics_refresh_seconds.set(time.perf_counter() - started)
         metrics.analytics_refreshed.set(time.time())
+
+    async def _alert_inputs(self, now_ms: int) -> None:
+        """Engine-time windows for the alert rules: recent flags, active users so far."""
+        metrics, store = self.metrics, self.store
+        metrics.ingest_stall_threshold.set(self.settings.ingest_stall_seconds)
+        for kind in ("inactive", "never_active", "reactivated"):
+            for window, span_ms in (("1h", 3_600_000), ("7d", 7 * MS_PER_DAY)):
+                metrics.recent_flags.labels(kind, window).set(
+                    await flags_between(store, kind, now_ms - span_ms, now_ms)
+                )
+        today, minute = divmod(now_ms, MS_PER_DAY)
+        minute //= 60_000
+        for label, day in (("today", today), ("week_ago", today - 7)):
+            metrics.active_so_far.labels(label).set(await active_until(store, day, minute))
 
     def _community_top_n(self, communities: list[CommunityHealth]) -> None:
         top_n = self.settings.community_metrics_top_n
@@ -96,3 +112,25 @@ class AnalyticsRefresher:
         for row in largest:
             self.metrics.community_people.labels(row.community).set(row.people)
             self.metrics.community_active_members.labels(row.community).set(row.active_members)
+
+
+async def flags_between(store: RedisStore, kind: str, after_ms: int, until_ms: int) -> int:
+    """Users flagged ``kind`` with a flag time in (after_ms, until_ms], minute resolution."""
+    first_day, last_day = after_ms // MS_PER_DAY, until_ms // MS_PER_DAY
+    async with store.client.pipeline(transaction=False) as pipe:
+        for day in range(first_day, last_day + 1):
+            pipe.hgetall(store.keys.flag_minutes(kind, day))
+        replies = await pipe.execute()
+    total = 0
+    for day, counts in zip(range(first_day, last_day + 1), replies, strict=True):
+        for minute, count in counts.items():
+            at = day * MS_PER_DAY + int(minute) * 60_000
+            if after_ms < at <= until_ms:
+                total += int(count)
+    return total
+
+
+async def active_until(store: RedisStore, day: int, minute: int) -> int:
+    """Users whose first activity of ``day`` was at or before ``minute`` of it."""
+    counts = await store.client.hgetall(store.keys.day_progression(day))
+    return sum(int(n) for m, n in counts.items() if int(m) <= minute)

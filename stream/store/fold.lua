@@ -5,7 +5,7 @@
 --       3 first_offset, 4 last_offset,
 --       5 users: one line per user, "bucket\tuser\tfirst_ms\tlast_ms\tslot=count,slot=count",
 --       6 tier days: "tier\tday_number\tset_key\tset_expire_at\thll_key\thll_expire_at\tuser..."
---         (hll_key '' when the tier keeps no HyperLogLog),
+--         (hll_key '' when the tier keeps no HyperLogLog; active members are "user@minute"),
 --       7 reorder buffer: lines "time_ms\tuser" of the events that count as activity,
 --       8 highest event time of the batch ('' when none),
 --       9 content mix: "key\texpire_at\tfield=count\tfield=count..." lines (one per day),
@@ -104,8 +104,24 @@ for line in string.gmatch(ARGV[6], '[^\n]+') do
   local tier, day, set_key, set_expire, hll_key, hll_expire, rest =
     string.match(line, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   local members = {}
-  for member in string.gmatch(rest, '[^\t]+') do members[#members + 1] = member end
-  local added = chunked('SADD', set_key, members)
+  local added = 0
+  if tier == 'a' then
+    -- "user@minute": a user new to the day also counts at the minute of their first event, the
+    -- day's progression ("<stats_prefix>m:<day>": minute -> users) that the alerts compare.
+    local progression = stats_prefix .. 'm:' .. day
+    for member in string.gmatch(rest, '[^\t]+') do
+      local user, minute = string.match(member, '^(.*)@(%d+)$')
+      members[#members + 1] = user
+      if redis.call('SADD', set_key, user) == 1 then
+        added = added + 1
+        redis.call('HINCRBY', progression, minute, 1)
+      end
+    end
+    if added > 0 then redis.call('EXPIREAT', progression, set_expire) end
+  else
+    for member in string.gmatch(rest, '[^\t]+') do members[#members + 1] = member end
+    added = chunked('SADD', set_key, members)
+  end
   if added > 0 then redis.call('HINCRBY', stats_prefix .. tier, day, added) end
   redis.call('EXPIREAT', set_key, set_expire)
   if hll_key ~= '' then

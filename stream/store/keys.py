@@ -92,6 +92,14 @@ class RedisKeys:
         """Hash user id -> "kind@ms,..." of the user's flag changes (for initiatives)."""
         return f"{self.prefix}hist:{partition}"
 
+    def flag_minutes(self, kind: str, day_number: int) -> str:
+        """Hash minute of the day -> users flagged (kind) at that minute of event time."""
+        return f"{self.prefix}flagmin:{kind}:{day_number}"
+
+    def day_progression(self, day_number: int) -> str:
+        """Hash minute of the day -> users whose first activity that day was at that minute."""
+        return f"{self.stats_prefix}m:{day_number}"
+
     @property
     def initiatives(self) -> str:
         """Hash initiative name -> JSON {name, start, users, created}."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -147,7 +148,12 @@ class RedisStore:
             for user_id, user in delta.users.items()
         )
         floor = int(time.time()) + _BACKFILL_GRACE_S
-        tiers = [("a", day, members) for day, members in delta.day_actives.items()]
+        # Active members carry the minute of their first event ("user@minute"): the day's
+        # progression is what the active-users-drop alert compares with a week earlier.
+        tiers: list[tuple[str, str, Iterable[str]]] = [
+            ("a", day, (f"{user}@{minute}" for user, minute in members.items()))
+            for day, members in delta.day_actives.items()
+        ]
         tiers += [(tier, day, members) for (tier, day), members in delta.day_tiers.items()]
         tier_lines = []
         for tier, day, members in tiers:

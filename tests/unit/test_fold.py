@@ -41,7 +41,7 @@ class TestPartitionDelta:
         delta.add(activity("a", DAY_MS, "like", "post"))
         delta.add(activity("b", DAY_MS + 5, "login"))
         assert dict(delta.users["a"].counts) == {"like": 2}
-        assert {"1970-01-01": {"a"}, "1970-01-02": {"a", "b"}} == delta.day_actives
+        assert {"1970-01-01": {"a": 1439}, "1970-01-02": {"a": 0, "b": 0}} == delta.day_actives
         assert dict(delta.totals) == {("like", "post"): 2, ("login", "none"): 1}
         assert (delta.events, delta.max_event_ms) == (3, DAY_MS + 5)
 

@@ -1,0 +1,123 @@
+"""A local Prometheus (Debian's package) with ESN Pulse's rules, for `make run` and the tests.
+
+The configuration is deploy/prometheus/prometheus.yml with loopback targets, this repository's
+rule files and shorter intervals, so what runs locally is what ships.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stream.stack import DEPLOY_DIR, StackError
+
+PROMETHEUS_DIR = DEPLOY_DIR / "prometheus"
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+
+
+def local_config(
+    targets: list[str], env: str, scrape_interval: str, rule_files: list[Path] | None = None
+) -> dict[str, Any]:
+    """The shipped configuration, pointed at loopback targets and this checkout's rules."""
+    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = scrape_interval
+    config["global"]["evaluation_interval"] = scrape_interval
+    config["rule_files"] = [str(path) for path in (rule_files or RULE_FILES)]
+    (job,) = config["scrape_configs"]
+    job["static_configs"] = [{"targets": targets, "labels": {"env": env}}]
+    return config
+
+
+class LocalPrometheus:
+    """Start, query and stop one Prometheus process under ``home``."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the web UI and HTTP API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, config: dict[str, Any], timeout: float = 60) -> LocalPrometheus:
+        """Write the config and start Prometheus; returns once it is ready."""
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        if not Path(binary).exists():
+            raise StackError("prometheus is missing: run  sudo apt-get install -y prometheus")
+        self.home.mkdir(parents=True, exist_ok=True)
+        config_path = self.home / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        log = (self.home / "prometheus.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={self.home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        (self.home / "prometheus.pid").write_text(str(self.proc.pid))
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None:
+                raise StackError(f"prometheus exited with {self.proc.returncode}; see {log.name}")
+            if time.monotonic() > deadline:
+                raise StackError(f"prometheus not ready after {timeout:.0f}s; see {log.name}")
+            time.sleep(0.2)
+        return self
+
+    def ready(self) -> bool:
+        """True when /-/ready answers 200."""
+        try:
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def api(self, path: str, **params: str) -> Any:
+        """GET /api/v1/<path>; returns the "data" member, raises on an error status."""
+        query = urllib.parse.urlencode(params)
+        url = f"{self.url}/api/v1/{path}" + (f"?{query}" if query else "")
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise StackError(f"{url}: {exc.code} {exc.read().decode()[:500]}") from None
+        if body.get("status") != "success":
+            raise StackError(f"{url}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result vector."""
+        data = self.api("query", query=expr)
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)

@@ -413,7 +413,7 @@ def _start_prometheus(settings: Any) -> Any:
     home = Path(settings.state_dir) / "prometheus"
     prometheus = LocalPrometheus(home, settings.prometheus_port)
     target = f"{settings.web_host}:{settings.web_port}"
-    return prometheus.start(local_config([target], env="local", scrape_interval="5s"))
+    return prometheus.start(local_config({"local": [target]}, scrape_interval="5s"))
 
 
 def _demo_initiative(settings: Any, users: int, days: int) -> None:

@@ -27,15 +27,17 @@ RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 
 
 def local_config(
-    targets: list[str], env: str, scrape_interval: str, rule_files: list[Path] | None = None
+    targets: dict[str, list[str]], scrape_interval: str, rule_files: list[Path] | None = None
 ) -> dict[str, Any]:
-    """The shipped configuration, pointed at loopback targets and this checkout's rules."""
+    """The shipped configuration with loopback targets (per env) and this checkout's rules."""
     config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = scrape_interval
     config["global"]["evaluation_interval"] = scrape_interval
     config["rule_files"] = [str(path) for path in (rule_files or RULE_FILES)]
     (job,) = config["scrape_configs"]
-    job["static_configs"] = [{"targets": targets, "labels": {"env": env}}]
+    job["static_configs"] = [
+        {"targets": hosts, "labels": {"env": env}} for env, hosts in targets.items()
+    ]
     return config
 
 

@@ -9,6 +9,7 @@ that change, not with the number of users.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -146,9 +147,12 @@ class InactivitySweeper:
                 continue
             key = (t.kind, t.at_ms // MS_PER_DAY, t.at_ms % MS_PER_DAY // 60_000)
             per_minute[key] = per_minute.get(key, 0) + 1
+        # Kept FLAG_MINUTES_DAYS after their day, and as long after now: a replay of old
+        # history (engine time) still needs its last week's counts.
+        floor = int(time.time()) + FLAG_MINUTES_DAYS * 86_400
         return [
             f"{self.keys.flag_minutes(kind, day)}\t{minute}\t{count}\t"
-            f"{(day + 1 + FLAG_MINUTES_DAYS) * 86_400}"
+            f"{max(floor, (day + 1 + FLAG_MINUTES_DAYS) * 86_400)}"
             for (kind, day, minute), count in per_minute.items()
         ]
 

@@ -129,17 +129,30 @@ class ActivityIngest(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        while not self.should_stop:
-            fetched = await self.consumer.getmany(
-                timeout_ms=self.settings.batch_wait_ms,
-                max_records=self.settings.batch_max_records,
-            )
-            if fetched:
-                async with self.apply_lock:
-                    await self.process(fetched)
-            if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
-                async with self.apply_lock:
-                    await self.commit_fences()
+        # While Redis applies one fetch, the next is fetched, decoded and folded: the fold is
+        # Python CPU and the apply mostly waits on Redis, so overlapping them raises throughput
+        # to the slower of the two. Applies still run one at a time, in fetch order.
+        applying: asyncio.Task[None] | None = None
+        try:
+            while not self.should_stop:
+                fetched = await self.consumer.getmany(
+                    timeout_ms=self.settings.batch_wait_ms,
+                    max_records=self.settings.batch_max_records,
+                )
+                if fetched:
+                    folded, records = self.fold(fetched)
+                    if applying is not None:
+                        await applying
+                    applying = asyncio.create_task(self._apply_in_order(folded, records))
+                elif applying is not None and applying.done():
+                    await applying  # surfaces an error without waiting for the next fetch
+                    applying = None
+                if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
+                    async with self.apply_lock:
+                        await self.commit_fences()
+        finally:
+            if applying is not None and not applying.done():
+                await asyncio.shield(applying)
 
     @Service.task
     async def _sweep_loop(self) -> None:
@@ -211,17 +224,30 @@ class ActivityIngest(Service):
             labels = (tp.topic, str(tp.partition))
             self.metrics.consumer_lag.labels(*labels).set(max(0, end - fence - 1))
 
-    async def process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
-        """Fold one fetch, dead-letter its rejects, then apply it behind the fences."""
+    def fold(
+        self, fetched: dict[TopicPartition, list[Any]]
+    ) -> tuple[FoldedFetch, dict[tuple[str, int], list[Any]]]:
+        """Decode and fold the records of the partitions this worker owns (no I/O)."""
         owned = self.consumer.assignment()
         by_partition = {
             (tp.topic, tp.partition): records
             for tp, records in fetched.items()
             if records and tp in owned
         }
-        folded = fold_fetch(by_partition, self.counting_types, self.pseudonymize)
-        await self._send_rejects(folded.rejects)
-        await self._apply(folded, by_partition)
+        return fold_fetch(by_partition, self.counting_types, self.pseudonymize), by_partition
+
+    async def _apply_in_order(
+        self, folded: FoldedFetch, records: dict[tuple[str, int], list[Any]]
+    ) -> None:
+        """Under the lock: drop what a rebalance took away meanwhile, dead-letter, apply."""
+        async with self.apply_lock:
+            owned = {tp.partition for tp in self.consumer.assignment()}
+            if any(delta.partition not in owned for delta in folded.deltas):
+                # Revoked since the fold: the new owner reads them again from the fence.
+                folded.deltas = [d for d in folded.deltas if d.partition in owned]
+                folded.rejects = [r for r in folded.rejects if r.record.partition in owned]
+            await self._send_rejects(folded.rejects)
+            await self._apply(folded, records)
 
     async def _send_rejects(self, rejects: list[Reject]) -> None:
         """Dead-letter before the fence moves past them, so a crash can only repeat, never lose."""

@@ -46,6 +46,10 @@ class PartitionDelta:
     day_actives: dict[str, dict[str, int]] = field(default_factory=dict)
     #: ("p" participating or "c" contributing, UTC day) -> users on that rung of the ladder.
     day_tiers: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: tier ("a", "p", "c") -> user -> time of their last event of that tier in this batch.
+    tier_last: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"a": {}, "p": {}, "c": {}}
+    )
     #: (UTC day, "type|object_type") -> events: the content mix over time.
     day_content: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (UTC day, "object_type:object_id") -> interactions with that item.
@@ -89,12 +93,15 @@ class PartitionDelta:
             first_minute = actives.get(activity.actor)
             if first_minute is None or minute < first_minute:
                 actives[activity.actor] = minute
+            self._seen_in_tier("a", activity.actor, t)
             self.activity_times.add((t, activity.actor))
         kind = activity.type
         if kind in PARTICIPATING_TYPES or kind in CONTRIBUTING_TYPES:
             self._add_tier("p", day, activity.actor)
+            self._seen_in_tier("p", activity.actor, t)
             if kind in CONTRIBUTING_TYPES:
                 self._add_tier("c", day, activity.actor)
+                self._seen_in_tier("c", activity.actor, t)
         mix = f"{kind}|{activity.object_type}"
         self.totals[kind, activity.object_type] += 1
         self.day_content[day, mix] += 1
@@ -120,6 +127,12 @@ class PartitionDelta:
         self.events += 1
         if self.max_event_ms is None or t > self.max_event_ms:
             self.max_event_ms = t
+
+    def _seen_in_tier(self, tier: str, user: str, t: int) -> None:
+        last = self.tier_last[tier]
+        held = last.get(user)
+        if held is None or t > held:
+            last[user] = t
 
     def _add_tier(self, tier: str, day: str, user: str) -> None:
         members = self.day_tiers.get((tier, day))

@@ -208,11 +208,8 @@ class ActivityIngest(Service):
         for threshold in self.definitions.thresholds_ms:
             label = threshold_label(threshold)
             self.metrics.users_inactive.labels(label).set(counts.get(f"inactive:{label}", 0))
-        now_ms = int(time.time() * 1000) if self.settings.clock == "wall" else self._max_event_ms
-        for window, days in (("1d", 1), ("7d", 7), ("30d", 30)):
-            self.metrics.active_users.labels(window).set(
-                await self.store.active_users(now_ms, days)
-            )
+        # esn_active_users is set by the analytics refresh with the tiers (the same unions):
+        # computing the 30-day union every sweep blocked Redis for the fold.
 
     @Service.timer(5.0)
     async def _refresh_lag(self) -> None:

@@ -56,6 +56,7 @@ class AnalyticsRefresher:
         enabled = int(text(counts)) if counts is not None else 0
         tiers = await tier_counts(store, now_ms, enabled)
         for window, row in tiers.items():
+            metrics.active_users.labels(window).set(row["active"])
             for tier, users in row.items():
                 metrics.tier_users.labels(tier, window).set(users)
         mau = tiers["30d"]["active"]

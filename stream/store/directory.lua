@@ -3,7 +3,8 @@
 -- replay end in the same state.
 -- ARGV: 1 profile bucket prefix, 2 membership prefix, 3 community prefix,
 --       4 profiles: lines "bucket\tuser\tupdated_ms\tstatus\tcreated_ms\tdepartment\tname",
---       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms"
+--       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms",
+--       6 the set of every community ever named by a membership (read instead of a key SCAN)
 -- Returns {profiles changed, memberships changed}.
 local profile_prefix, membership_prefix, community_prefix = ARGV[1], ARGV[2], ARGV[3]
 
@@ -37,6 +38,7 @@ for line in string.gmatch(ARGV[5], '[^\n]+') do
     local members = community_prefix .. community .. ':' .. role
     if op == 'add' then
       redis.call('SADD', members, user)
+      redis.call('SADD', ARGV[6], community)
     else
       redis.call('SREM', members, user)
     end

@@ -66,6 +66,7 @@ class DirectoryStore:
             k.community_prefix,
             "\n".join(profiles),
             "\n".join(memberships),
+            k.community_registry,
         ]
         changed_profiles, changed_memberships = await self._fold(keys=[], args=args)
         return int(changed_profiles), int(changed_memberships)
@@ -126,19 +127,22 @@ class DirectoryStore:
 
     async def all_communities(self) -> dict[str, dict[str, set[str]]]:
         """Community -> role -> users, for every community with a current member."""
-        prefix = self.keys.community_prefix
-        keys = [text(k) async for k in self.store.client.scan_iter(match=prefix + "*", count=1000)]
+        names = sorted(
+            text(c) for c in await self.store.client.smembers(self.keys.community_registry)
+        )
         async with self.store.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.smembers(key)
+            for community in names:
+                for role in ROLES:
+                    pipe.smembers(self.keys.community_role(community, role))
             replies = await pipe.execute()
         out: dict[str, dict[str, set[str]]] = {}
-        for key, members in zip(keys, replies, strict=True):
-            # The role is the last segment: community ids may hold colons themselves.
-            community, _, role = key[len(prefix) :].rpartition(":")
-            if members:
-                roles = out.setdefault(community, {r: set() for r in ROLES})
-                roles[role] = {text(m) for m in members}
+        for index, community in enumerate(names):
+            roles = {
+                role: {text(m) for m in replies[index * len(ROLES) + offset]}
+                for offset, role in enumerate(ROLES)
+            }
+            if any(roles.values()):
+                out[community] = roles
         return out
 
 

@@ -13,7 +13,8 @@
 --       11 sketch capacity,
 --       12 received: "bucket\tuser\tlikes\tmentions" lines, 13 received prefix,
 --       14 communities: "community\tlast_ms\tevents" lines,
---       15 n_totals, {field, count}..., then n_unknown, {name, count}...
+--       15 last event per tier: "key\tms\tuser\tms\tuser..." lines (ZADD GT: never backwards),
+--       16 totals: "type|object_type\tcount" lines, 17 unknown types: "raw name\tcount" lines
 -- Lines travel as text blobs: one argument per value cost the client more to encode than the
 -- whole fold (user ids cannot hold tabs or newlines: the contract forbids control chars; the
 -- caller leaves out object, community and target ids that hold them).
@@ -211,16 +212,27 @@ if ARGV[8] ~= '' then
   if tonumber(ARGV[8]) > seen then redis.call('SET', KEYS[5], ARGV[8]) end
 end
 
-local i = 15
-local n_totals = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n_totals do
-  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
+-- Each tier's "last seen" sorted set: window counts are then one ZCOUNT, exact, with no union.
+for line in string.gmatch(ARGV[15], '[^\n]+') do
+  local key, rest = string.match(line, '^([^\t]*)\t(.*)$')
+  local args = {}
+  for at, user in string.gmatch(rest, '(%d+)\t([^\t]+)') do
+    args[#args + 1] = at
+    args[#args + 1] = user
+    if #args >= 1000 then
+      redis.call('ZADD', key, 'GT', unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call('ZADD', key, 'GT', unpack(args)) end
 end
-local n_unknown = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n_unknown do
-  redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
+
+-- Totals and raw unknown-type names: "field\tcount" lines.
+for field, count in string.gmatch(ARGV[16], '([^\t\n]+)\t(%d+)') do
+  redis.call('HINCRBY', KEYS[2], field, count)
+end
+for name, count in string.gmatch(ARGV[17], '([^\t\n]+)\t(%d+)') do
+  redis.call('HINCRBY', KEYS[3], name, count)
 end
 
 redis.call('SET', KEYS[1], last_offset)

@@ -64,6 +64,15 @@ class RedisKeys:
         return f"{self.received_prefix}{bucket}"
 
     @property
+    def community_registry(self) -> str:
+        """Set of every community a membership record named (analytics read it, no SCAN)."""
+        return self.prefix + "communities"
+
+    def tier_last(self, tier: str) -> str:
+        """Sorted set user -> time (ms) of their last event of a tier ("a", "p", "c")."""
+        return f"{self.prefix}last:{tier}"
+
+    @property
     def community_last(self) -> str:
         """Hash community -> time (ms) of the last event that named it."""
         return self.prefix + "cact"

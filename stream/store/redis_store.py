@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -17,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stream.events import COUNTED_TYPES
-from stream.fold import MS_PER_DAY, PartitionDelta, utc_day
+from stream.fold import MS_PER_DAY, PartitionDelta
 from stream.settings import Settings
 from stream.store.keys import RedisKeys
 
@@ -205,13 +206,14 @@ class RedisStore:
             received,
             k.received_prefix,
             communities,
+            "\n".join(
+                f"{k.tier_last(tier)}\t" + "\t".join(f"{at}\t{user}" for user, at in last.items())
+                for tier, last in delta.tier_last.items()
+                if last
+            ),
         ]
-        args.append(len(delta.totals))
-        for (event_type, object_type), count in delta.totals.items():
-            args += (f"{event_type}|{object_type}", count)
-        args.append(len(delta.unknown_types))
-        for name, count in delta.unknown_types.items():
-            args += (name, count)
+        args.append("\n".join(f"{t}|{o}\t{c}" for (t, o), c in delta.totals.items()))
+        args.append("\n".join(f"{name}\t{c}" for name, c in delta.unknown_types.items()))
         return keys, args
 
     def _analytics_expire_at(self, number: int, floor: int) -> int:
@@ -231,22 +233,6 @@ class RedisStore:
     async def daily_active_count(self, iso_day: str) -> int:
         """How many users were active on a UTC day."""
         return int(await self.client.scard(self.keys.day(iso_day)))
-
-    async def active_users(self, now_ms: int, days: int) -> int:
-        """Distinct users active on the ``days`` UTC days ending with the day of ``now_ms``."""
-        if now_ms <= 0:
-            return 0
-        last_day = now_ms // MS_PER_DAY
-        keys = [self.keys.day(utc_day(d)) for d in range(last_day - days + 1, last_day + 1)]
-        if days == 1:
-            return int(await self.client.scard(keys[0]))
-        # SUNIONSTORE answers the union's size without sending the members over the wire.
-        scratch = f"{self.keys.prefix}tmp:active:{days}:{now_ms}"
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.sunionstore(scratch, keys)
-            pipe.delete(scratch)
-            size, _ = await pipe.execute()
-        return int(size)
 
     async def totals(self) -> dict[tuple[str, str], int]:
         """Events per (type, object_type) since the beginning."""
@@ -275,6 +261,7 @@ class RedisStore:
         return out
 
 
+@lru_cache(maxsize=4096)
 def day_number(iso_day: str) -> int:
     """Days since the epoch of an ISO date."""
     return date.fromisoformat(iso_day).toordinal() - _EPOCH_ORDINAL

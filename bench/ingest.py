@@ -107,8 +107,9 @@ async def release_all(settings: Settings) -> tuple[int, float]:
     return released, time.perf_counter() - started
 
 
-async def user_memory(settings: Settings) -> tuple[float, int, float]:
-    """Bytes of Redis per user for user records, users, and bytes per user-day of daily sets."""
+async def user_memory(settings: Settings) -> tuple[float, int, float, float]:
+    """Bytes of Redis per user for user records, users, bytes per user-day of daily sets, and
+    bytes per user of everything under the deployment's prefix (analytics included)."""
     store = RedisStore.from_settings(settings)
     try:
         users, record_bytes, day_bytes, user_days = 0, 0, 0, 0
@@ -119,7 +120,11 @@ async def user_memory(settings: Settings) -> tuple[float, int, float]:
         async for key in store.client.scan_iter(match=store.keys.day_prefix + "*"):
             user_days += await store.client.scard(key)
             day_bytes += await store.client.memory_usage(key, samples=0) or 0
-        return record_bytes / max(users, 1), users, day_bytes / max(user_days, 1)
+        total = 0
+        async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
+            total += await store.client.memory_usage(key, samples=0) or 0
+        per_user = max(users, 1)
+        return record_bytes / per_user, users, day_bytes / max(user_days, 1), total / per_user
     finally:
         await store.close()
 
@@ -289,9 +294,11 @@ async def main(args: argparse.Namespace) -> None:
         f"inactivity release       {released / seconds:10,.0f} changes/s"
         f"  ({released} buffered changes through the state machine in {seconds:.2f}s)"
     )
-    per_user, users, per_user_day = await user_memory(contender_settings(base, "worker"))
+    memory = await user_memory(contender_settings(base, "worker"))
+    per_user, users, per_user_day, everything = memory
     print(f"redis per user         {per_user:10.1f} bytes  ({users} users; target <= 150)")
     print(f"redis per user-day     {per_user_day:10.1f} bytes  (daily active sets)")
+    print(f"redis all state/user   {everything:10.1f} bytes  (every key of the deployment)")
 
     lat = await latency(base, args.rate, args.latency_seconds, args.users)
     print(

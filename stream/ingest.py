@@ -158,6 +158,10 @@ class ActivityIngest(Service):
     async def _sweep_loop(self) -> None:
         while not self.should_stop:
             await self.sleep(self.settings.sweep_interval_seconds)
+            # mode's sleep returns early when the service stops: a sweep started then would run
+            # (a backfill's worth of releases) after on_stop closed the consumer and producer.
+            if self.should_stop:
+                break
             if self.joined.is_set():
                 try:
                     await self.sweep()
@@ -172,7 +176,7 @@ class ActivityIngest(Service):
             if watermark is None:
                 continue
             complete = False
-            while not complete:
+            while not complete and not self.should_stop:
                 # Bounded steps, the lock released between them: folding keeps its pace even
                 # while a backfill's worth of changes is being released.
                 async with self.apply_lock:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
 from stream.stack import LocalStack
 from stream.store import RedisStore
-from tests.support import REPO, WorkerProcess, free_port
+from tests.support import REPO, WorkerProcess, free_port, isolated
 
 #: Test ports differ from `make run`'s so both can run on one machine.
 TEST_KAFKA = os.environ.get("ESN_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
@@ -40,21 +39,9 @@ def local_stack(stack_settings: Settings) -> Iterator[LocalStack]:
 @pytest.fixture
 def settings(local_stack: LocalStack, stack_settings: Settings) -> Settings:
     """Settings isolated to one test: own topics, key prefix, consumer group and web port."""
-    tag = uuid.uuid4().hex[:8]
-    isolated = stack_settings.model_copy(
-        update={
-            "topic_prefix": f"t{tag}.",
-            "redis_prefix": f"t{tag}:",
-            "app_id": f"esn-test-{tag}",
-            "web_port": free_port(),
-            "activity_partitions": 6,
-            "user_buckets": 128,
-            # Generated history may be old; keep its daily sets for the oracle.
-            "daily_active_retention_days": 3650,
-        }
-    )
-    asyncio.run(ensure_topics(isolated))
-    return isolated
+    isolated_settings = isolated(stack_settings, "t")
+    asyncio.run(ensure_topics(isolated_settings))
+    return isolated_settings
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -89,6 +90,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def isolated(base: Settings, name: str, **overrides: Any) -> Settings:
+    """Settings of their own: topics, key prefix, consumer group and web port, plus overrides."""
+    tag = uuid.uuid4().hex[:8]
+    update: dict[str, Any] = {
+        "topic_prefix": f"{name}{tag}.",
+        "redis_prefix": f"{name}{tag}:",
+        "app_id": f"esn-{name}-{tag}",
+        "web_port": free_port(),
+        "activity_partitions": 6,
+        "user_buckets": 128,
+        # Generated history may be old; keep its daily sets for the oracles.
+        "daily_active_retention_days": 3650,
+    }
+    return base.model_copy(update={**update, **overrides})
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

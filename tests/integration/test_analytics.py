@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import time
 import urllib.parse
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from tests.support import (
     REPO,
     WorkerProcess,
     eventually,
-    free_port,
+    isolated,
     keyed,
     produce_raw,
     read_topic,
@@ -146,25 +145,17 @@ def gauge_value(text: str, name: str, labels: str = "") -> float:
 def scenario(
     local_stack: Any, stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scenario]:
-    tag = uuid.uuid4().hex[:8]
-    settings = stack_settings.model_copy(
-        update={
-            "topic_prefix": f"a{tag}.",
-            "redis_prefix": f"a{tag}:",
-            "app_id": f"esn-analytics-{tag}",
-            "web_port": free_port(),
-            "activity_partitions": 6,
-            "user_buckets": 128,
-            "daily_active_retention_days": 3650,
-            "clock": "event",
-            "inactivity_thresholds": "30d",
-            "never_active_grace": "14d",
-            "allowed_lateness": "1h",
-            "sweep_interval_seconds": 0.3,
-            "analytics_interval_seconds": 1.0,
-            "top_items_capacity": 5000,
-            "min_group_size": 45,
-        }
+    settings = isolated(
+        stack_settings,
+        "analytics",
+        clock="event",
+        inactivity_thresholds="30d",
+        never_active_grace="14d",
+        allowed_lateness="1h",
+        sweep_interval_seconds=0.3,
+        analytics_interval_seconds=1.0,
+        top_items_capacity=5000,
+        min_group_size=45,
     )
     asyncio.run(ensure_topics(settings))
     extra_events, extra_directory = returners()

@@ -13,7 +13,6 @@ import asyncio
 import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -35,6 +34,7 @@ from tests.support import (
     REPO,
     WorkerProcess,
     free_port,
+    isolated,
     keyed,
     produce_raw,
     wait_fully_applied,
@@ -76,20 +76,15 @@ def scenario_events(spike: bool) -> list[dict[str, Any]]:
 
 
 def deployment_settings(stack_settings: Settings, env: str) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    return stack_settings.model_copy(
-        update={
-            "topic_prefix": f"{env}{tag}.",
-            "redis_prefix": f"{env}{tag}:",
-            "app_id": f"esn-{env}-{tag}",
-            "web_port": free_port(),
-            "activity_partitions": 4,
-            "user_buckets": 64,
-            "clock": "event",
-            "allowed_lateness": "1m",
-            "sweep_interval_seconds": 0.5,
-            "analytics_interval_seconds": 1.0,
-        }
+    return isolated(
+        stack_settings,
+        env,
+        activity_partitions=4,
+        user_buckets=64,
+        clock="event",
+        allowed_lateness="1m",
+        sweep_interval_seconds=0.5,
+        analytics_interval_seconds=1.0,
     )
 
 

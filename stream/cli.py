@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import click
 
-from stream import cli_analytics, jsonutil
+from stream import cli_analytics, cli_import, jsonutil
 from stream.inactivity import UserInactivity, definitions_from, parse_duration_ms
 from stream.queries import flags_of
 from stream.settings import get_settings
@@ -478,6 +478,7 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 
 # Analytics commands live in their own module; registered here so `esn-pulse --help` lists them.
 cli_analytics.register(main)
+cli_import.register(main)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from stream.adapters.base import Output, Skip, SourceRecord, id_of, iso_time
-from stream.adapters.jsonlines import NOT_JSON, json_records
+from stream.adapters.jsonlines import json_object, json_records
 
 TYPE_MAP: Final = {
     "Create": "post", "Update": "edit", "Like": "like", "Dislike": "like", "Follow": "follow",
@@ -40,12 +40,7 @@ class ActivityStreamsAdapter:
         return json_records(path, ("orderedItems", "items"))
 
     def map(self, record: SourceRecord) -> list[Output]:
-        doc = record.raw
-        if doc is NOT_JSON:
-            raise Skip("not_json", "the line is not JSON")
-        if not isinstance(doc, dict):
-            raise Skip("not_object", "an activity is a JSON object")
-        return [Output("activity", activity(doc))]
+        return [Output("activity", activity(json_object(record, "an activity")))]
 
 
 def activity(doc: dict[str, Any]) -> dict[str, Any]:

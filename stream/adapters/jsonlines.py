@@ -12,9 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stream.adapters.base import SourceRecord
+from stream.adapters.base import Skip, SourceRecord
 
 NOT_JSON = object()
+
+
+def json_object(record: SourceRecord, what: str) -> dict[str, Any]:
+    """The record's JSON object; a line that was not JSON, or not an object, is skipped."""
+    if record.raw is NOT_JSON:
+        raise Skip("not_json", "the line is not JSON")
+    if not isinstance(record.raw, dict):
+        raise Skip("not_object", f"{what} is a JSON object")
+    return record.raw
 
 
 def json_records(path: Path, list_keys: tuple[str, ...]) -> Iterator[SourceRecord]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from stream.adapters.base import Output, Skip, SourceRecord, iso_time
-from stream.adapters.jsonlines import NOT_JSON, json_records
+from stream.adapters.jsonlines import json_object, json_records
 
 ENTERPRISE: Final = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -29,11 +29,7 @@ class ScimAdapter:
         return json_records(path, ("Resources",))
 
     def map(self, record: SourceRecord) -> list[Output]:
-        doc = record.raw
-        if doc is NOT_JSON:
-            raise Skip("not_json", "the line is not JSON")
-        if not isinstance(doc, dict):
-            raise Skip("not_object", "a SCIM resource is a JSON object")
+        doc = json_object(record, "a SCIM resource")
         user_id = doc.get(self.id_attribute)
         if not isinstance(user_id, str) or not user_id:
             raise Skip("missing_user", f"no {self.id_attribute}")

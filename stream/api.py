@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from stream.analytics import views
 from stream.analytics.community_flags import FLAGS
-from stream.analytics.days import clock_now_ms, day_of_ms
+from stream.analytics.days import clock_now_ms
 from stream.analytics.trends import TREND_METRICS
 from stream.inactivity import definitions_from, parse_duration_ms
 from stream.openapi import openapi_document
@@ -105,8 +105,6 @@ def register_api(app: faust.App, settings: Settings, store: RedisStore) -> None:
     async def top(q: dict[str, str], p: dict[str, str], now: int) -> dict[str, Any]:
         period = views.parse_choice("period", q.get("period"), "day", ("day", "week"))
         day, _ = views.parse_range(settings, now, q.get("date"), q.get("date"), 1)
-        if not q.get("date"):
-            day = day_of_ms(now)
         limit = views.parse_int("limit", q.get("limit"), 10, 1, 100)
         return await views.top_view(store, period, day, limit)
 

@@ -11,7 +11,6 @@ T = the first ESN_INACTIVITY_THRESHOLDS:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,21 +95,9 @@ async def load_inputs(store: RedisStore) -> CommunityInputs:
     directory = DirectoryStore(store)
     roles = await directory.all_communities()
     people = sorted(set().union(*(set().union(*r.values()) for r in roles.values())))
-    last_seen: dict[str, int] = {}
-    disabled: set[str] = set()
-    if people:
-        async with store.client.pipeline(transaction=False) as pipe:
-            for user in people:
-                bucket = store.bucket_of(user)
-                pipe.hget(store.keys.user_bucket(bucket), user)
-                pipe.hget(store.keys.profile_bucket(bucket), user)
-            replies = await pipe.execute()
-        for index, user in enumerate(people):
-            record, profile = replies[2 * index], replies[2 * index + 1]
-            if record is not None:
-                last_seen[user] = int(text(record).split(",")[1])
-            if profile is not None and text(profile).split("\t")[1] != "enabled":
-                disabled.add(user)
+    last_seen = await store.last_seen(people)
+    profiles = await directory.profiles(people)
+    disabled = {user for user, profile in profiles.items() if profile.status != "enabled"}
     async with store.client.pipeline(transaction=False) as pipe:
         pipe.hgetall(store.keys.community_last)
         pipe.hgetall(store.keys.community_events)
@@ -133,11 +120,8 @@ async def all_communities(
     return [evaluate(name, inputs, now_ms, window_ms, threshold_ms) for name in names]
 
 
-def community_counts(
-    communities: Mapping[str, CommunityHealth] | list[CommunityHealth],
-) -> dict[str, int]:
+def community_counts(rows: list[CommunityHealth]) -> dict[str, int]:
     """total, orphaned, idle and healthy (neither) communities."""
-    rows = list(communities.values()) if isinstance(communities, Mapping) else communities
     return {
         "total": len(rows),
         "orphaned": sum(1 for c in rows if c.orphaned),

@@ -29,7 +29,6 @@ FLAGS: Final = {
     "orphaned": ("o", "orphaned", "orphaned_resolved"),
     "idle": ("i", "idle", "idle_resolved"),
 }
-COMMUNITY_FLAG_KINDS: Final = tuple(kind for _, on, off in FLAGS.values() for kind in (on, off))
 
 
 def state_of(health: CommunityHealth) -> str:

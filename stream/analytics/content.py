@@ -17,33 +17,31 @@ from stream.store import RedisStore
 from stream.store.redis_store import text
 
 
-async def content_mix(store: RedisStore, first_day: int, last_day: int) -> Counter[tuple[str, str]]:
-    """(event type, object type) -> events over the days."""
-    total: Counter[tuple[str, str]] = Counter()
-    async with store.client.pipeline(transaction=False) as pipe:
-        for day in range(first_day, last_day + 1):
-            pipe.hgetall(store.keys.content(day))
-        for mix in await pipe.execute():
-            for field, count in mix.items():
-                event_type, _, object_type = text(field).partition("|")
-                total[event_type, object_type] += int(count)
-    return total
-
-
-async def content_by_day(
-    store: RedisStore, first_day: int, last_day: int, by: str = "type"
-) -> list[dict[str, Any]]:
-    """Per day: events by event type (``by="type"``) or by object type (``by="object_type"``)."""
-    out = []
+async def content_days(
+    store: RedisStore, first_day: int, last_day: int
+) -> list[Counter[tuple[str, str]]]:
+    """Per day from first to last: (event type, object type) -> events, in one round trip."""
     async with store.client.pipeline(transaction=False) as pipe:
         for day in range(first_day, last_day + 1):
             pipe.hgetall(store.keys.content(day))
         replies = await pipe.execute()
-    for index, mix in enumerate(replies):
-        counts: Counter[str] = Counter()
+    days = []
+    for mix in replies:
+        counts: Counter[tuple[str, str]] = Counter()
         for field, count in mix.items():
             event_type, _, object_type = text(field).partition("|")
-            counts[event_type if by == "type" else object_type] += int(count)
+            counts[event_type, object_type] += int(count)
+        days.append(counts)
+    return days
+
+
+def by_type_per_day(first_day: int, days: list[Counter[tuple[str, str]]]) -> list[dict[str, Any]]:
+    """[{"date", "counts": event type -> events}] of the days read by :func:`content_days`."""
+    out = []
+    for index, mix in enumerate(days):
+        counts: Counter[str] = Counter()
+        for (event_type, _), count in mix.items():
+            counts[event_type] += count
         out.append({"date": iso_day(first_day + index), "counts": dict(sorted(counts.items()))})
     return out
 

@@ -37,14 +37,7 @@ async def department_figures(
         for reply in await pipe.execute():
             raw_states.update((text(user), raw) for user, raw in reply.items())
     states = {u: decode_state(text(raw_states[u])) for u in enabled if u in raw_states}
-    users = sorted(enabled)
-    last_seen: dict[str, int] = {}
-    async with store.client.pipeline(transaction=False) as pipe:
-        for user in users:
-            pipe.hget(store.keys.user_bucket(store.bucket_of(user)), user)
-        for user, record in zip(users, await pipe.execute(), strict=True):
-            if record is not None:
-                last_seen[user] = int(text(record).split(",")[1])
+    last_seen = await store.last_seen(sorted(enabled))
     window = definitions.thresholds_ms[0]
     sizes = Counter(enabled.values())
     reported = merge_small_groups(sizes, settings.min_group_size)

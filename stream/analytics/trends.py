@@ -11,7 +11,6 @@ from typing import Final
 
 from stream.analytics.days import iso_day
 from stream.store import RedisStore
-from stream.store.redis_store import text
 
 #: metric -> what it is (the API's enum and the README's table).
 TREND_METRICS: Final = {
@@ -83,9 +82,3 @@ def as_points(first_day: int, values: list[float]) -> list[dict[str, object]]:
         {"date": iso_day(first_day + i), "value": int(v) if float(v).is_integer() else v}
         for i, v in enumerate(values)
     ]
-
-
-async def tracked_days(store: RedisStore) -> tuple[int, int] | None:
-    """First and last day number with any activity, or None before the first event."""
-    fields = [int(text(f)) for f in await store.client.hkeys(store.keys.stats("a"))]
-    return (min(fields), max(fields)) if fields else None

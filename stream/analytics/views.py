@@ -6,10 +6,11 @@ them and raise :class:`BadRequest` naming the parameter, which the API answers w
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from stream.analytics.communities import all_communities, community_counts
-from stream.analytics.content import content_by_day, content_mix, top_items
+from stream.analytics.content import by_type_per_day, content_days, top_items
 from stream.analytics.days import day_of_ms, iso_day, iso_time, parse_day
 from stream.analytics.departments import department_figures
 from stream.analytics.initiatives import get_initiative, initiative_figures, list_initiatives
@@ -221,7 +222,8 @@ async def community_view(
 
 async def content_view(store: RedisStore, first: int, last: int) -> dict[str, Any]:
     """Content mix over a range: totals by (type, object type) and per-day series by type."""
-    mix = await content_mix(store, first, last)
+    days = await content_days(store, first, last)
+    mix = sum(days, Counter[tuple[str, str]]())
     return {
         "from": iso_day(first),
         "to": iso_day(last),
@@ -229,7 +231,7 @@ async def content_view(store: RedisStore, first: int, last: int) -> dict[str, An
             {"type": t, "object_type": o, "events": n}
             for (t, o), n in sorted(mix.items(), key=lambda item: (-item[1], item[0]))
         ],
-        "by_day": await content_by_day(store, first, last),
+        "by_day": by_type_per_day(first, days),
     }
 
 

@@ -112,6 +112,15 @@ class DirectoryStore:
         members = await self.store.client.smembers(self.keys.community_role(community, role))
         return {text(member) for member in members}
 
+    async def profiles(self, user_ids: Sequence[str]) -> dict[str, Profile]:
+        """The profiles of those users the directory knows, in one round trip."""
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hget(self.keys.profile_bucket(self.store.bucket_of(user_id)), user_id)
+            replies = await pipe.execute()
+        found = (_profile(u, raw) for u, raw in zip(user_ids, replies, strict=True))
+        return {profile.user_id: profile for profile in found if profile is not None}
+
     async def all_profiles(self) -> dict[str, Profile]:
         """Every profile (reads every bucket: analytics refreshes and reports)."""
         out: dict[str, Profile] = {}

@@ -119,11 +119,6 @@ class RedisKeys:
         return f"{self.prefix}init:{name}:users"
 
     @property
-    def analytics_snapshot(self) -> str:
-        """The last analytics refresh, as JSON (what /api/v1/summary serves)."""
-        return self.prefix + "snapshot"
-
-    @property
     def totals(self) -> str:
         """Hash "type|object_type" -> events."""
         return self.prefix + "totals"

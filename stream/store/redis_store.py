@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -226,13 +226,23 @@ class RedisStore:
         raw = await self.client.hget(self.keys.user_bucket(self.bucket_of(user_id)), user_id)
         return None if raw is None else decode_user_record(user_id, raw)
 
+    async def last_seen(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """Last seen (event ms) of each of the users that have a record, in one round trip."""
+        if not user_ids:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hget(self.keys.user_bucket(self.bucket_of(user_id)), user_id)
+            records = await pipe.execute()
+        return {
+            user_id: decode_user_record(user_id, raw).last_seen_ms
+            for user_id, raw in zip(user_ids, records, strict=True)
+            if raw is not None
+        }
+
     async def daily_active_users(self, iso_day: str) -> set[str]:
         """The users active on a UTC day (exact, within the retention)."""
         return {text(m) for m in await self.client.smembers(self.keys.day(iso_day))}
-
-    async def daily_active_count(self, iso_day: str) -> int:
-        """How many users were active on a UTC day."""
-        return int(await self.client.scard(self.keys.day(iso_day)))
 
     async def totals(self) -> dict[tuple[str, str], int]:
         """Events per (type, object_type) since the beginning."""

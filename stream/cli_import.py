@@ -12,22 +12,50 @@ import click
 from stream import jsonutil
 from stream.settings import get_settings
 
-FORMATS = ("activitystreams", "csv", "scim")
+#: Every format ``--format`` takes; the README has a section on each, with its export steps.
+FORMATS = (
+    "activitystreams", "connections", "m365-audit", "slack-audit", "slack-analytics",
+    "graph-usage", "stackexchange", "csv", "scim", "directory-csv",
+)  # fmt: skip
 
 
-def _adapter(fmt: str, mapping: str | None, scim_id: str) -> Any:
-    from stream.adapters.activitystreams import ActivityStreamsAdapter
-    from stream.adapters.csvgeneric import CsvAdapter, parse_mapping
-    from stream.adapters.scim import ScimAdapter
+def _adapter(fmt: str, mapping: str | None, scim_id: str, slack_id: str) -> Any:
+    """The adapter of a format, built from the options that concern it."""
+    from stream.adapters import (
+        activitystreams,
+        connections,
+        csvgeneric,
+        directorycsv,
+        graphusage,
+        m365audit,
+        scim,
+        slack,
+        stackexchange,
+    )  # fmt: skip
 
-    if fmt == "activitystreams":
-        return ActivityStreamsAdapter()
+    simple: dict[str, Any] = {
+        "activitystreams": activitystreams.ActivityStreamsAdapter,
+        "connections": connections.ConnectionsAdapter,
+        "m365-audit": m365audit.M365AuditAdapter,
+        "graph-usage": graphusage.GraphUsageAdapter,
+        "stackexchange": stackexchange.StackExchangeAdapter,
+    }
+    if fmt in simple:
+        return simple[fmt]()
     if fmt == "scim":
-        return ScimAdapter(scim_id)
-    if not mapping:
-        raise click.BadParameter("--format csv needs --map", param_hint="--map")
+        return scim.ScimAdapter(scim_id)
+    if fmt == "slack-audit":
+        return slack.SlackAuditAdapter(slack_id)
+    if fmt == "slack-analytics":
+        return slack.SlackAnalyticsAdapter(slack_id)
     try:
-        return CsvAdapter(parse_mapping(mapping))
+        if fmt == "directory-csv":
+            known = directorycsv.FIELDS
+            pairs = csvgeneric.parse_mapping(mapping, known, ()) if mapping else {}
+            return directorycsv.DirectoryCsvAdapter(pairs)
+        if not mapping:
+            raise click.BadParameter("--format csv needs --map", param_hint="--map")
+        return csvgeneric.CsvAdapter(csvgeneric.parse_mapping(mapping))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--map") from None
 
@@ -50,13 +78,20 @@ def register(main: click.Group) -> None:
         "--map",
         "mapping",
         default=None,
-        help="csv: field=column,... or field==constant, or a YAML file.",
+        help="csv, directory-csv: field=column,... or field==constant, or a YAML file.",
     )
     @click.option(
         "--scim-id",
         default="userName",
         show_default=True,
         help="scim: the attribute that is the user id.",
+    )
+    @click.option(
+        "--slack-id",
+        type=click.Choice(["email", "id"]),
+        default="email",
+        show_default=True,
+        help="slack-audit, slack-analytics: users are their e-mail, or their Slack member id.",
     )
     @click.option(
         "--checkpoint",
@@ -74,24 +109,29 @@ def register(main: click.Group) -> None:
         dry_run: bool,
         mapping: str | None,
         scim_id: str,
+        slack_id: str,
         checkpoint: Path | None,
         skipped_file: IO[str] | None,
     ) -> None:
         """Import a file or directory of FORMAT records, streaming, with a final summary."""
+        from stream.adapters.files import ByteMeter
+        from stream.adapters.progress import ProgressBar, summary_text
         from stream.adapters.runner import input_files, run_import
         from stream.adapters.sinks import FileSink, KafkaSink
 
         if sum((to_kafka, out is not None, dry_run)) != 1:
             raise click.UsageError("choose exactly one of --to-kafka, --out FILE, --dry-run")
-        adapter = _adapter(fmt, mapping, scim_id)
+        adapter = _adapter(fmt, mapping, scim_id, slack_id)
         files = input_files(source)
+        meter = ByteMeter(total=sum(path.stat().st_size for path in files))
+        bar = ProgressBar(meter, sys.stderr)
 
         def on_skip(location: str, reason: str, detail: str) -> None:
             if skipped_file is not None:
                 skipped_file.write(f"{location}\t{reason}\t{detail}\n")
 
-        def progress(summary: Any) -> None:
-            click.echo(f"{summary.records_read:,} records read", err=True)
+        def progress(summary: Any, final: bool) -> None:
+            bar.update(summary.records_read, final)
 
         async def run() -> Any:
             sink: Any = None
@@ -102,7 +142,7 @@ def register(main: click.Group) -> None:
                 sink = FileSink(out)
             try:
                 return await run_import(adapter, files, sink, checkpoint, on_skip=on_skip,
-                                        progress=progress)  # fmt: skip
+                                        progress=progress, meter=meter)  # fmt: skip
             finally:
                 if isinstance(sink, KafkaSink):
                     await sink.stop()
@@ -110,6 +150,7 @@ def register(main: click.Group) -> None:
                     sink.close()
 
         summary = asyncio.run(run())
+        click.echo(summary_text(summary), err=True)
         click.echo(jsonutil.dumps(summary.as_json()).decode())
         if summary.records_read and not (summary.activity_events or summary.directory_records):
             sys.exit(1)

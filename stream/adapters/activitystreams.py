@@ -10,12 +10,11 @@ target user.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from stream.adapters.base import Output, Skip, SourceRecord, id_of, iso_time
+from stream.adapters.base import Output, Skip, SourceRecord, id_of, iso_time, type_name
 from stream.adapters.jsonlines import json_object, json_records
 
 TYPE_MAP: Final = {
@@ -28,7 +27,6 @@ OBJECT_MAP: Final = {
     "Video": "file", "Audio": "file", "Question": "forum_topic", "Group": "community",
     "Person": "profile",
 }  # fmt: skip
-_SLUG = re.compile(r"[^a-z0-9_.\-]+")
 
 
 class ActivityStreamsAdapter:
@@ -54,11 +52,11 @@ def activity(doc: dict[str, Any]) -> dict[str, Any]:
     if actor is None:
         raise Skip("missing_actor", "no actor id")
     when = iso_time(doc.get("published") or doc.get("updated"), "published")
-    event_type = TYPE_MAP.get(raw_type) or (_SLUG.sub("_", raw_type.lower()).strip("_") or "other")
+    event_type = TYPE_MAP.get(raw_type) or type_name(raw_type)
     event_id = doc.get("id") if isinstance(doc.get("id"), str) else None
     event: dict[str, Any] = {
         "id": event_id or _derived_id(actor, raw_type, when, doc.get("object")),
-        "type": event_type[:64] if event_type[0].isalpha() else f"x{event_type}"[:64],
+        "type": event_type,
         "actor": actor,
         "time": when,
         "source": "activitystreams",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+
+_NOT_IN_TYPE: Final = re.compile(r"[^a-z0-9_.\-]+")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,17 @@ class Skip(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class Ignored(Exception):
+    """A record read and understood that carries no engagement (an admin setting, a system badge).
+
+    Counted by reason in the summary, apart from skips: nothing is wrong with it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Adapter(Protocol):
@@ -62,6 +76,41 @@ def iso_time(value: Any, field: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.isoformat()
+
+
+def type_name(raw: str) -> str:
+    """A source's own action name as a v1 event type (kept, not dropped: the worker counts it
+    under "other"): lower case, runs of other characters as "_", a letter first."""
+    name = _NOT_IN_TYPE.sub("_", raw.lower()).strip("_") or "other"
+    return (name if name[0].isalpha() else f"x{name}")[:64]
+
+
+def day_start(value: Any, field: str) -> str:
+    """A calendar day (``2026-03-02``, or a time on it) as that day's first instant in UTC."""
+    if not isinstance(value, str) or len(value.strip()) < 10:
+        raise Skip("missing_time", f"{field} is missing")
+    try:
+        day = datetime.strptime(value.strip()[:10], "%Y-%m-%d")
+    except ValueError:
+        raise Skip("bad_time", f"{field} {value!r} is not a date") from None
+    return day.replace(tzinfo=UTC).isoformat()
+
+
+def day_event(source: str, user: str, day: str, event_type: str, number: int) -> Output:
+    """The ``number``-th event of a type a daily report counted for a user on ``day``.
+
+    Its id is derived from those, so a re-import of the same report sends the same ids;
+    ``resolution: day`` tells a reader the time is the day's, not the act's.
+    """
+    return Output("activity", {
+        "id": f"{source}-{day[:10]}-{user}-{event_type}-{number}"[:256], "type": event_type,
+        "actor": user, "time": day, "source": source, "resolution": "day",
+    })  # fmt: skip
+
+
+def fields(value: Any) -> dict[str, Any]:
+    """A nested object of a record, or {} when it is missing or not an object."""
+    return value if isinstance(value, dict) else {}
 
 
 def id_of(value: Any) -> str | None:

@@ -9,23 +9,25 @@ A BOM, quoted newlines and extra columns are fine; a naive time is taken as UTC.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
-from stream.adapters.base import Output, Skip, SourceRecord, iso_time
+from stream.adapters.base import Output, Skip, SourceRecord, iso_time, type_name
+from stream.adapters.csvrows import csv_records
 
 FIELDS: Final = ("id", "type", "actor", "time", "object_type", "object_id", "community",
                  "target_user")  # fmt: skip
-_TYPE = re.compile(r"[^a-z0-9_.\-]+")
 
 
-def parse_mapping(spec: str) -> dict[str, str]:
+def parse_mapping(
+    spec: str,
+    known: tuple[str, ...] = FIELDS,
+    required: tuple[str, ...] = ("actor", "time", "type"),
+) -> dict[str, str]:
     """ "actor=User,type==login" or a path to a YAML file of the same pairs."""
     path = Path(spec)
     if path.suffix in (".yml", ".yaml") and path.is_file():
@@ -40,10 +42,10 @@ def parse_mapping(spec: str) -> dict[str, str]:
             if not sep:
                 raise ValueError(f"{part!r}: expected field=column or field==constant")
             pairs[field.strip()] = source
-    unknown = set(pairs) - set(FIELDS)
+    unknown = set(pairs) - set(known)
     if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; known: {', '.join(FIELDS)}")
-    missing = {"actor", "time", "type"} - set(pairs)
+        raise ValueError(f"unknown fields {sorted(unknown)}; known: {', '.join(known)}")
+    missing = set(required) - set(pairs)
     if missing:
         raise ValueError(f"the mapping needs {sorted(missing)}")
     return pairs
@@ -59,11 +61,7 @@ class CsvAdapter:
         self.source = source
 
     def records(self, path: Path) -> Iterator[SourceRecord]:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                # The physical line where the record ends: quoted newlines span several.
-                yield SourceRecord(f"{path.name}:line {reader.line_num}", row)
+        return csv_records(path)
 
     def value(self, row: dict[str, Any], field: str) -> str | None:
         source = self.mapping.get(field)
@@ -84,12 +82,9 @@ class CsvAdapter:
         raw_type = self.value(row, "type")
         if not raw_type:
             raise Skip("missing_type", "empty type")
-        event_type = _TYPE.sub("_", raw_type.lower()).strip("_") or "other"
-        if not event_type[0].isalpha():
-            event_type = "x" + event_type
         event: dict[str, Any] = {
             "id": self.value(row, "id") or _row_id(record.location),
-            "type": event_type[:64],
+            "type": type_name(raw_type),
             "actor": actor,
             "time": iso_time(self.value(row, "time"), self.mapping["time"]),
             "source": self.source,

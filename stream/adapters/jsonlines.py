@@ -2,19 +2,22 @@
 
 A BOM is skipped, blank lines are ignored, a line that is not JSON becomes a record the adapter
 skips with its location. A whole-file document (an Activity Streams collection, a SCIM
-ListResponse) is read at once: such files are page-sized by their APIs.
+ListResponse, a Slack audit page) is read at once: such files are page-sized by their APIs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from stream.adapters.base import Skip, SourceRecord
+from stream.adapters.files import open_text, source_name
 
 NOT_JSON = object()
+DOCUMENT = object()
 
 
 def json_object(record: SourceRecord, what: str) -> dict[str, Any]:
@@ -27,37 +30,54 @@ def json_object(record: SourceRecord, what: str) -> dict[str, Any]:
 
 
 def json_records(path: Path, list_keys: tuple[str, ...]) -> Iterator[SourceRecord]:
-    """Records of a JSON Lines file, or the items of a document's first list under list_keys."""
-    with path.open("r", encoding="utf-8-sig") as handle:
-        first = handle.read(1)
-        while first and first.isspace():
-            first = handle.read(1)
-        handle.seek(0)
-        if first == "[" or (first == "{" and _single_document(path)):
-            doc = json.load(handle)
+    """Records of a JSON Lines file, or the items of a document's first list under list_keys.
+
+    One pass: a file whose first non-blank line is a whole JSON object is JSON Lines; anything
+    else (an array, a pretty-printed document) is one document.
+    """
+    name = source_name(path)
+    with open_text(path) as handle:
+        lines = _numbered_lines(handle)
+        head = next(lines, None)
+        if head is None:
+            return
+        parsed = _parse(head[1]) if head[1].lstrip().startswith("{") else NOT_JSON
+        second = None
+        if parsed is NOT_JSON and head[1].lstrip().startswith("{"):
+            # A broken first line of JSON Lines, or the opening of a pretty-printed document:
+            # the next line decides.
+            second = next(lines, None)
+            if second is not None and isinstance(_parse(second[1]), dict):
+                lines = itertools.chain([second], lines)
+                second = None
+            else:
+                parsed = DOCUMENT
+        elif parsed is NOT_JSON:
+            parsed = DOCUMENT
+        if parsed is DOCUMENT:
+            rest = (second[1] if second else "") + handle.read()
+            doc = json.loads(head[1] + rest)
             items = doc if isinstance(doc, list) else _items(doc, list_keys)
             for index, item in enumerate(items, start=1):
-                yield SourceRecord(f"{path.name}:item {index}", item)
+                yield SourceRecord(f"{name}:item {index}", item)
             return
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw: Any = json.loads(line)
-            except json.JSONDecodeError:
-                raw = NOT_JSON
-            yield SourceRecord(f"{path.name}:{number}", raw)
+        yield SourceRecord(f"{name}:{head[0]}", parsed)
+        for number, line in lines:
+            yield SourceRecord(f"{name}:{number}", _parse(line))
 
 
-def _single_document(path: Path) -> bool:
-    """A file whose first line is not a complete JSON value holds one (pretty-printed) document."""
-    with path.open("r", encoding="utf-8-sig") as handle:
-        line = handle.readline()
+def _numbered_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers."""
+    for number, line in enumerate(handle, start=1):
+        if line.strip():
+            yield number, line
+
+
+def _parse(line: str) -> Any:
     try:
-        json.loads(line)
+        return json.loads(line)
     except json.JSONDecodeError:
-        return True
-    return False
+        return NOT_JSON
 
 
 def _items(doc: Any, list_keys: tuple[str, ...]) -> list[Any]:

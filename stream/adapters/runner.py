@@ -9,15 +9,17 @@ nothing; what was sent after the last checkpoint is sent again (at least once).
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from stream import jsonutil
-from stream.adapters.base import Adapter, Output, Skip
+from stream.adapters.base import Adapter, Ignored, Output, Skip, SourceRecord
+from stream.adapters.files import ByteMeter, bind_meter
 from stream.decode import decode_activity
 from stream.directory import decode_directory
 from stream.events import InvalidEvent
@@ -35,12 +37,15 @@ class Sink(Protocol):
 
 @dataclass
 class ImportSummary:
-    """What an import did; every input record is read, emitted from, or skipped."""
+    """What an import did: every record read was mapped (to one or more outputs), ignored (no
+    engagement in it, by reason) or skipped (unmappable, by reason and location)."""
 
     records_read: int = 0
+    records_mapped: int = 0
     activity_events: int = 0
     directory_records: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[str, str, str]] = field(default_factory=list)
     resumed_past: int = 0
 
@@ -48,9 +53,11 @@ class ImportSummary:
         return {
             "records_read": self.records_read,
             "resumed_past": self.resumed_past,
+            "records_mapped": self.records_mapped,
             "activity_events": self.activity_events,
             "directory_records": self.directory_records,
             "skipped": dict(self.skipped),
+            "ignored": dict(self.ignored),
             "skipped_examples": [
                 {"location": loc, "reason": reason, "detail": detail}
                 for loc, reason, detail in self.examples
@@ -85,26 +92,38 @@ async def run_import(
     checkpoint: Path | None = None,
     checkpoint_every: int = 10_000,
     on_skip: Callable[[str, str, str], None] | None = None,
-    progress: Callable[[ImportSummary], None] | None = None,
+    progress: Callable[[ImportSummary, bool], None] | None = None,
+    meter: ByteMeter | None = None,
 ) -> ImportSummary:
-    """Import every file; ``sink`` None is a dry run (validate only)."""
+    """Import every file; ``sink`` None is a dry run (validate only).
+
+    ``progress(summary, final)`` is called after every record (it decides itself how often to
+    show anything); ``meter`` counts the bytes the adapters read.
+    """
+    bind_meter(meter)
     summary = ImportSummary()
-    done: dict[str, int] = (
-        json.loads(checkpoint.read_text())["files"] if (checkpoint and checkpoint.exists()) else {}
-    )
+    saved = json.loads(checkpoint.read_text()) if (checkpoint and checkpoint.exists()) else {}
+    done: dict[str, int] = saved.get("files", {})
+    restore = getattr(adapter, "restore", None)
+    if restore is not None and "adapter_state" in saved:
+        restore(saved["adapter_state"])
     position = dict(done)
     since_checkpoint = 0
     for path in files:
         key = str(path.resolve())
         skip_first = done.get(key, 0)
-        for index, record in enumerate(adapter.records(path), start=1):
+        for index, record in enumerate(_readable_records(adapter, path), start=1):
             if index <= skip_first:
                 summary.resumed_past += 1
                 continue
             summary.records_read += 1
             try:
+                if isinstance(record.raw, Unreadable):
+                    raise Skip("unreadable", record.raw.detail)
                 outputs = adapter.map(record)
                 payloads = [(output, validated(output)) for output in outputs]
+            except Ignored as ignored:
+                summary.ignored[ignored.reason] += 1
             except Skip as skip:
                 summary.skipped[skip.reason] += 1
                 if len(summary.examples) < EXAMPLES:
@@ -112,6 +131,7 @@ async def run_import(
                 if on_skip is not None:
                     on_skip(record.location, skip.reason, skip.detail)
             else:
+                summary.records_mapped += 1
                 for output, payload in payloads:
                     if sink is not None:
                         await sink.send(output, payload)
@@ -122,21 +142,58 @@ async def run_import(
             position[key] = index
             since_checkpoint += 1
             if checkpoint is not None and since_checkpoint >= checkpoint_every:
-                await _save(checkpoint, position, sink)
+                await _save(checkpoint, position, sink, adapter)
                 since_checkpoint = 0
-            if progress is not None and summary.records_read % 10_000 == 0:
-                progress(summary)
+            if progress is not None:
+                progress(summary, False)
     if sink is not None:
         await sink.flush()
     if checkpoint is not None:
-        await _save(checkpoint, position, sink)
+        await _save(checkpoint, position, sink, adapter)
+    if progress is not None:
+        progress(summary, True)
+    bind_meter(None)
     return summary
 
 
-async def _save(checkpoint: Path, position: dict[str, int], sink: Sink | None) -> None:
-    """Flush first: a checkpoint may only count records the broker (or file) has."""
+@dataclass(frozen=True)
+class Unreadable:
+    """What is left of a file that could not be read on: why."""
+
+    detail: str
+
+
+def _readable_records(adapter: Adapter, path: Path) -> Iterator[SourceRecord]:
+    """The file's records; a read error (not this format, truncated, bad encoding) ends the file
+    as one more record, skipped as unreadable, and the import goes on with the next file."""
+    records = iter(adapter.records(path))
+    count = 0
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except (OSError, EOFError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            yield SourceRecord(f"{path.name}:after record {count}", Unreadable(detail))
+            return
+        count += 1
+        yield record
+
+
+async def _save(
+    checkpoint: Path, position: dict[str, int], sink: Sink | None, adapter: Adapter
+) -> None:
+    """Flush first: a checkpoint may only count records the broker (or file) has.
+
+    An adapter that remembers what it sent (snapshot reports) keeps that memory here too.
+    """
     if sink is not None:
         await sink.flush()
+    saved: dict[str, Any] = {"files": position}
+    state = getattr(adapter, "state", None)
+    if state is not None:
+        saved["adapter_state"] = state()
     tmp = checkpoint.with_suffix(checkpoint.suffix + ".tmp")
-    tmp.write_text(json.dumps({"files": position}, indent=1))
+    tmp.write_text(json.dumps(saved, indent=1))
     tmp.replace(checkpoint)

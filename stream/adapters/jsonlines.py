@@ -32,8 +32,9 @@ def json_object(record: SourceRecord, what: str) -> dict[str, Any]:
 def json_records(path: Path, list_keys: tuple[str, ...]) -> Iterator[SourceRecord]:
     """Records of a JSON Lines file, or the items of a document's first list under list_keys.
 
-    One pass: a file whose first non-blank line is a whole JSON object is JSON Lines; anything
-    else (an array, a pretty-printed document) is one document.
+    One pass: a file whose first non-blank line is a whole JSON object is JSON Lines (a line that
+    is a whole page gives its items); anything else (an array, a pretty-printed document) is one
+    document.
     """
     name = source_name(path)
     with open_text(path) as handle:
@@ -61,9 +62,28 @@ def json_records(path: Path, list_keys: tuple[str, ...]) -> Iterator[SourceRecor
             for index, item in enumerate(items, start=1):
                 yield SourceRecord(f"{name}:item {index}", item)
             return
-        yield SourceRecord(f"{name}:{head[0]}", parsed)
+        yield from _line_records(f"{name}:{head[0]}", parsed, list_keys)
         for number, line in lines:
-            yield SourceRecord(f"{name}:{number}", _parse(line))
+            yield from _line_records(f"{name}:{number}", _parse(line), list_keys)
+
+
+def _line_records(location: str, parsed: Any, list_keys: tuple[str, ...]) -> Iterator[SourceRecord]:
+    """One line's record; a line that is a whole page (an API answer saved minified, or JSON
+    Lines of pages) gives its items."""
+    page = _page_items(parsed, list_keys)
+    if page is None:
+        yield SourceRecord(location, parsed)
+        return
+    for index, item in enumerate(page, start=1):
+        yield SourceRecord(f"{location} item {index}", item)
+
+
+def _page_items(doc: Any, list_keys: tuple[str, ...]) -> list[Any] | None:
+    if isinstance(doc, dict):
+        for key in list_keys:
+            if isinstance(doc.get(key), list):
+                return list(doc[key])
+    return None
 
 
 def _numbered_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
@@ -82,8 +102,6 @@ def _parse(line: str) -> Any:
 
 def _items(doc: Any, list_keys: tuple[str, ...]) -> list[Any]:
     if isinstance(doc, dict):
-        for key in list_keys:
-            if isinstance(doc.get(key), list):
-                return list(doc[key])
-        return [doc]
+        page = _page_items(doc, list_keys)
+        return [doc] if page is None else page
     return []

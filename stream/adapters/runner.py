@@ -109,7 +109,8 @@ async def run_import(
         restore(saved["adapter_state"])
     position = dict(done)
     since_checkpoint = 0
-    for path in files:
+    order = getattr(adapter, "file_order", None)
+    for path in sorted(files, key=order) if order is not None else files:
         key = str(path.resolve())
         skip_first = done.get(key, 0)
         for index, record in enumerate(_readable_records(adapter, path), start=1):

@@ -36,6 +36,12 @@ class StackExchangeAdapter:
 
     name = "stackexchange"
 
+    @staticmethod
+    def file_order(path: Path) -> tuple[int, str]:
+        """Users first (the directory before the activity), then posts, comments, the rest."""
+        name = source_name(path)
+        return (FILES.index(name) if name in FILES else len(FILES), name)
+
     def records(self, path: Path) -> Iterator[SourceRecord]:
         name = source_name(path)
         if name not in FILES:

@@ -46,7 +46,7 @@ def imported(adapter: Any, *names: str) -> tuple[ImportSummary, list[dict[str, A
 class TestActivityStreams:
     def test_lines_with_bom_blank_lines_and_bad_records(self) -> None:
         """Every line is read; the bad ones are skipped with their line number and reason."""
-        summary, sent = imported(ActivityStreamsAdapter(), "as2.jsonl")
+        summary, sent = imported(ActivityStreamsAdapter(), "activitystreams/as2.jsonl")
         assert summary.records_read == 8 and summary.activity_events == 5
         assert dict(summary.skipped) == {"missing_time": 1, "not_json": 1, "missing_actor": 1}
         assert [loc for loc, _, _ in summary.examples] == [
@@ -67,7 +67,7 @@ class TestActivityStreams:
 
     def test_a_collection_document(self) -> None:
         """An OrderedCollection's orderedItems, located by item number."""
-        summary, sent = imported(ActivityStreamsAdapter(), "as2-collection.json")
+        summary, sent = imported(ActivityStreamsAdapter(), "activitystreams/as2-collection.json")
         assert [e["type"] for e in sent] == ["join", "share"]
         assert sent[0]["object"]["type"] == "community"
         assert summary.records_read == 2
@@ -100,7 +100,7 @@ class TestActivityStreams:
 class TestScim:
     def test_list_response_users_to_profiles(self) -> None:
         """active, meta.created/lastModified, enterprise department; a user without id skipped."""
-        summary, sent = imported(ScimAdapter(), "scim.json")
+        summary, sent = imported(ScimAdapter(), "scim/scim.json")
         alice, gina = sent
         assert alice == {
             "kind": "profile", "user_id": "https://esn.example/users/alice", "status": "enabled",
@@ -116,7 +116,7 @@ class TestCsv:
 
     def test_mapping_with_bom_quoted_newlines_and_extra_columns(self) -> None:
         """Rows map through the column mapping; bad rows are skipped with their row number."""
-        summary, sent = imported(CsvAdapter(parse_mapping(self.MAPPING)), "activity.csv")
+        summary, sent = imported(CsvAdapter(parse_mapping(self.MAPPING)), "csv/activity.csv")
         assert [(e["actor"], e["type"]) for e in sent] == [
             ("alice", "post"),
             ("bob", "like"),
@@ -128,14 +128,14 @@ class TestCsv:
             "activity.csv:line 5",
             "activity.csv:line 6",
         }
-        again = imported(CsvAdapter(parse_mapping(self.MAPPING)), "activity.csv")[1]
+        again = imported(CsvAdapter(parse_mapping(self.MAPPING)), "csv/activity.csv")[1]
         assert [e["id"] for e in again] == [e["id"] for e in sent], "re-import, same ids"
 
     def test_constants_and_yaml_mappings(self, tmp_path: Path) -> None:
         """type==login makes every row a login; a YAML file says the same."""
         spec = tmp_path / "map.yaml"
         spec.write_text("time: When\nactor: Who\ntype: =login\n")
-        _, sent = imported(CsvAdapter(parse_mapping(str(spec))), "activity.csv")
+        _, sent = imported(CsvAdapter(parse_mapping(str(spec))), "csv/activity.csv")
         assert {e["type"] for e in sent} == {"login"}
         with pytest.raises(ValueError, match="needs"):
             parse_mapping("actor=Who")
@@ -148,29 +148,30 @@ class TestRunner:
         """A sink that fails half-way; the resumed import from the checkpoint completes it."""
         checkpoint = tmp_path / "import.ckpt"
         adapter = ActivityStreamsAdapter()
-        files = input_files(FIXTURES)
-        files = [f for f in files if f.name.startswith("as2")]
+        files = input_files(FIXTURES / "activitystreams")
         first = ListSink(fail_after=3)
         with pytest.raises(RuntimeError):
             asyncio.run(run_import(adapter, files, first, checkpoint, checkpoint_every=2))
         second = ListSink()
         summary = asyncio.run(run_import(adapter, files, second, checkpoint, checkpoint_every=2))
         ids = [e["id"] for e in first.sent + second.sent]
-        everything = [e["id"] for e in imported(adapter, *(f.name for f in files))[1]]
+        everything = [
+            e["id"] for e in imported(adapter, *(f"activitystreams/{f.name}" for f in files))[1]
+        ]
         assert set(ids) == set(everything), "nothing lost"
         assert len(ids) - len(set(ids)) <= 2, "at most the records since the last checkpoint again"
         assert summary.resumed_past >= 2
 
     def test_dry_run_validates_without_sending(self) -> None:
         """No sink: the same summary, nothing sent."""
-        summary = asyncio.run(run_import(ScimAdapter(), [FIXTURES / "scim.json"], None))
+        summary = asyncio.run(run_import(ScimAdapter(), [FIXTURES / "scim" / "scim.json"], None))
         assert summary.directory_records == 2 and summary.records_read == 3
 
     def test_every_record_is_accounted_for(self) -> None:
         """records read = mapped (one output each here) + skipped, for every fixture."""
         for adapter, name in (
-            (ActivityStreamsAdapter(), "as2.jsonl"),
-            (ScimAdapter(), "scim.json"),
+            (ActivityStreamsAdapter(), "activitystreams/as2.jsonl"),
+            (ScimAdapter(), "scim/scim.json"),
         ):
             summary, _ = imported(adapter, name)
             emitted = summary.activity_events + summary.directory_records

@@ -33,6 +33,12 @@ system: ## Install missing system packages (Redis; Java 17 and Maven are expecte
 run: install ## Start Kafka + Redis if needed, the worker, and demo data; Ctrl-C stops all
 	$(BIN)/esn-pulse demo
 
+# Its own topics and keys, so it never mixes with `make run`'s generated people.
+DUMP ?= .esn/stackexchange-demo
+.PHONY: demo-real
+demo-real: install ## Like run, on a Stack Exchange dump (DUMP=dir of a real site's XML; made up if absent)
+	ESN_TOPIC_PREFIX=real. ESN_REDIS_PREFIX=esn-real: ESN_APP_ID=esn-pulse-real $(BIN)/esn-pulse demo --stackexchange $(DUMP)
+
 .PHONY: test
 test: install ## Run the whole suite (unit, integration, e2e) against a real Kafka and Redis
 	$(BIN)/pytest tests

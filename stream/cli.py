@@ -332,8 +332,18 @@ def _iso(ms: int) -> str:
 @click.option("--users", default=2000, show_default=True)
 @click.option("--days", default=120, show_default=True, help="History replayed first.")
 @click.option("--rate", default=50.0, show_default=True, help="Live events per second after.")
-def demo(users: int, days: int, rate: float) -> None:
-    """Bring up the stack and a worker, replay history, then stream live events until Ctrl-C."""
+@click.option(
+    "--stackexchange",
+    "dump",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Import this Stack Exchange dump instead (written first, made up, if it is missing).",
+)
+def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
+    """Bring up the stack and a worker, replay history, then stream live events until Ctrl-C.
+
+    With --stackexchange, the history is a Stack Exchange site's dump and nothing live follows.
+    """
     from stream.generator import directory_records, generate_events, live_events
     from stream.produce import produce_events, produce_lines, topic_is_empty
 
@@ -364,7 +374,9 @@ def demo(users: int, days: int, rate: float) -> None:
         _wait_ready(f"{base_url}/ready", worker_proc)
         prometheus = _start_prometheus(settings)
         prometheus_url = prometheus.url
-        if asyncio.run(topic_is_empty(settings)):
+        if dump is not None:
+            _demo_real(settings, dump, base_url, prometheus_url, log_path)  # until Ctrl-C
+        elif asyncio.run(topic_is_empty(settings)):
             first_day = default_start(days)
             roster = (jsonutil.dumps(r) for r in directory_records(users, first_day, days, 7))
             asyncio.run(produce_lines(settings, roster, validate=False, directory=True))
@@ -416,6 +428,54 @@ Ctrl-C stops everything this command started."""
             prometheus.stop()
         stopped = stack_.down(tuple(started))
         click.echo(f"stopped the worker and {', '.join(stopped) or 'no stack service'}")
+
+
+def _demo_real(
+    settings: Any, dump: Path, base_url: str, prometheus_url: str, log_path: Path
+) -> None:
+    """``make demo-real``: a Stack Exchange dump through the import, then wait for Ctrl-C."""
+    from stream.adapters.runner import input_files, run_import
+    from stream.adapters.sinks import KafkaSink
+    from stream.adapters.stackexchange import StackExchangeAdapter
+    from stream.produce import topic_is_empty
+    from stream.sedump import write_dump
+
+    if not dump.exists() or not any(dump.iterdir()):
+        rows = write_dump(dump)
+        click.echo(f"wrote a made-up site's dump to {dump}: {rows}")
+
+    async def load() -> Any:
+        sink = KafkaSink(settings)
+        await sink.start()
+        try:
+            return await run_import(StackExchangeAdapter(), input_files(dump), sink)
+        finally:
+            await sink.stop()
+
+    if asyncio.run(topic_is_empty(settings)):
+        summary = asyncio.run(load())
+        done = (
+            f"imported {dump}: {summary.records_read:,} records, "
+            f"{summary.activity_events:,} events, {summary.directory_records:,} profiles"
+        )
+    else:
+        done = "the dump is already in the topic (kept from an earlier run)"
+    click.echo(
+        f"""
+ESN Pulse is running on a Stack Exchange site's history ({done}).
+  API:        {base_url}/api/v1/summary
+  Prometheus: {prometheus_url}
+  worker log: {log_path}
+Try, in another shell (source .venv/bin/activate; export ESN_TOPIC_PREFIX={settings.topic_prefix} \
+ESN_REDIS_PREFIX={settings.redis_prefix}):
+  esn-pulse inactive                  # members who went quiet, newest silence first
+  esn-pulse inactive --never-active   # joined, never came back
+  esn-pulse summary
+  esn-pulse user se-1
+Ctrl-C stops everything this command started."""
+    )
+    while True:
+        time.sleep(3600)
 
 
 def _start_prometheus(settings: Any) -> Any:

@@ -29,6 +29,7 @@ from stream.adapters.stackexchange import StackExchangeAdapter
 from stream.decode import decode_activity
 from stream.directory import decode_directory
 from stream.events import epoch_ms
+from stream.sedump import write_dump
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
 HR_MAP = (
@@ -379,3 +380,17 @@ class TestProgressAndSummary:
         meter = ByteMeter(total=path.stat().st_size)
         summary = asyncio.run(run_import(SlackAnalyticsAdapter(), [path], None, meter=meter))
         assert summary.activity_events == 500 and meter.done == meter.total
+
+
+class TestDemoDump:
+    def test_the_made_up_dump_reads_clean_and_is_reproducible(self, tmp_path: Path) -> None:
+        """make demo-real's dump: the documented format, nothing skipped, same seed same files."""
+        end = datetime(2026, 6, 30, 12, 0)
+        rows = write_dump(tmp_path / "a", users=40, days=90, end=end, seed=3)
+        write_dump(tmp_path / "b", users=40, days=90, end=end, seed=3)
+        for name in rows:
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        summary, sent = imported(StackExchangeAdapter(), tmp_path / "a")
+        assert summary.skipped == {} and len(directory(sent)) == rows["Users.xml"] == 40
+        assert len(activity(sent)) == 40 + rows["Posts.xml"] + rows["Comments.xml"]
+        assert max(e["time"] for e in activity(sent)) <= "2026-06-30T12:00:00+00:00"

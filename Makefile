@@ -50,9 +50,10 @@ lint: install ## ruff and mypy --strict
 	$(BIN)/mypy stream
 
 .PHONY: bench
-bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), sweep (1M users)
+bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), sweep (1M users), imports
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.sweep
+	$(BIN)/python -m bench.imports
 
 .PHONY: manifests
 manifests: install ## Regenerate deploy/k8s's PrometheusRule and dashboard ConfigMap from their sources

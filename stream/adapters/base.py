@@ -108,6 +108,14 @@ def day_event(source: str, user: str, day: str, event_type: str, number: int) ->
     })  # fmt: skip
 
 
+def required_text(doc: dict[str, Any], key: str, reason: str) -> str:
+    """``doc[key]`` as non-empty text; a record without it is skipped for ``reason``."""
+    value = doc.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise Skip(reason, f"no {key}")
+    return value.strip()
+
+
 def fields(value: Any) -> dict[str, Any]:
     """A nested object of a record, or {} when it is missing or not an object."""
     return value if isinstance(value, dict) else {}

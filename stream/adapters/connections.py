@@ -21,7 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from stream.adapters.base import Ignored, Output, Skip, SourceRecord, fields, iso_time, type_name
+from stream.adapters.base import (
+    Ignored,
+    Output,
+    Skip,
+    SourceRecord,
+    fields,
+    iso_time,
+    required_text,
+    type_name,
+)
 from stream.adapters.jsonlines import json_object, json_records
 
 VERBS: Final = {
@@ -53,9 +62,7 @@ class ConnectionsAdapter:
 
     def map(self, record: SourceRecord) -> list[Output]:
         entry = json_object(record, "an activity stream entry")
-        verb = entry.get("verb")
-        if not isinstance(verb, str) or not verb:
-            raise Skip("missing_type", "no verb")
+        verb = required_text(entry, "verb", "missing_type")
         actor = user_id(entry.get("actor"))
         if actor is None:
             raise Skip("missing_actor", "no actor id")

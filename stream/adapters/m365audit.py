@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from stream.adapters.base import Ignored, Output, Skip, SourceRecord, iso_time, type_name
+from stream.adapters.base import (
+    Ignored,
+    Output,
+    Skip,
+    SourceRecord,
+    iso_time,
+    required_text,
+    type_name,
+)
 from stream.adapters.csvrows import csv_records
 from stream.adapters.jsonlines import json_object, json_records
 
@@ -51,19 +59,16 @@ class M365AuditAdapter:
         doc = audit_data(record)
         if doc.get("RecordType") != YAMMER_RECORD_TYPE and doc.get("Workload") != "Yammer":
             raise Ignored("not_viva_engage")
-        operation = doc.get("Operation")
-        if not isinstance(operation, str) or not operation:
-            raise Skip("missing_type", "no Operation")
+        operation = required_text(doc, "Operation", "missing_type")
         if operation in ADMIN_OPERATIONS:
             raise Ignored("admin_operation")
-        user = doc.get("UserId") or doc.get("ActorUserId")
-        if not isinstance(user, str) or not user.strip():
-            raise Skip("missing_actor", "no UserId")
+        user = required_text(doc, "UserId" if doc.get("UserId") else "ActorUserId",
+                             "missing_actor")  # fmt: skip
         event_type, object_type = OPERATIONS.get(operation, (type_name(operation), ""))
         event: dict[str, Any] = {
             "id": str(doc.get("Id") or "")[:256] or _no_id(record),
             "type": event_type,
-            "actor": user.strip(),
+            "actor": user,
             "time": iso_time(doc.get("CreationTime"), "CreationTime"),
             "source": "m365-audit",
         }

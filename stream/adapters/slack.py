@@ -32,6 +32,7 @@ from stream.adapters.base import (
     day_event,
     day_start,
     fields,
+    required_text,
     type_name,
 )
 from stream.adapters.jsonlines import json_object, json_records
@@ -76,9 +77,7 @@ class SlackAuditAdapter:
 
     def map(self, record: SourceRecord) -> list[Output]:
         entry = json_object(record, "an audit log entry")
-        action = entry.get("action")
-        if not isinstance(action, str) or not action:
-            raise Skip("missing_type", "no action")
+        action = required_text(entry, "action", "missing_type")
         when = epoch_time(entry.get("date_create"))
         entity = fields(entry.get("entity"))
         entity_type = str(entity.get("type") or "")

@@ -18,9 +18,27 @@ from stream.adapters.csvgeneric import CsvAdapter, parse_mapping
 from stream.adapters.runner import ImportSummary, input_files, run_import
 from stream.adapters.scim import ScimAdapter
 from stream.decode import decode_activity
-from stream.events import epoch_ms
+from stream.directory import decode_directory
+from stream.events import KNOWN_TYPES, epoch_ms
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
+#: Ids as sources write them: any printable text, no surrounding spaces (the adapters trim).
+ACTORS = st.text(
+    st.characters(
+        min_codepoint=33, max_codepoint=0x2FFF, exclude_categories=("Cc", "Zs", "Zl", "Zp")
+    ),
+    min_size=1,
+    max_size=40,
+)
+WHEN = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+)
+
+
+def gate(event: dict[str, Any], key: str) -> tuple[str, int, str]:
+    """What the worker folds of an event: actor, time, type."""
+    folded = decode_activity(jsonutil.dumps(event), key.encode())
+    return folded.actor, folded.time_ms, folded.type
 
 
 class ListSink:
@@ -110,6 +128,18 @@ class TestScim:
         assert gina["status"] == "disabled" and gina["updated"] == gina["created"]
         assert dict(summary.skipped) == {"missing_user": 1}
 
+    @given(user=ACTORS, when=WHEN, active=st.booleans())
+    def test_round_trip_keeps_user_creation_and_status(
+        self, user: str, when: datetime, active: bool
+    ) -> None:
+        """Through the adapter and the worker's directory gate."""
+        doc = {"userName": user, "active": active, "meta": {"created": when.isoformat()}}
+        (output,) = ScimAdapter().map(SourceRecord("x:1", doc))
+        profile = decode_directory(jsonutil.dumps(output.record), user.encode())
+        assert (profile.user_id, epoch_ms(profile.created), profile.status) == (
+            user, epoch_ms(when), "enabled" if active else "disabled",
+        )  # fmt: skip
+
 
 class TestCsv:
     MAPPING = "time=When,actor=Who,type=What,object_id=Item,object_type=Kind"
@@ -130,6 +160,19 @@ class TestCsv:
         }
         again = imported(CsvAdapter(parse_mapping(self.MAPPING)), "csv/activity.csv")[1]
         assert [e["id"] for e in again] == [e["id"] for e in sent], "re-import, same ids"
+
+    @given(actor=ACTORS, when=WHEN, kind=st.sampled_from(["post", "Like", "Poll Vote", "login"]))
+    def test_round_trip_keeps_actor_time_and_type(
+        self, actor: str, when: datetime, kind: str
+    ) -> None:
+        """A row through the mapping and the worker's gate: same actor, instant and type (a type
+        of the source's own is kept in the event, and folded as "other")."""
+        row = {"Who": actor, "When": when.isoformat(), "What": kind, "Item": "", "Kind": ""}
+        (output,) = CsvAdapter(parse_mapping(self.MAPPING)).map(SourceRecord("f:line 2", row))
+        name = kind.lower().replace(" ", "_")
+        assert output.record["type"] == name
+        folded = name if name in KNOWN_TYPES else "other"
+        assert gate(output.record, actor) == (actor, epoch_ms(when), folded)
 
     def test_constants_and_yaml_mappings(self, tmp_path: Path) -> None:
         """type==login makes every row a login; a YAML file says the same."""

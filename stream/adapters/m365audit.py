@@ -65,8 +65,11 @@ class M365AuditAdapter:
         user = required_text(doc, "UserId" if doc.get("UserId") else "ActorUserId",
                              "missing_actor")  # fmt: skip
         event_type, object_type = OPERATIONS.get(operation, (type_name(operation), ""))
+        event_id = str(doc.get("Id") or "")[:256]
+        if not event_id:
+            raise Skip("missing_field", "no Id")
         event: dict[str, Any] = {
-            "id": str(doc.get("Id") or "")[:256] or _no_id(record),
+            "id": event_id,
             "type": event_type,
             "actor": user,
             "time": iso_time(doc.get("CreationTime"), "CreationTime"),
@@ -97,7 +100,3 @@ def audit_data(record: SourceRecord) -> dict[str, Any]:
             raise Skip("not_object", "AuditData is a JSON object")
         return raw
     return json_object(record, "an audit record")
-
-
-def _no_id(record: SourceRecord) -> str:
-    raise Skip("missing_field", f"{record.location}: no Id")

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from stream import jsonutil
 from stream.adapters.base import Adapter, Ignored, Output, Skip, SourceRecord
-from stream.adapters.files import ByteMeter, bind_meter
+from stream.adapters.files import ByteMeter, bind_meter, source_name
 from stream.decode import decode_activity
 from stream.directory import decode_directory
 from stream.events import InvalidEvent
@@ -101,6 +101,23 @@ async def run_import(
     show anything); ``meter`` counts the bytes the adapters read.
     """
     bind_meter(meter)
+    try:
+        return await _import_files(
+            adapter, files, sink, checkpoint, checkpoint_every, on_skip, progress
+        )
+    finally:
+        bind_meter(None)
+
+
+async def _import_files(
+    adapter: Adapter,
+    files: Iterable[Path],
+    sink: Sink | None,
+    checkpoint: Path | None,
+    checkpoint_every: int,
+    on_skip: Callable[[str, str, str], None] | None,
+    progress: Callable[[ImportSummary, bool], None] | None,
+) -> ImportSummary:
     summary = ImportSummary()
     saved = json.loads(checkpoint.read_text()) if (checkpoint and checkpoint.exists()) else {}
     done: dict[str, int] = saved.get("files", {})
@@ -153,7 +170,6 @@ async def run_import(
         await _save(checkpoint, position, sink, adapter)
     if progress is not None:
         progress(summary, True)
-    bind_meter(None)
     return summary
 
 
@@ -176,7 +192,7 @@ def _readable_records(adapter: Adapter, path: Path) -> Iterator[SourceRecord]:
             return
         except (OSError, EOFError, UnicodeDecodeError, ValueError, csv.Error) as exc:
             detail = f"{type(exc).__name__}: {exc}"[:300]
-            yield SourceRecord(f"{path.name}:after record {count}", Unreadable(detail))
+            yield SourceRecord(f"{source_name(path)}:after record {count}", Unreadable(detail))
             return
         count += 1
         yield record

@@ -37,7 +37,7 @@ from stream.adapters.base import (
 )
 from stream.adapters.jsonlines import json_object, json_records
 
-#: Audit actions a member performs: (our type, the entity it acts on).
+#: Audit actions a member performs, and our event type for each.
 ACTIONS: Final = {
     "user_login": "login", "file_uploaded": "upload", "file_downloaded": "view",
     "file_shared": "share", "file_public_link_created": "share", "user_channel_join": "join",

@@ -54,7 +54,8 @@ class StackExchangeAdapter:
             try:
                 for event, element in parser:
                     if event == "start":
-                        root = element if root is None else root
+                        if root is None:
+                            root = element
                         continue
                     if element.tag != "row":
                         continue

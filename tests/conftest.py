@@ -18,7 +18,8 @@ from tests.support import REPO, WorkerProcess, free_port, isolated
 #: Test ports differ from `make run`'s so both can run on one machine.
 TEST_KAFKA = os.environ.get("ESN_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 TEST_REDIS = os.environ.get("ESN_TEST_REDIS_URL", "redis://127.0.0.1:16379/0")
-TEST_STATE = REPO / ".esn-test"
+#: Its own state dir per stack, so several sessions can each run a suite on their own ports.
+TEST_STATE = Path(os.environ.get("ESN_TEST_STATE", str(REPO / ".esn-test")))
 
 
 @pytest.fixture(scope="session")

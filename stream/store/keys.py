@@ -185,6 +185,16 @@ class RedisKeys:
         return self.prefix + "inact:counts"
 
     @property
+    def deployment(self) -> str:
+        """Hash of what the stored state was built under: buckets, activity types, definitions."""
+        return self.prefix + "deployment"
+
+    @property
+    def inactivity_definitions(self) -> str:
+        """Hash partition -> "definitions\treleased_ms": what its inactivity states are under."""
+        return self.prefix + "inact:defs"
+
+    @property
     def fence_prefix(self) -> str:
         """Prefix of the applied-offset fences."""
         return self.prefix + "fence:"

@@ -1,6 +1,7 @@
 """The ``esn-pulse`` command: stack, worker, produce, generate, user, inactive, demo.
 
-The analytics commands (report, summary, initiative, pseudonym) are in :mod:`stream.cli_analytics`.
+The analytics commands (report, summary, initiative, pseudonym) are in :mod:`stream.cli_analytics`,
+the dead-letter ones in :mod:`stream.cli_dlq`; every failure ends in :mod:`stream.cli_errors`.
 """
 
 from __future__ import annotations
@@ -19,16 +20,26 @@ from typing import IO, Any
 
 import click
 
-from stream import cli_analytics, cli_import, jsonutil
-from stream.inactivity import UserInactivity, definitions_from, parse_duration_ms
+from stream import cli_analytics, cli_dlq, cli_import, jsonutil
+from stream.cli_errors import BadInput, CliError, EsnGroup, quiet_library_logs
+from stream.cli_params import Duration, configured_definitions
+from stream.inactivity import UserInactivity
 from stream.queries import flags_of
 from stream.settings import get_settings
 from stream.stack import LocalStack, StackError
 
 
-@click.group()
-def main() -> None:
-    """ESN Pulse: real-time engagement engine for enterprise social networks."""
+@click.group(cls=EsnGroup)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """ESN Pulse: real-time engagement engine for enterprise social networks.
+
+    Exit codes: 0 done, 1 failed, 2 usage error, 3 Kafka or Redis unreachable, 4 bad input
+    data, 5 bad ESN_* setting. ESN_DEBUG=1 adds the traceback to an error.
+    """
+    # The worker logs through Faust; every other command speaks in its own one-line errors.
+    if ctx.invoked_subcommand != "worker":
+        quiet_library_logs()
 
 
 # --- stack ---------------------------------------------------------------------------------
@@ -45,7 +56,7 @@ def stack_up() -> None:
     try:
         started = LocalStack(get_settings()).up()
     except StackError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CliError(f"the stack did not come up: {exc}", "fix that and run it again") from exc
     click.echo(f"started: {', '.join(started) or 'nothing (all already up)'}")
     _print_status()
 
@@ -96,7 +107,12 @@ def worker() -> None:
 
 @main.command()
 @click.argument("file", type=click.File("rb"))
-@click.option("--rate", type=float, default=None, help="Records per second (default: max).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Records per second (default: max).",
+)
 @click.option(
     "--no-validate", is_flag=True, help="Send lines as they are; the worker dead-letters bad ones."
 )
@@ -107,20 +123,20 @@ def worker() -> None:
 )
 def produce(file: IO[bytes], rate: float | None, no_validate: bool, directory: bool) -> None:
     """Send FILE (JSON lines of v1 events or CloudEvents; '-' for stdin) keyed by actor."""
-    from stream.directory import rows_from_csv
     from stream.produce import produce_lines
 
     size = _file_size(file)
     lines: Iterable[bytes] = file
     if directory and file.name.endswith(".csv"):
         # CSV rows become JSON lines; numbers in the summary count records, not file lines.
-        text = file.read().decode("utf-8")
-        lines = [jsonutil.dumps(row) + b"\n" for row in rows_from_csv(text)]
+        lines = _csv_lines(file)
         size = sum(len(line) for line in lines)
-    with click.progressbar(length=size or 0, label="producing", file=sys.stderr) as bar:
+    settings = get_settings()
+    bar = _LazyProgress(size or 0, "producing")
+    try:
         summary = asyncio.run(
             produce_lines(
-                get_settings(),
+                settings,
                 lines,
                 rate=rate,
                 validate=not no_validate,
@@ -128,11 +144,53 @@ def produce(file: IO[bytes], rate: float | None, no_validate: bool, directory: b
                 directory=directory,
             )
         )
+    finally:
+        bar.close()
     click.echo(f"sent {summary.sent}, rejected {len(summary.rejected)} in {summary.seconds:.1f}s")
     for number, reason in summary.rejected[:50]:
         click.echo(f"  line {number}: {reason}")
     if len(summary.rejected) > 50:
         click.echo(f"  ... and {len(summary.rejected) - 50} more")
+
+
+def _csv_lines(file: IO[bytes]) -> list[bytes]:
+    """A directory CSV's rows as JSON lines; one line naming the problem when it is not CSV."""
+    from stream.directory import rows_from_csv
+
+    name = file.name
+    try:
+        text = file.read().decode("utf-8")
+        return [jsonutil.dumps(row) + b"\n" for row in rows_from_csv(text)]
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"{name} is not UTF-8 text (byte {exc.start}: {exc.reason})",
+            "save it as UTF-8 CSV (e.g. iconv -t UTF-8) and run again",
+        ) from None
+    except csv.Error as exc:
+        raise BadInput(f"{name} is not readable CSV ({exc})", "fix the file, run again") from None
+
+
+class _LazyProgress:
+    """A progress bar on stderr that appears with the first line sent.
+
+    A command that fails before sending anything (Kafka unreachable) prints its one error line,
+    not a bar's label as well.
+    """
+
+    def __init__(self, length: int, label: str) -> None:
+        self.length = length
+        self.label = label
+        self.bar: Any = None
+
+    def update(self, count: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=self.length, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(count)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
 
 
 def _file_size(file: IO[bytes]) -> int | None:
@@ -143,8 +201,16 @@ def _file_size(file: IO[bytes]) -> int | None:
 
 
 @main.command()
-@click.option("--users", default=1000, show_default=True, help="People in the organisation.")
-@click.option("--days", default=30, show_default=True, help="Days of history.")
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="People in the organisation.",
+)
+@click.option(
+    "--days", type=click.IntRange(min=1), default=30, show_default=True, help="Days of history."
+)
 @click.option(
     "--start",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -154,7 +220,12 @@ def _file_size(file: IO[bytes]) -> int | None:
 @click.option("--seed", default=7, show_default=True)
 @click.option("--out", type=click.File("wb"), default="-", help="JSON lines file (default stdout).")
 @click.option("--to-kafka", is_flag=True, help="Send to the activity topic instead of --out.")
-@click.option("--rate", type=float, default=None, help="With --to-kafka: records per second.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --to-kafka: records per second.",
+)
 @click.option(
     "--directory-out",
     type=click.File("wb"),
@@ -219,7 +290,11 @@ def user(user_id: str, as_json: bool) -> None:
 
     state, inactivity = asyncio.run(read())
     if state is None and inactivity is None:
-        raise click.ClickException(f"no activity known for user {user_id!r}")
+        raise CliError(
+            f"no activity known for user {user_id!r}",
+            "check the id (ids are exact, and pseudonymised under ESN_PSEUDONYMIZE_KEY: see "
+            "esn-pulse pseudonym) and ESN_REDIS_PREFIX",
+        )
     doc: dict[str, Any] = {
         "user_id": user_id,
         "first_seen": _iso(state.first_seen_ms) if state else None,
@@ -227,7 +302,7 @@ def user(user_id: str, as_json: bool) -> None:
         "events": sum(state.counts.values()) if state else 0,
         "counts": state.counts if state else {},
         "state": _user_state(inactivity),
-        "flags": flags_of(inactivity, definitions_from(settings)) if inactivity else [],
+        "flags": flags_of(inactivity, configured_definitions(settings)) if inactivity else [],
     }
     if as_json:
         click.echo(jsonutil.dumps(doc).decode())
@@ -248,29 +323,37 @@ def _user_state(inactivity: UserInactivity | None) -> str:
 
 
 @main.command()
-@click.option("--threshold", default=None, help="e.g. 30d (default: the smallest configured).")
+@click.option(
+    "--threshold",
+    "threshold_ms",
+    type=Duration(),
+    default=None,
+    help="e.g. 30d (default: the smallest configured).",
+)
 @click.option("--never-active", is_flag=True, help="Enabled profiles that never acted instead.")
 @click.option("--community", default=None, help="Only users with a role in this community.")
 @click.option("--department", default=None, help="Only users of this department.")
 @click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table")
 def inactive(
-    threshold: str | None,
+    threshold_ms: int | None,
     never_active: bool,
     community: str | None,
     department: str | None,
     output: str,
 ) -> None:
     """The users flagged right now, newest silence first."""
+    from stream.inactivity import threshold_label
     from stream.queries import inactive_users
     from stream.store import RedisStore
 
     settings = get_settings()
-    definitions = definitions_from(settings)
-    threshold_ms = parse_duration_ms(threshold) if threshold else None
+    definitions = configured_definitions(settings)
     if threshold_ms is not None and threshold_ms not in definitions.thresholds_ms:
+        configured = ", ".join(threshold_label(t) for t in definitions.thresholds_ms)
         raise click.BadParameter(
-            f"{threshold} is not a configured threshold ({settings.inactivity_thresholds})",
-            param_hint="--threshold",
+            f"{threshold_label(threshold_ms)} is not a configured threshold ({configured}; "
+            "ESN_INACTIVITY_THRESHOLDS sets them)",
+            param_hint="'--threshold'",
         )
 
     async def read() -> list[Any]:
@@ -418,7 +501,7 @@ Ctrl-C stops everything this command started."""
     except KeyboardInterrupt:
         click.echo("\nstopping...")
     except StackError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CliError(f"the demo stack did not come up: {exc}", "fix that, run again") from exc
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
@@ -516,7 +599,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise click.ClickException(f"worker exited with {proc.returncode}; see its log")
+            raise CliError(
+                f"the demo's worker exited with {proc.returncode}",
+                "see worker.log in ESN_STATE_DIR for why",
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -524,7 +610,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    raise click.ClickException(f"worker not ready after {timeout:.0f}s at {url}")
+    raise CliError(
+        f"the demo's worker was not ready after {timeout:.0f}s at {url}",
+        "see worker.log in ESN_STATE_DIR for why",
+    )
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -539,7 +628,8 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 # Analytics commands live in their own module; registered here so `esn-pulse --help` lists them.
 cli_analytics.register(main)
 cli_import.register(main)
+cli_dlq.register(main)
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="esn-pulse")

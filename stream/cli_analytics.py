@@ -11,6 +11,8 @@ from typing import IO, Any, TypeVar
 import click
 
 from stream import jsonutil
+from stream.cli_errors import BadConfig, BadInput, CliError
+from stream.cli_params import Instant, configured_definitions
 from stream.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -32,19 +34,6 @@ def _with_store(work: Callable[[Any, Settings], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def _start_ms(text: str) -> int:
-    """A date (midnight UTC) or an RFC 3339 instant -> epoch ms."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a date or an ISO time", param_hint="--start"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
 def register(main: click.Group) -> None:
     """Add the analytics commands to the ``esn-pulse`` group."""
 
@@ -57,7 +46,6 @@ def register(main: click.Group) -> None:
         """Write a self-contained HTML engagement report (charts work offline)."""
         from stream.analytics.days import clock_now_ms
         from stream.analytics.views import BadRequest, parse_range
-        from stream.inactivity import definitions_from
         from stream.report.build import collect, render
 
         async def build(store: Any, settings: Settings) -> dict[str, Any]:
@@ -65,8 +53,9 @@ def register(main: click.Group) -> None:
             try:
                 start, end = parse_range(settings, now_ms, first, last, 30)
             except BadRequest as exc:
-                raise click.BadParameter(exc.message, param_hint=f"--{exc.param}") from None
-            return await collect(store, settings, definitions_from(settings), start, end, now_ms)
+                raise click.BadParameter(exc.message, param_hint=f"'--{exc.param}'") from None
+            definitions = configured_definitions(settings)
+            return await collect(store, settings, definitions, start, end, now_ms)
 
         data = _with_store(build)
         out.write_text(render(data))
@@ -77,11 +66,10 @@ def register(main: click.Group) -> None:
         """Headline figures now, as JSON (what /api/v1/summary serves)."""
         from stream.analytics.days import clock_now_ms
         from stream.analytics.views import summary as summary_view
-        from stream.inactivity import definitions_from
 
         async def read(store: Any, settings: Settings) -> dict[str, Any]:
             now_ms = await clock_now_ms(store, settings)
-            return await summary_view(store, settings, definitions_from(settings), now_ms)
+            return await summary_view(store, settings, configured_definitions(settings), now_ms)
 
         click.echo(jsonutil.dumps(_with_store(read)).decode())
 
@@ -91,7 +79,13 @@ def register(main: click.Group) -> None:
 
     @initiative.command("add")
     @click.argument("name")
-    @click.option("--start", required=True, help="Start: a date (UTC midnight) or ISO time.")
+    @click.option(
+        "--start",
+        "start_ms",
+        type=Instant(),
+        required=True,
+        help="Start: a date (UTC midnight), an ISO time, or a duration ago (14d).",
+    )
     @click.option(
         "--users",
         "users_file",
@@ -99,21 +93,32 @@ def register(main: click.Group) -> None:
         required=True,
         help="One user id per line (a CSV's first column; a user_id header is skipped).",
     )
-    def initiative_add(name: str, start: str, users_file: IO[str]) -> None:
+    def initiative_add(name: str, start_ms: int, users_file: IO[str]) -> None:
         """Store an initiative (replacing one of the same name)."""
-        from stream.analytics.initiatives import add_initiative
+        from stream.analytics.initiatives import NAME_PATTERN, add_initiative
 
-        start_ms = _start_ms(start)
-        users = [line.split(",")[0].strip().strip('"') for line in users_file]
+        if not NAME_PATTERN.match(name):
+            raise click.BadParameter(
+                f"{name!r}: letters, digits, '_', '.', '-' (max 64)", param_hint="'NAME'"
+            )
+        try:
+            users = [line.split(",")[0].strip().strip('"') for line in users_file]
+        except UnicodeDecodeError as exc:
+            raise BadInput(
+                f"{users_file.name} is not UTF-8 text (byte {exc.start}: {exc.reason})",
+                "save it as UTF-8 (one user id per line) and run again",
+            ) from None
         users = [u for u in users if u and u.lower() not in ("user_id", "user", "id")]
+        if not users:
+            raise BadInput(
+                f"{users_file.name} holds no user id", "put one user id per line and run again"
+            )
 
         async def add(store: Any, settings: Settings) -> Any:
-            try:
-                return await add_initiative(store, settings, name, start_ms, users)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from None
+            return await add_initiative(store, settings, name, start_ms, users)
 
         stored = _with_store(add)
+        start = datetime.fromtimestamp(start_ms / 1000, tz=UTC).isoformat()
         click.echo(f"initiative {stored.name}: {stored.users} users from {start}")
 
     @initiative.command("list")
@@ -140,7 +145,8 @@ def register(main: click.Group) -> None:
                     store, settings, name, await clock_now_ms(store, settings)
                 )
             except NotFound as exc:
-                raise click.ClickException(str(exc)) from None
+                hint = "esn-pulse initiative list shows the stored ones"
+                raise CliError(str(exc), hint) from None
 
         click.echo(jsonutil.dumps(_with_store(read)).decode())
 
@@ -152,8 +158,9 @@ def register(main: click.Group) -> None:
 
         pseudonymize = pseudonymizer_from(get_settings())
         if pseudonymize is None:
-            raise click.ClickException(
-                "ESN_PSEUDONYMIZE_KEY is not set: ids are stored as they are"
+            raise BadConfig(
+                "ESN_PSEUDONYMIZE_KEY is not set: ids are stored as they are",
+                "set it to the worker's key to compute pseudonyms",
             )
         for user_id in user_ids:
             click.echo(f"{user_id}\t{pseudonymize(user_id)}")

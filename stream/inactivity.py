@@ -129,6 +129,13 @@ class InactivityMachine:
             if self.due.get(user_id) != at_ms:
                 continue  # superseded by a later change of this user
             del self.due[user_id]
+            if user_id not in self.states:
+                continue  # a crossing restored without a state: nothing can cross
+            if next_crossing(self.states[user_id], self.definitions) != at_ms:
+                # Restored from a store written under other definitions: the state does not
+                # explain this crossing (crossing it would index a threshold that is gone).
+                self._schedule(user_id)
+                continue
             yield self._cross(user_id, at_ms)
             self._schedule(user_id)
 

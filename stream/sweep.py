@@ -9,6 +9,7 @@ that change, not with the number of users.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,13 @@ from importlib import resources
 from typing import Any
 
 from stream import jsonutil
+from stream.definitions import (
+    PartitionMigration,
+    decode_definitions,
+    describe,
+    encode_definitions,
+    migrate_partition,
+)
 from stream.fold import MS_PER_DAY
 from stream.inactivity import (
     Definitions,
@@ -27,7 +35,10 @@ from stream.inactivity import (
     threshold_label,
 )
 from stream.store import DirectoryStore, Profile, RedisStore
+from stream.store.definitions_store import DefinitionsStore, PartitionDefinitions
 from stream.store.redis_store import text
+
+log = logging.getLogger(__name__)
 
 _RELEASE_SCRIPT = resources.files("stream.store").joinpath("release.lua").read_text()
 SCHEMA: str = "esn.users.flagged.v1"
@@ -84,10 +95,22 @@ class InactivitySweeper:
         self.keys = store.keys
         self.definitions = definitions
         self.directory = DirectoryStore(store)
+        self.markers = DefinitionsStore(store)
+        #: The canonical text of the definitions, stored with each partition's states.
+        self.encoded = encode_definitions(definitions)
         self._commit = store.client.register_script(_RELEASE_SCRIPT)
 
     async def release(self, partition: int, watermark_ms: int) -> ReleaseResult:
-        """Apply buffered changes and crossings up to ``watermark_ms`` for one partition."""
+        """Apply buffered changes and crossings up to ``watermark_ms`` for one partition.
+
+        A partition whose states were stored under other definitions is first brought to these
+        (see :meth:`migrate`); the commit checks that nobody moved them meanwhile.
+        """
+        marker = await self.markers.partition(partition)
+        if marker.definitions != self.encoded and not await self.migrate(
+            partition, marker, watermark_ms
+        ):
+            return ReleaseResult([], 0, False)  # lost a race with another worker: go again
         k, client = self.keys, self.store.client
         raw_members: list[Any] = await client.zrangebyscore(
             k.reorder_buffer(partition), "-inf", watermark_ms, start=0, num=RELEASE_LIMIT
@@ -115,16 +138,8 @@ class InactivitySweeper:
             sorted({t.user_id for t in transitions})
         )
         records = [_record(t, *enrichment[t.user_id]) for t in transitions]
-        await self._commit(
-            keys=[
-                k.inactivity_states(partition),
-                k.due(partition),
-                k.reorder_buffer(partition),
-                k.outbox(partition),
-                k.outbox_seq(partition),
-                k.inactivity_counts,
-                k.flag_history(partition),
-            ],
+        seq = await self._commit(
+            keys=self._commit_keys(partition),
             args=[
                 "\n".join(f"{u}\t{encode_state(s)}" for u, s in machine.states.items()),
                 "\n".join(f"{u}\t{at}" for u, at in machine.due.items()),
@@ -134,9 +149,98 @@ class InactivitySweeper:
                 "\n".join(_count_deltas(before, machine.states, self.definitions)),
                 "\n".join(history_lines(transitions, self.definitions)),
                 "\n".join(self._minute_lines(transitions)),
+                str(partition),
+                self.encoded,
+                self.encoded,
+                str(limit),
             ],
         )
+        if int(seq) < 0:
+            return ReleaseResult([], 0, False)  # migrated by another worker since it was read
         return ReleaseResult(transitions, len(changes), complete)
+
+    async def migrate(
+        self, partition: int, marker: PartitionDefinitions, watermark_ms: int
+    ) -> bool:
+        """Bring one partition's states to this sweeper's definitions, in one atomic commit.
+
+        Flags the new definitions do not give are withdrawn, those they give are raised at the
+        instant they became true, each record once: a crash before the commit changes nothing,
+        after it the marker says the partition is done. False when another worker moved the
+        partition's definitions since they were read (the caller reads them again).
+        """
+        old_text = marker.definitions
+        if old_text is None:
+            # No marker: states from before markers existed, or none yet. They were built under
+            # the definitions the deployment was first registered with.
+            stored = await self.markers.stored()
+            old_text = stored.definitions if stored is not None else self.encoded
+        try:
+            old = decode_definitions(old_text)
+        except ValueError:
+            log.warning(
+                "Partition %d: unreadable stored definitions %r; taken as the configured ones",
+                partition,
+                old_text,
+            )
+            old = self.definitions
+        # The states are as of the last release; before markers existed it was not stored, and
+        # the clock's now is the best bound (see docs/operations/config-changes.md).
+        released = marker.released_ms if marker.released_ms is not None else watermark_ms
+        raw_states, due = await self.markers.partition_states(partition)
+        states = {user: decode_state(raw) for user, raw in raw_states.items()}
+        plan = migrate_partition(states, due, old, self.definitions, released)
+        enrichment = await self.directory.profiles_and_roles(
+            sorted({t.user_id for t in plan.transitions})
+        )
+        records = [_record(t, *enrichment[t.user_id], migrated=True) for t in plan.transitions]
+        seq = await self._commit(
+            keys=self._commit_keys(partition),
+            args=[
+                "\n".join(f"{u}\t{encode_state(s)}" for u, s in plan.states.items()),
+                "\n".join(f"{u}\t{at}" for u, at in plan.due.items()),
+                "\n".join(plan.not_due),
+                "",
+                "\n".join(jsonutil.dumps(r).decode() for r in records),
+                "\n".join(_migration_count_deltas(states, plan, old, self.definitions)),
+                "\n".join(f"{u}\t{HISTORY_CODES[kind]}@{at}" for u, kind, at in plan.history),
+                "\n".join(self._minute_lines(plan.transitions)),
+                str(partition),
+                marker.definitions or "",
+                self.encoded,
+                "",
+            ],
+        )
+        if int(seq) < 0:
+            return False
+        if old != self.definitions:
+            kinds = [t.kind for t in plan.transitions]
+            log.info(
+                "Partition %d: inactivity states brought from %s to %s at %s: %d flags "
+                "withdrawn, %d raised, %d crossings rescheduled",
+                partition,
+                describe(old),
+                describe(self.definitions),
+                _iso(released),
+                kinds.count("withdrawn"),
+                len(kinds) - kinds.count("withdrawn"),
+                len(plan.due) + len(plan.not_due),
+            )
+        return True
+
+    def _commit_keys(self, partition: int) -> list[str]:
+        """KEYS of release.lua, in its order."""
+        k = self.keys
+        return [
+            k.inactivity_states(partition),
+            k.due(partition),
+            k.reorder_buffer(partition),
+            k.outbox(partition),
+            k.outbox_seq(partition),
+            k.inactivity_counts,
+            k.flag_history(partition),
+            k.inactivity_definitions,
+        ]
 
     def _minute_lines(self, transitions: list[Transition]) -> list[str]:
         """Flags per minute of their (event) time: the inactivity-spike alert's windows."""
@@ -172,7 +276,10 @@ def history_lines(transitions: list[Transition], definitions: Definitions) -> li
 
 
 def _record(
-    transition: Transition, profile: Profile | None, roles: dict[str, list[str]]
+    transition: Transition,
+    profile: Profile | None,
+    roles: dict[str, list[str]],
+    migrated: bool = False,
 ) -> dict[str, Any]:
     """The published JSON of a transition, enriched from the directory."""
     record: dict[str, Any] = {
@@ -192,6 +299,9 @@ def _record(
         record["threshold_seconds"] = transition.threshold_ms // 1000
     if transition.away_ms is not None:
         record["away_seconds"] = transition.away_ms / 1000
+    if migrated and transition.kind == "withdrawn":
+        # Not a disabled profile: the definitions changed and no longer give this flag.
+        record["reason"] = "definitions_changed"
     return record
 
 
@@ -222,5 +332,22 @@ def _count_deltas(
         for field in new - old:
             deltas[field] = deltas.get(field, 0) + 1
         for field in old - new:
+            deltas[field] = deltas.get(field, 0) - 1
+    return [f"{field}\t{delta}" for field, delta in sorted(deltas.items()) if delta]
+
+
+def _migration_count_deltas(
+    states: dict[str, UserInactivity],
+    plan: PartitionMigration,
+    old: Definitions,
+    new: Definitions,
+) -> list[str]:
+    """Gauge count changes of a migration (a state can keep its flag count but change labels)."""
+    deltas: dict[str, int] = {}
+    for user, state in states.items():
+        before, after = _counted(state, old), _counted(plan.states.get(user, state), new)
+        for field in after - before:
+            deltas[field] = deltas.get(field, 0) + 1
+        for field in before - after:
             deltas[field] = deltas.get(field, 0) - 1
     return [f"{field}\t{delta}" for field, delta in sorted(deltas.items()) if delta]

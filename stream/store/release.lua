@@ -1,44 +1,119 @@
--- Commit one release of the inactivity engine for a partition, atomically: user states, due
--- crossings, released buffer members, new flag records (numbered) and the gauges' counts.
+-- Commit one release (or one migration to new definitions) of the inactivity engine for a
+-- partition, atomically: user states, due crossings, released buffer members, new flag records
+-- (numbered), the gauges' counts, and the definitions the partition's states are now under.
 -- KEYS: 1 states hash, 2 due zset, 3 reorder buffer, 4 outbox list, 5 outbox seq, 6 counts hash,
---       7 flag history hash
+--       7 flag history hash, 8 definitions hash (partition -> "definitions\treleased_ms")
 -- ARGV: 1 states "user\tstate" lines, 2 due "user\tcrossing_ms" lines, 3 not due "user" lines,
 --       4 released buffer members (one per line), 5 flag records (JSON, one per line),
 --       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines,
---       8 flags per minute of their time: "key\tminute\tcount\texpire_at" lines
--- Returns the outbox sequence number of the last record added.
-for line in string.gmatch(ARGV[1], '[^\n]+') do
-  local user, state = string.match(line, '^([^\t]*)\t(.*)$')
-  redis.call('HSET', KEYS[1], user, state)
+--       8 flags per minute of their time: "key\tminute\tcount\texpire_at" lines,
+--       9 partition, 10 the definitions the caller read the states under ('' when none stored),
+--       11 the definitions the states are under after this call,
+--       12 the instant released up to ('' for a migration: it keeps the stored one)
+-- Every argument is checked before the first write: a bad call fails and leaves nothing behind.
+-- Returns the outbox sequence number of the last record added, or -1 (nothing written) when the
+-- partition's stored definitions are not ARGV[10] (another worker migrated it meanwhile).
+local function fail(message)
+  return redis.error_reply('release.lua: ' .. message)
 end
-for line in string.gmatch(ARGV[2], '[^\n]+') do
-  local user, at = string.match(line, '^([^\t]*)\t(%d+)$')
-  redis.call('ZADD', KEYS[2], at, user)
+if #KEYS ~= 8 or #ARGV ~= 12 then
+  return fail('expects 8 keys and 12 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
-for user in string.gmatch(ARGV[3], '[^\n]+') do
-  redis.call('ZREM', KEYS[2], user)
+
+local function parse(index, pattern, what)
+  local out = {}
+  local n = 0
+  for line in string.gmatch(ARGV[index], '[^\n]+') do
+    n = n + 1
+    local parsed = {string.match(line, pattern)}
+    if #parsed == 0 then
+      return nil, fail('ARGV[' .. index .. '] line ' .. n .. ' is not ' .. what)
+    end
+    out[n] = parsed
+  end
+  return out
 end
-for member in string.gmatch(ARGV[4], '[^\n]+') do
-  redis.call('ZREM', KEYS[3], member)
+
+local INT = '(%-?%d+)'
+local OPT = '(%-?%d*)'
+local STATE = '^' .. INT .. '|' .. INT .. '|[01]|' .. OPT .. '|%d+|[01]|' .. OPT .. '$'
+local specs = {
+  {1, '^([^\t]+)\t(.+)$', 'user<TAB>state'},
+  {2, '^([^\t]+)\t' .. INT .. '$', 'user<TAB>crossing_ms'},
+  {3, '^([^\t]+)$', 'a user'},
+  {4, '^(.+)$', 'a buffer member'},
+  {5, '^({.*})$', 'a JSON object'},
+  {6, '^([^\t]+)\t' .. INT .. '$', 'field<TAB>delta'},
+  {7, '^([^\t]+)\t([inrw]@%-?%d+)$', 'user<TAB>code@ms'},
+  {8, '^([^\t]+)\t(%d+)\t(%d+)\t(%d+)$', 'key<TAB>minute<TAB>count<TAB>expire_at'},
+}
+local lines = {}
+for _, spec in ipairs(specs) do
+  local parsed, err = parse(spec[1], spec[2], spec[3])
+  if err then return err end
+  lines[spec[1]] = parsed
 end
-local seq = tonumber(redis.call('GET', KEYS[5]) or '0')
-for record in string.gmatch(ARGV[5], '[^\n]+') do
+for n, line in ipairs(lines[1]) do
+  if not string.match(line[2], STATE) then
+    return fail('ARGV[1] line ' .. n .. ' has no valid state: ' .. line[2])
+  end
+end
+for n, line in ipairs(lines[8]) do
+  if tonumber(line[2]) >= 1440 then return fail('ARGV[8] line ' .. n .. ': minute >= 1440') end
+end
+if not string.match(ARGV[9], '^%d+$') then return fail('ARGV[9] is not a partition') end
+if string.find(ARGV[10], '[\t\n]') then return fail('ARGV[10] is not a definitions record') end
+if ARGV[11] == '' or string.find(ARGV[11], '[\t\n]') then
+  return fail('ARGV[11] is not a definitions record')
+end
+if not string.match(ARGV[12], '^%-?%d*$') then return fail('ARGV[12] is not an instant') end
+local seq_text = redis.call('GET', KEYS[5])
+if seq_text and not string.match(seq_text, '^%d+$') then
+  return fail('the outbox sequence ' .. KEYS[5] .. ' is not a number')
+end
+
+local stored = redis.call('HGET', KEYS[8], ARGV[9]) or ''
+local stored_definitions, stored_released = string.match(stored, '^([^\t]*)\t?(%-?%d*)$')
+if stored_definitions == nil then
+  return fail('the stored definitions of partition ' .. ARGV[9] .. ' are unreadable')
+end
+if stored_definitions ~= ARGV[10] then
+  return -1
+end
+
+-- Checked: from here on every call succeeds.
+for _, line in ipairs(lines[1]) do
+  redis.call('HSET', KEYS[1], line[1], line[2])
+end
+for _, line in ipairs(lines[2]) do
+  redis.call('ZADD', KEYS[2], line[2], line[1])
+end
+for _, line in ipairs(lines[3]) do
+  redis.call('ZREM', KEYS[2], line[1])
+end
+for _, line in ipairs(lines[4]) do
+  redis.call('ZREM', KEYS[3], line[1])
+end
+local seq = tonumber(seq_text or '0')
+for _, line in ipairs(lines[5]) do
   seq = seq + 1
-  redis.call('RPUSH', KEYS[4], seq .. '\t' .. record)
+  redis.call('RPUSH', KEYS[4], seq .. '\t' .. line[1])
 end
 redis.call('SET', KEYS[5], seq)
-for line in string.gmatch(ARGV[6], '[^\n]+') do
-  local field, delta = string.match(line, '^([^\t]*)\t(-?%d+)$')
-  redis.call('HINCRBY', KEYS[6], field, delta)
+for _, line in ipairs(lines[6]) do
+  redis.call('HINCRBY', KEYS[6], line[1], line[2])
 end
-for line in string.gmatch(ARGV[7], '[^\n]+') do
-  local user, entry = string.match(line, '^([^\t]*)\t(.*)$')
-  local history = redis.call('HGET', KEYS[7], user)
-  redis.call('HSET', KEYS[7], user, history and (history .. ',' .. entry) or entry)
+for _, line in ipairs(lines[7]) do
+  local history = redis.call('HGET', KEYS[7], line[1])
+  redis.call('HSET', KEYS[7], line[1], history and (history .. ',' .. line[2]) or line[2])
 end
-for line in string.gmatch(ARGV[8], '[^\n]+') do
-  local key, minute, count, expire_at = string.match(line, '^([^\t]*)\t(%d+)\t(%d+)\t(%d+)$')
-  redis.call('HINCRBY', key, minute, count)
-  redis.call('EXPIREAT', key, expire_at)
+for _, line in ipairs(lines[8]) do
+  redis.call('HINCRBY', line[1], line[2], line[3])
+  redis.call('EXPIREAT', line[1], line[4])
 end
+local released = stored_released
+if ARGV[12] ~= '' and (released == '' or tonumber(ARGV[12]) > tonumber(released)) then
+  released = ARGV[12]
+end
+redis.call('HSET', KEYS[8], ARGV[9], ARGV[11] .. '\t' .. released)
 return seq

@@ -1,0 +1,70 @@
+"""Redis reads and writes of what the state was built under: the deployment record, and per
+partition the inactivity definitions its states are under and the instant they were released to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream.definitions import FORMAT, DeploymentRecord
+from stream.store.redis_store import RedisStore, text
+
+
+@dataclass(frozen=True)
+class PartitionDefinitions:
+    """The stored marker of one partition (None: nothing stored yet)."""
+
+    definitions: str | None
+    released_ms: int | None
+
+
+class DefinitionsStore:
+    """The deployment record and the per-partition definitions markers."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.client = store.client
+        self.keys = store.keys
+
+    async def register(self, configured: DeploymentRecord) -> DeploymentRecord:
+        """Write ``configured`` where nothing is stored yet; return what is stored (atomic)."""
+        key = self.keys.deployment
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "format", FORMAT)
+            pipe.hsetnx(key, "user_buckets", configured.user_buckets)
+            pipe.hsetnx(key, "activity_types", configured.activity_types)
+            pipe.hsetnx(key, "definitions", configured.definitions)
+            pipe.hmget(key, ["user_buckets", "activity_types", "definitions"])
+            replies = await pipe.execute()
+        buckets, types, definitions = (text(v) for v in replies[-1])
+        return DeploymentRecord(int(buckets), types, definitions)
+
+    async def stored(self) -> DeploymentRecord | None:
+        """The deployment record, or None when no worker registered one yet."""
+        raw = await self.client.hmget(
+            self.keys.deployment, ["user_buckets", "activity_types", "definitions"]
+        )
+        values = [text(v) for v in raw if v is not None]
+        if len(values) != 3:
+            return None
+        buckets, types, definitions = values
+        return DeploymentRecord(int(buckets), types, definitions)
+
+    async def partition(self, partition: int) -> PartitionDefinitions:
+        """What a partition's inactivity states are under (unreadable counts as nothing)."""
+        raw = await self.client.hget(self.keys.inactivity_definitions, str(partition))
+        if raw is None:
+            return PartitionDefinitions(None, None)
+        definitions, _, released = text(raw).partition("\t")
+        return PartitionDefinitions(
+            definitions or None, int(released) if released.lstrip("-").isdigit() else None
+        )
+
+    async def partition_states(self, partition: int) -> tuple[dict[str, str], dict[str, int]]:
+        """Every encoded inactivity state and due crossing of a partition (a migration's input)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.inactivity_states(partition))
+            pipe.zrange(self.keys.due(partition), 0, -1, withscores=True)
+            raw_states, raw_due = await pipe.execute()
+        states = {text(user): text(raw) for user, raw in raw_states.items()}
+        due: dict[str, int] = {text(user): int(score) for user, score in raw_due}
+        return states, due

@@ -29,6 +29,7 @@ from stream.privacy import pseudonymizer_from
 from stream.retry import until_redis_answers
 from stream.settings import Settings, get_settings
 from stream.store import DirectoryStore, RedisStore
+from stream.timebounds import TimeBounds
 from stream.topics import TopicNames, dlq_headers
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             key=record.key,
             value=record.value,
             headers=dlq_headers(
-                reject.reason, reject.detail, record.topic, record.partition, record.offset
+                reject.reason,
+                reject.detail,
+                record.topic,
+                record.partition,
+                record.offset,
+                reject.exception,
             ),
         )
         return await pending
@@ -113,19 +119,26 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         async for events in batches:
             records: list[ProfileV1 | MembershipV1] = []
             profiles: list[tuple[int, ProfileV1]] = []
+            bounds = TimeBounds.at(None, settings.min_event_time, settings.max_future_skew)
             for event in events:
                 message = event.message
                 try:
-                    record = decode_directory(message.value, message.key)
+                    record = decode_directory(message.value, message.key, bounds)
                     if pseudonymize is not None:
                         record = pseudonymized_record(record, pseudonymize)
+                except InvalidEvent as exc:
+                    reject = Reject(message, exc.reason, exc.detail)
+                except Exception as exc:  # a bug of ours must not stop the directory either
+                    log.exception("Internal error on directory record @%d", message.offset)
+                    name = type(exc).__name__
+                    reject = Reject(message, "internal_error", f"{name}: {exc}", name)
+                else:
                     records.append(record)
                     if isinstance(record, ProfileV1):
                         profiles.append((message.partition, record))
-                except InvalidEvent as exc:
-                    reject = Reject(message, exc.reason, exc.detail)
-                    await send_dead_letter(reject, directory_dead_letters)
-                    pipeline.metrics.directory_invalid.labels(exc.reason).inc()
+                    continue
+                await send_dead_letter(reject, directory_dead_letters)
+                pipeline.metrics.directory_invalid.labels(reject.reason).inc()
             if records:
                 await until_redis_answers(
                     lambda batch=records: store.apply(batch),  # type: ignore[misc]

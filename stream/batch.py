@@ -5,6 +5,7 @@ Pure: no I/O, so the worker, the benchmark's plain loop and the unit tests share
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -13,6 +14,9 @@ from stream.decode import decode_activity
 from stream.events import Activity, InvalidEvent
 from stream.fold import PartitionDelta
 from stream.privacy import Pseudonymize
+from stream.timebounds import TimeBounds
+
+log = logging.getLogger(__name__)
 
 
 class RawRecord(Protocol):
@@ -37,6 +41,8 @@ class Reject:
     record: RawRecord
     reason: str
     detail: str
+    #: The exception class of an ``internal_error`` (a bug of ours, not the record's fault).
+    exception: str | None = None
 
 
 @dataclass
@@ -47,6 +53,11 @@ class FoldedFetch:
     rejects: list[Reject] = field(default_factory=list)
     #: Event times (ms) of the valid events, for the lag histogram once they are applied.
     event_times_ms: dict[int, list[int]] = field(default_factory=dict)
+    #: partition -> the consumer's seek generation the records were fetched under; a seek since
+    #: (a rebalance, a fence that went back) makes them stale: they are fetched again.
+    generations: dict[int, int] = field(default_factory=dict)
+    #: The window of event times the gate used: a refold of the same records uses it again.
+    bounds: TimeBounds | None = None
 
 
 def fold_partition(
@@ -56,23 +67,38 @@ def fold_partition(
     rejects: list[Reject] | None = None,
     counting_types: frozenset[str] | None = None,
     pseudonymize: Pseudonymize | None = None,
+    bounds: TimeBounds | None = None,
 ) -> tuple[PartitionDelta, list[int]]:
-    """Fold one partition's records (ascending offsets) into a delta covering all of them."""
+    """Fold one partition's records (ascending offsets) into a delta covering all of them.
+
+    No record can stop the partition: one that fails the gate, or that makes the gate or the
+    fold raise anything at all, becomes a reject and the records after it are folded.
+    """
     first = records[0].offset
     delta = PartitionDelta(
         topic, partition, first_offset=first, last_offset=first, counting_types=counting_types
     )
+    if bounds is None:
+        bounds = TimeBounds.at()
     times: list[int] = []
     for record in records:
         try:
-            activity = decode_activity(record.value, record.key)
-        except InvalidEvent as exc:
-            if rejects is not None:
-                rejects.append(Reject(record, exc.reason, exc.detail))
-        else:
+            activity = decode_activity(record.value, record.key, bounds)
             if pseudonymize is not None:
                 activity = pseudonymized(activity, pseudonymize)
             delta.add(activity)
+        except InvalidEvent as exc:
+            if rejects is not None:
+                rejects.append(Reject(record, exc.reason, exc.detail))
+        except Exception as exc:
+            # A bug of ours met by one record: that record waits in the dead-letter topic for a
+            # fix and a `dlq replay`, and the partition goes on. PartitionDelta.add computes
+            # everything that can fail before its first change, so nothing half-folded remains.
+            log.exception("Internal error folding %s[%d]@%d", topic, partition, record.offset)
+            if rejects is not None:
+                detail = f"{type(exc).__name__}: {exc}"
+                rejects.append(Reject(record, "internal_error", detail, type(exc).__name__))
+        else:
             times.append(activity.time_ms)
     delta.skip_through(records[-1].offset)
     return delta, times
@@ -82,14 +108,17 @@ def fold_fetch(
     fetched: Mapping[tuple[str, int], Sequence[RawRecord]],
     counting_types: frozenset[str] | None = None,
     pseudonymize: Pseudonymize | None = None,
+    bounds: TimeBounds | None = None,
 ) -> FoldedFetch:
     """Fold every partition of a fetch; invalid records become rejects, valid ones deltas."""
-    out = FoldedFetch()
+    if bounds is None:
+        bounds = TimeBounds.at()
+    out = FoldedFetch(bounds=bounds)
     for (topic, partition), records in fetched.items():
         if not records:
             continue
         delta, times = fold_partition(
-            topic, partition, records, out.rejects, counting_types, pseudonymize
+            topic, partition, records, out.rejects, counting_types, pseudonymize, bounds
         )
         out.deltas.append(delta)
         out.event_times_ms[partition] = times

@@ -19,6 +19,7 @@ from stream.events import (
     ACTOR_PATTERN,
     KNOWN_OBJECT_TYPES,
     KNOWN_TYPES,
+    MAX_RECORD_BYTES,
     NO_OBJECT,
     OTHER,
     TYPE_PATTERN,
@@ -27,6 +28,7 @@ from stream.events import (
     InvalidEvent,
     epoch_ms,
 )
+from stream.timebounds import TimeBounds
 
 # Stricter than both fromisoformat and pydantic: what it matches, both read the same way.
 _RFC3339: Final = re.compile(
@@ -37,28 +39,41 @@ _TYPE: Final = re.compile(TYPE_PATTERN)
 _OPTIONAL_TEXT: Final = ("community", "target_user", "source")
 
 
-def decode_activity(value: bytes | None, key: bytes | None) -> Activity:
-    """Validate one raw record (plain v1 JSON or a CloudEvents 1.0 structured record)."""
+def decode_activity(
+    value: bytes | None, key: bytes | None, bounds: TimeBounds | None = None
+) -> Activity:
+    """Validate one raw record (plain v1 JSON or a CloudEvents 1.0 structured record).
+
+    ``bounds`` is the window of believable event times; the worker passes one per fetch, and
+    without it the default window at this moment applies.
+    """
     doc = load_json_record(value)
+    if bounds is None:
+        bounds = TimeBounds.at()
     if type(doc) is dict:
         if "specversion" in doc:
             doc = unwrap_cloudevent(doc)
         fast = _fast_activity(doc)
         if fast is not None:
             check_key(key, fast.actor, "actor")
+            bounds.check(fast.time_ms, doc["time"])
             return fast
     try:
         event = ActivityEventV1.model_validate(doc)
     except ValidationError as exc:
         raise _invalid_from(exc) from None
     check_key(key, event.actor, "actor")
-    return Activity.from_event(event)
+    activity = Activity.from_event(event)
+    bounds.check(activity.time_ms, doc["time"])
+    return activity
 
 
 def load_json_record(value: bytes | None) -> Any:
     """Parse a record's value, naming an empty or non-JSON one as ``not_json``."""
     if not value:
         raise InvalidEvent("not_json", "record has no value")
+    if len(value) > MAX_RECORD_BYTES:
+        raise InvalidEvent("too_large", f"value of {len(value)} bytes (at most {MAX_RECORD_BYTES})")
     try:
         return jsonutil.loads(value)
     except jsonutil.JSONDecodeError as exc:

@@ -11,10 +11,11 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from stream.decode import check_key, load_json_record
-from stream.events import InvalidEvent, epoch_ms
+from stream.events import InvalidEvent, Rfc3339Datetime, epoch_ms
+from stream.timebounds import TimeBounds
 
 #: Free text that is stored in tab-separated records: no control characters.
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
@@ -29,8 +30,8 @@ class ProfileV1(BaseModel):
     kind: Literal["profile"] = "profile"
     user_id: str = _ID
     status: Literal["enabled", "disabled"]
-    created: AwareDatetime = Field(description="When the profile was created (RFC 3339).")
-    updated: AwareDatetime = Field(description="Version of this record: the latest wins.")
+    created: Rfc3339Datetime = Field(description="When the profile was created (RFC 3339).")
+    updated: Rfc3339Datetime = Field(description="Version of this record: the latest wins.")
     department: str | None = Field(None, max_length=256, pattern=_TEXT)
     display_name: str | None = Field(None, max_length=256, pattern=_TEXT)
 
@@ -45,15 +46,21 @@ class MembershipV1(BaseModel):
     community: str = _ID
     role: Literal["owner", "member", "follower"]
     op: Literal["add", "remove"]
-    updated: AwareDatetime = Field(description="Version of this record: the latest wins.")
+    updated: Rfc3339Datetime = Field(description="Version of this record: the latest wins.")
 
 
 DirectoryRecordV1 = Annotated[ProfileV1 | MembershipV1, Field(discriminator="kind")]
 _ADAPTER: Final[TypeAdapter[ProfileV1 | MembershipV1]] = TypeAdapter(DirectoryRecordV1)
 
 
-def decode_directory(value: bytes | None, key: bytes | None) -> ProfileV1 | MembershipV1:
-    """Validate one raw directory record; the key must be its user id."""
+def decode_directory(
+    value: bytes | None, key: bytes | None, bounds: TimeBounds | None = None
+) -> ProfileV1 | MembershipV1:
+    """Validate one raw directory record; the key must be its user id.
+
+    ``updated`` must lie in the window of believable times, like an event's time; ``created``
+    only after 1970 and not in the future (accounts older than the event floor are real).
+    """
     doc = load_json_record(value)
     if not isinstance(doc, dict):
         raise InvalidEvent("not_object", "a directory record is a JSON object")
@@ -71,6 +78,11 @@ def decode_directory(value: bytes | None, key: bytes | None) -> ProfileV1 | Memb
             reason = "bad_field"
         raise InvalidEvent(reason, f"{where}: {first['msg']}") from None
     check_key(key, record.user_id, "user id")
+    if bounds is None:
+        bounds = TimeBounds.at()
+    bounds.check(epoch_ms(record.updated), record.updated.isoformat())
+    if isinstance(record, ProfileV1):
+        TimeBounds(0, bounds.latest_ms).check(epoch_ms(record.created), record.created.isoformat())
     return record
 
 

@@ -5,10 +5,11 @@ The pydantic model is the definition; :mod:`stream.decode` is the gate raw recor
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import Annotated, Any, Final, NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 SCHEMA_VERSION: Final = 1
 
@@ -56,6 +57,11 @@ COUNTED_TYPES: Final = (*EVENT_TYPES, OTHER)
 ACTOR_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
 TYPE_PATTERN: Final = r"^[a-z][a-z0-9_.\-]{0,63}$"
 
+#: RFC 3339 date-time (section 5.6): a string, never a number, always with its UTC offset.
+TIME_PATTERN: Final = (
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+
 INVALID_REASONS: Final = (
     "not_json",
     "not_object",
@@ -64,12 +70,31 @@ INVALID_REASONS: Final = (
     "bad_time",
     "key_mismatch",
     "bad_cloudevent",
+    "too_large",
+    "internal_error",
 )
+#: A record's value above this is dead-lettered unread: an activity event is a few hundred bytes,
+#: and parsing a multi-megabyte value would cost the whole partition's pace for nothing.
+MAX_RECORD_BYTES: Final = 1024 * 1024
 
 KNOWN_TYPES: Final = frozenset(EVENT_TYPES)
+_TIME: Final = re.compile(TIME_PATTERN)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 KNOWN_OBJECT_TYPES: Final = frozenset(OBJECT_TYPES)
 _ID = Field(min_length=1, max_length=256)
+
+
+def rfc3339_text(value: Any) -> Any:
+    """Let only RFC 3339 strings through to pydantic, which alone also takes epoch numbers."""
+    if not isinstance(value, str) or not _TIME.match(value):
+        raise ValueError("must be an RFC 3339 date-time string with a UTC offset")
+    return value
+
+
+#: A date-time field of the contracts: RFC 3339 text with an offset, never a number.
+Rfc3339Datetime = Annotated[
+    AwareDatetime, BeforeValidator(rfc3339_text), Field(json_schema_extra={"pattern": TIME_PATTERN})
+]
 
 
 class ObjectRef(BaseModel):
@@ -100,7 +125,7 @@ class ActivityEventV1(BaseModel):
         pattern=ACTOR_PATTERN,
         description="User id of who acted; the Kafka key. No control characters.",
     )
-    time: AwareDatetime = Field(description="When it happened: RFC 3339 with a UTC offset.")
+    time: Rfc3339Datetime = Field(description="When it happened: RFC 3339 with a UTC offset.")
     object: ObjectRef | None = None
     community: str | None = Field(None, max_length=256)
     target_user: str | None = Field(None, max_length=256)

@@ -72,6 +72,8 @@ class PartitionDelta:
     def add(self, activity: Activity) -> None:
         """Fold one valid activity into the delta."""
         t = activity.time_ms
+        # What can raise comes before the first change, so a failure leaves the delta as it was.
+        day = utc_day(t // MS_PER_DAY)
         user = self.users.get(activity.actor)
         if user is None:
             user = self.users[activity.actor] = UserDelta(first_ms=t, last_ms=t)
@@ -83,7 +85,6 @@ class PartitionDelta:
                 user.last_ms = t
         counts = user.counts
         counts[activity.type] = counts.get(activity.type, 0) + 1
-        day = utc_day(t // MS_PER_DAY)
         counts_as_activity = self.counting_types is None or activity.raw_type in self.counting_types
         if counts_as_activity:
             actives = self.day_actives.get(day)

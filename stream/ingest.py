@@ -34,11 +34,12 @@ from stream.inactivity import (
 from stream.metrics import PipelineMetrics
 from stream.privacy import pseudonymizer_from
 from stream.publisher import FlagPublisher
-from stream.retry import until_redis_answers
+from stream.retry import StoppedWhileRetrying, until_redis_answers
 from stream.settings import Settings
 from stream.store import ApplyOutcome, RedisStore
 from stream.store.redis_store import text
 from stream.sweep import InactivitySweeper
+from stream.timebounds import TimeBounds
 from stream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class ActivityIngest(Service):
         self.apply_lock = asyncio.Lock()
         #: partition -> applied offset, as last read from or written to Redis.
         self.fences: dict[int, int] = {}
+        #: partition -> how many times it was sought: fetches from before a seek are stale.
+        self.generations: dict[int, int] = {}
         self.joined = asyncio.Event()
         self.redis_ok = False
         self._last_commit = 0.0
@@ -150,9 +153,12 @@ class ActivityIngest(Service):
                 if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
                     async with self.apply_lock:
                         await self.commit_fences()
+        except StoppedWhileRetrying:
+            return  # stopping while Redis is away: nothing was committed past the failed apply
         finally:
             if applying is not None and not applying.done():
-                await asyncio.shield(applying)
+                with contextlib.suppress(StoppedWhileRetrying):
+                    await asyncio.shield(applying)
 
     @Service.task
     async def _sweep_loop(self) -> None:
@@ -235,7 +241,13 @@ class ActivityIngest(Service):
             for tp, records in fetched.items()
             if records and tp in owned
         }
-        return fold_fetch(by_partition, self.counting_types, self.pseudonymize), by_partition
+        folded = fold_fetch(by_partition, self.counting_types, self.pseudonymize, self._bounds())
+        folded.generations = {p: self.generations.get(p, 0) for _, p in by_partition}
+        return folded, by_partition
+
+    def _bounds(self) -> TimeBounds:
+        """The window of believable event times for this fetch (wall clock, either clock mode)."""
+        return TimeBounds.at(None, self.settings.min_event_time, self.settings.max_future_skew)
 
     async def _apply_in_order(
         self, folded: FoldedFetch, records: dict[tuple[str, int], list[Any]]
@@ -243,10 +255,19 @@ class ActivityIngest(Service):
         """Under the lock: drop what a rebalance took away meanwhile, dead-letter, apply."""
         async with self.apply_lock:
             owned = {tp.partition for tp in self.consumer.assignment()}
-            if any(delta.partition not in owned for delta in folded.deltas):
-                # Revoked since the fold: the new owner reads them again from the fence.
-                folded.deltas = [d for d in folded.deltas if d.partition in owned]
-                folded.rejects = [r for r in folded.rejects if r.record.partition in owned]
+            # Revoked since the fold (the new owner reads them again from the fence), or sought
+            # since (they are fetched again from the new position): either way not ours to apply.
+            current = {
+                p for p in owned if folded.generations.get(p, 0) == self.generations.get(p, 0)
+            }
+            folded.deltas = [d for d in folded.deltas if d.partition in current]
+            # A record at or below the fence was dead-lettered before the fence moved past it.
+            folded.rejects = [
+                r
+                for r in folded.rejects
+                if r.record.partition in current
+                and r.record.offset > self.fences.get(r.record.partition, -1)
+            ]
             await self._send_rejects(folded.rejects)
             await self._apply(folded, records)
 
@@ -267,7 +288,13 @@ class ActivityIngest(Service):
             results = await self._apply_with_retry(pending)
             retry: list[PartitionDelta] = []
             for delta, result in zip(pending, results, strict=True):
-                if result.outcome is ApplyOutcome.APPLIED:
+                if result.outcome is ApplyOutcome.STATE_LOST:
+                    await self._reread_lost_partition(delta, result.applied_before)
+                elif result.outcome is ApplyOutcome.REFUSED:
+                    await self._apply_one_by_one(
+                        delta, records[delta.topic, delta.partition], folded.bounds
+                    )
+                elif result.outcome is ApplyOutcome.APPLIED:
                     self._count_applied(delta, times.get(delta.partition, []))
                     self.fences[delta.partition] = delta.last_offset
                 elif result.outcome is ApplyOutcome.ALREADY_APPLIED:
@@ -290,6 +317,7 @@ class ActivityIngest(Service):
                             None,
                             self.counting_types,
                             self.pseudonymize,
+                            folded.bounds,
                         )
                         times[delta.partition] = rest_times
                         retry.append(refolded)
@@ -298,14 +326,78 @@ class ActivityIngest(Service):
                 labels = (delta.topic, str(delta.partition))
                 self.metrics.applied_offset.labels(*labels).set(self.fences[delta.partition])
 
+    async def _reread_lost_partition(self, delta: PartitionDelta, found: int) -> None:
+        """Redis is behind what this worker applied: read the partition again from its fence."""
+        applied = self.fences.get(delta.partition, -1)
+        log.warning(
+            "%s[%d]: the Redis fence is at %d but %d was applied (Redis restarted empty, from "
+            "an older AOF, or failed over to a replica that was behind); re-reading from %s",
+            delta.topic,
+            delta.partition,
+            found,
+            applied,
+            found + 1 if found >= 0 else "the beginning",
+        )
+        self.metrics.state_losses.inc()
+        await self._seek(TopicPartition(delta.topic, delta.partition), found)
+
+    async def _apply_one_by_one(
+        self, delta: PartitionDelta, records: Sequence[RawRecord], bounds: TimeBounds | None
+    ) -> None:
+        """The script refused a batch: find the records it refuses, dead-letter them, go on.
+
+        Nothing was written by the refused call (the script checks all its input first), so
+        applying the same records one at a time is exact; only the failure path pays for it.
+        """
+        log.error(
+            "%s[%d]: the fold script refused offsets %d-%d; applying them one by one",
+            delta.topic,
+            delta.partition,
+            delta.first_offset,
+            delta.last_offset,
+        )
+        partition = delta.partition
+        for record in records:
+            if not delta.first_offset <= record.offset <= delta.last_offset:
+                continue
+            if record.offset <= self.fences.get(partition, -1):
+                continue
+            single, times_ms = fold_partition(
+                delta.topic,
+                partition,
+                [record],
+                None,
+                self.counting_types,
+                self.pseudonymize,
+                bounds,
+            )
+            (result,) = await self._apply_with_retry([single])
+            if result.outcome is ApplyOutcome.REFUSED:
+                reject = Reject(record, "internal_error", result.error[:500], "RedisScriptError")
+                await self._send_rejects([reject])
+                empty = PartitionDelta(delta.topic, partition, record.offset, record.offset)
+                (result,) = await self._apply_with_retry([empty])
+            if result.outcome is ApplyOutcome.STATE_LOST:
+                await self._reread_lost_partition(single, result.applied_before)
+                return
+            if result.outcome is ApplyOutcome.APPLIED:
+                self._count_applied(single, times_ms)
+                self.fences[partition] = record.offset
+            else:  # another owner got this far: it applies the rest
+                self.fences[partition] = max(result.applied_before, self.fences.get(partition, -1))
+                return
+
     async def _apply_with_retry(self, deltas: list[PartitionDelta]) -> list[Any]:
         """Apply until Redis takes it: never skip a batch, never commit past one."""
         started = time.perf_counter()
+        fences = self.fences
+        expected = {d.partition: fences[d.partition] for d in deltas if d.partition in fences}
         results = await until_redis_answers(
-            lambda: self.store.apply(deltas),
+            lambda: self.store.apply(deltas, expected),
             self.settings.redis_retry_max_seconds,
             "Redis apply",
             self._redis_failed,
+            stopping=lambda: self.should_stop,
         )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.redis_ok = True
@@ -341,15 +433,19 @@ class ActivityIngest(Service):
         self.redis_ok = True
         self.metrics.redis_up.set(1)
         for tp in assigned:
-            fence = fences[tp.partition]
-            self.fences[tp.partition] = fence
-            if fence >= 0:
-                self.consumer.seek(tp, fence + 1)
-            else:
-                await self.consumer.seek_to_beginning(tp)
+            await self._seek(tp, fences[tp.partition])
         self.metrics.assigned_partitions.set(len(self.consumer.assignment()))
         self.joined.set()
         log.info("Assigned %s at fences %s", sorted(partitions), fences)
+
+    async def _seek(self, tp: TopicPartition, fence: int) -> None:
+        """Position a partition just past a fence; what was fetched before is stale from now."""
+        self.fences[tp.partition] = fence
+        self.generations[tp.partition] = self.generations.get(tp.partition, 0) + 1
+        if fence >= 0:
+            self.consumer.seek(tp, fence + 1)
+        else:
+            await self.consumer.seek_to_beginning(tp)
 
     def forget_partition(self, tp: TopicPartition) -> None:
         """Drop per-partition gauges of a partition this worker no longer owns."""

@@ -112,6 +112,15 @@ class PipelineMetrics:
         self.redis_up = Gauge(
             "esn_redis_up", "1 when the last Redis call succeeded.", registry=registry
         )
+        self.kafka_up = Gauge(
+            "esn_kafka_up", "1 when the last Kafka metadata probe succeeded.", registry=registry
+        )
+        self.state_losses = Counter(
+            "esn_state_losses",
+            "Times a partition's Redis fence was found behind what was applied (Redis lost "
+            "state); the partition is then re-read from the fence.",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "esn_consumer_lag_messages",
             "Records between the applied offset and the partition's end.",

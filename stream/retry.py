@@ -13,13 +13,22 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class StoppedWhileRetrying(Exception):
+    """The service began to stop while Redis was away: the work is left for the next owner."""
+
+
 async def until_redis_answers(
     call: Callable[[], Awaitable[T]],
     max_delay: float,
     what: str,
     on_error: Callable[[Exception], None] | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> T:
-    """Await ``call()`` until Redis takes it: work is never skipped while Redis is away."""
+    """Await ``call()`` until Redis takes it: work is never skipped while Redis is away.
+
+    With ``stopping``, a stop ends the wait (raising :class:`StoppedWhileRetrying`): nothing
+    was committed past the failed call, so the next start does it again.
+    """
     attempt = 0
     while True:
         try:
@@ -27,7 +36,11 @@ async def until_redis_answers(
         except (RedisError, OSError) as exc:
             if on_error:
                 on_error(exc)
+            if stopping is not None and stopping():
+                raise StoppedWhileRetrying(what) from exc
             delay = min(max_delay, 0.1 * 2**attempt)
             attempt += 1
             log.warning("%s failed (%s); retry %d in %.1fs", what, exc, attempt, delay)
             await asyncio.sleep(delay)
+            if stopping is not None and stopping():
+                raise StoppedWhileRetrying(what) from exc

@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.timebounds import parse_duration_ms, parse_instant_ms
 
 
 class Settings(BaseSettings):
@@ -81,6 +83,15 @@ class Settings(BaseSettings):
     allowed_lateness: str = Field(
         "5m", description="How late an event may arrive and still be ordered by its time."
     )
+    min_event_time: str = Field(
+        "2000-01-01T00:00:00Z",
+        description="Events timed before this (RFC 3339) are dead-lettered as bad_time.",
+    )
+    max_future_skew: str = Field(
+        "5m",
+        description="Events timed later than the wall clock plus this are dead-lettered as "
+        "bad_time, under either clock.",
+    )
     sweep_interval_seconds: float = Field(
         5.0, gt=0, description="How often flags are brought up to the clock."
     )
@@ -128,6 +139,18 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(
         9090, description="Port of the local Prometheus that `make run` starts (loopback)."
     )
+
+    @field_validator("min_event_time")
+    @classmethod
+    def _an_instant(cls, value: str) -> str:
+        parse_instant_ms(value)
+        return value
+
+    @field_validator("max_future_skew", "allowed_lateness")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        parse_duration_ms(value)
+        return value
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:

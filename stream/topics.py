@@ -22,6 +22,8 @@ DLQ_DETAIL: Final = "esn.dlq.detail"
 DLQ_TOPIC: Final = "esn.dlq.source.topic"
 DLQ_PARTITION: Final = "esn.dlq.source.partition"
 DLQ_OFFSET: Final = "esn.dlq.source.offset"
+#: Only on ``internal_error`` dead letters: the exception class, for the bug report.
+DLQ_EXCEPTION: Final = "esn.dlq.exception"
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,21 @@ class TopicNames:
 
 
 def dlq_headers(
-    reason: str, detail: str, topic: str, partition: int, offset: int
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    exception: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers that say why and where a record was rejected."""
-    return [
+    headers = [
         (DLQ_REASON, reason.encode()),
         (DLQ_DETAIL, detail[:1000].encode("utf-8", "replace")),
         (DLQ_TOPIC, topic.encode()),
         (DLQ_PARTITION, str(partition).encode()),
         (DLQ_OFFSET, str(offset).encode()),
     ]
+    if exception is not None:
+        headers.append((DLQ_EXCEPTION, exception.encode("utf-8", "replace")))
+    return headers

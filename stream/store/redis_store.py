@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from stream.events import COUNTED_TYPES
 from stream.fold import MS_PER_DAY, PartitionDelta
@@ -37,6 +38,10 @@ class ApplyOutcome(enum.IntEnum):
     APPLIED = 1
     ALREADY_APPLIED = 0
     PARTIAL_OVERLAP = -1
+    #: The fence is behind what the caller applied: Redis lost state; nothing was written.
+    STATE_LOST = -2
+    #: The script refused its arguments (a bug on our side); nothing was written.
+    REFUSED = -3
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,12 @@ class ApplyResult:
 
     outcome: ApplyOutcome
     applied_before: int
+    #: Why the script refused the batch (REFUSED only).
+    error: str = ""
+
+
+#: Error replies that mean the script itself refused or failed (not Redis being unavailable).
+_SCRIPT_FAILURES = ("ESNFOLD", "user_script", "Error running script")
 
 
 @dataclass(frozen=True)
@@ -121,14 +132,22 @@ class RedisStore:
         raw = await self.client.mget([self.keys.fence(topic, p) for p in partitions])
         return {p: int(v) if v is not None else -1 for p, v in zip(partitions, raw, strict=True)}
 
-    async def apply(self, deltas: list[PartitionDelta]) -> list[ApplyResult]:
-        """Apply each partition's delta with its fence, all in one pipelined round trip."""
+    async def apply(
+        self, deltas: list[PartitionDelta], expected_fences: Mapping[int, int] | None = None
+    ) -> list[ApplyResult]:
+        """Apply each partition's delta with its fence, all in one pipelined round trip.
+
+        ``expected_fences`` (partition -> the fence the caller believes) lets the script see a
+        fence that went backwards; a partition missing from it is not checked.
+        """
+        expected = expected_fences or {}
         async with self.client.pipeline(transaction=False) as pipe:
             for delta in deltas:
                 keys, args = self._script_call(delta)
+                args.append(expected.get(delta.partition, ""))
                 await self._fold(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
-        return [ApplyResult(ApplyOutcome(int(status)), int(before)) for status, before in replies]
+            replies = await pipe.execute(raise_on_error=False)
+        return [_apply_result(reply) for reply in replies]
 
     def _script_call(self, delta: PartitionDelta) -> tuple[list[str], list[Any]]:
         """Flatten a delta into the KEYS and ARGV layout documented in fold.lua."""
@@ -269,6 +288,19 @@ class RedisStore:
                     state = decode_user_record(text(user), raw)
                     out[state.user_id] = state
         return out
+
+
+def _apply_result(reply: Any) -> ApplyResult:
+    """One script reply; an unavailable Redis (OOM, read-only replica...) raises for a retry."""
+    if isinstance(reply, ResponseError):
+        message = str(reply)
+        if any(marker in message for marker in _SCRIPT_FAILURES):
+            return ApplyResult(ApplyOutcome.REFUSED, -1, message)
+        raise reply
+    if isinstance(reply, Exception):
+        raise reply
+    status, before = reply
+    return ApplyResult(ApplyOutcome(int(status)), int(before))
 
 
 @lru_cache(maxsize=4096)

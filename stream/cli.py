@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import click
 
-from stream import cli_analytics, cli_dlq, cli_import, jsonutil
+from stream import cli_analytics, cli_dlq, cli_import, cli_rebuild, jsonutil
 from stream.cli_errors import BadInput, CliError, EsnGroup, quiet_library_logs
 from stream.cli_params import Duration, configured_definitions
 from stream.inactivity import UserInactivity
@@ -99,6 +99,7 @@ def worker() -> None:
     settings = get_settings()
     # Faust subscribes its agents as it starts: their topics must exist by then.
     asyncio.run(ensure_topics(settings))
+    cli_rebuild.check_deployment(settings)  # one line and exit 5 on a change it cannot follow
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
@@ -629,6 +630,7 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 cli_analytics.register(main)
 cli_import.register(main)
 cli_dlq.register(main)
+cli_rebuild.register(main)
 
 
 if __name__ == "__main__":

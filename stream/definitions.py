@@ -26,8 +26,6 @@ from stream.settings import Settings
 
 #: Version of the encoding below; a new one needs a reader for the old.
 FORMAT: Final = 1
-#: Exit code of a worker that refuses to start on a configuration the stored state cannot follow.
-REFUSED_EXIT_CODE: Final = 3
 DOC: Final = "docs/operations/config-changes.md"
 
 
@@ -75,24 +73,25 @@ def deployment_record_from(settings: Settings) -> DeploymentRecord:
     )
 
 
-def refusal(stored: DeploymentRecord, configured: DeploymentRecord) -> str | None:
-    """One line saying why a worker with ``configured`` must not run on ``stored``, or None."""
-    remedy = (
-        f"stop every worker and run `esn-pulse rebuild` to rebuild the state from Kafka (see {DOC})"
+def refusal(stored: DeploymentRecord, configured: DeploymentRecord) -> tuple[str, str] | None:
+    """Why a worker with ``configured`` must not run on ``stored`` and what to do, or None."""
+    rebuild = (
+        "or stop every worker and run `esn-pulse rebuild --yes` to rebuild the state from "
+        f"Kafka (see {DOC})"
     )
     if stored.user_buckets != configured.user_buckets:
         return (
             f"refusing to start: ESN_USER_BUCKETS is {configured.user_buckets} but the state in "
-            f"Redis is stored in {stored.user_buckets} buckets; set ESN_USER_BUCKETS="
-            f"{stored.user_buckets} again, or {remedy}"
+            f"Redis is stored in {stored.user_buckets} buckets",
+            f"set ESN_USER_BUCKETS={stored.user_buckets} again, {rebuild}",
         )
     if stored.activity_types != configured.activity_types:
-        was = stored.activity_types or "(every type)"
-        now = configured.activity_types or "(every type)"
+        was = stored.activity_types or "(empty: every type)"
+        now = configured.activity_types or "(empty: every type)"
         return (
             f"refusing to start: ESN_ACTIVITY_TYPES is {now} but the last activity stored in "
-            f"Redis was computed counting {was}; set ESN_ACTIVITY_TYPES={stored.activity_types} "
-            f"again, or {remedy}"
+            f"Redis was computed counting {was}",
+            f"set ESN_ACTIVITY_TYPES={stored.activity_types} again, {rebuild}",
         )
     return None
 

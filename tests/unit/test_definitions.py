@@ -132,7 +132,8 @@ class TestDeploymentRecord:
         assert refusal(stored, DeploymentRecord(128, "", "v1;t=2;g=1")) is None
         buckets = refusal(stored, DeploymentRecord(256, "", "v1;t=1;g=1"))
         types = refusal(stored, DeploymentRecord(128, "login", "v1;t=1;g=1"))
-        for line in (buckets, types):
-            assert line is not None and "\n" not in line and "esn-pulse rebuild" in line
-        assert buckets is not None and "ESN_USER_BUCKETS=128" in buckets
-        assert types is not None and "ESN_ACTIVITY_TYPES" in types
+        for why in (buckets, types):
+            assert why is not None and "\n" not in "; ".join(why)
+            assert "esn-pulse rebuild" in why[1]
+        assert buckets is not None and "ESN_USER_BUCKETS=128" in buckets[1]
+        assert types is not None and "ESN_ACTIVITY_TYPES" in types[0]

@@ -1,0 +1,200 @@
+"""Rebuilding a deployment's derived state from Kafka (``esn-pulse rebuild``).
+
+Every key under ``ESN_REDIS_PREFIX`` except what Kafka cannot give back (initiatives) is deleted,
+both consumer groups go back to the first retained record of their topics, and the flag outboxes
+continue the numbering their topics already carry. The next worker then replays the activity and
+directory topics from the beginning. What retention dropped is gone: :func:`plan_rebuild` counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+
+from stream.settings import Settings
+from stream.store import RedisStore
+from stream.topics import FLAG_SEQ, TopicNames
+
+#: Records read back from a flag partition's end to find its last sequence number.
+_TAIL = 50
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Records of a topic partition that retention deleted: offsets before ``first_offset``."""
+
+    topic: str
+    partition: int
+    first_offset: int
+
+
+@dataclass
+class RebuildPlan:
+    """What a rebuild would do, and what it cannot bring back."""
+
+    #: consumer group -> members now (a rebuild needs every worker stopped).
+    members: dict[str, int] = field(default_factory=dict)
+    #: group -> topic whose offsets go back to its first retained record.
+    groups: dict[str, str] = field(default_factory=dict)
+    lost: list[Lost] = field(default_factory=list)
+    deleted_keys: int = 0
+    kept_keys: int = 0
+    #: flagged partition -> last published sequence number (0 when none).
+    flag_seqs: dict[int, int] = field(default_factory=dict)
+    community_seq: int = 0
+
+    @property
+    def lost_records(self) -> int:
+        """How many records retention dropped in all (their effects cannot be rebuilt)."""
+        return sum(lost.first_offset for lost in self.lost)
+
+
+def groups_of(settings: Settings) -> dict[str, str]:
+    """The deployment's consumer groups and the topic each replays: the ingest's and Faust's."""
+    topics = TopicNames.from_settings(settings)
+    return {f"{settings.app_id}-activity": topics.activity, settings.app_id: topics.directory}
+
+
+def kept(prefix: str, key: str) -> bool:
+    """Keys that are not derived from Kafka: initiatives (``esn-pulse initiative``)."""
+    rest = key[len(prefix) :]
+    return rest == "init" or (rest.startswith("init:") and rest.endswith(":users"))
+
+
+async def plan_rebuild(settings: Settings, store: RedisStore) -> RebuildPlan:
+    """Read (nothing written) what a rebuild of this deployment would do."""
+    plan = RebuildPlan(groups=groups_of(settings))
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        plan.members = await _members(admin, list(plan.groups))
+    finally:
+        await admin.close()
+    topics = TopicNames.from_settings(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
+    try:
+        await consumer.topics()  # fetches the metadata of topics this consumer never read
+        for topic in (topics.activity, topics.directory):
+            for tp, first in (
+                await consumer.beginning_offsets(_partitions(consumer, topic))
+            ).items():
+                if first > 0:
+                    plan.lost.append(Lost(topic, tp.partition, first))
+        plan.flag_seqs = await _last_seqs(consumer, topics.flagged)
+        plan.community_seq = (await _last_seqs(consumer, topics.communities_flagged)).get(0, 0)
+    finally:
+        await consumer.stop()
+    prefix = settings.redis_prefix
+    async for raw in store.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        if kept(prefix, key):
+            plan.kept_keys += 1
+        else:
+            plan.deleted_keys += 1
+    return plan
+
+
+async def rebuild(settings: Settings, store: RedisStore, plan: RebuildPlan) -> int:
+    """Reset the groups, delete the derived keys, keep the flag numbering; returns keys deleted.
+
+    Each step can be repeated: a rebuild interrupted half-way is finished by running it again.
+    """
+    for group, topic in plan.groups.items():
+        await _rewind_group(settings, group, topic)
+    prefix, deleted, batch = settings.redis_prefix, 0, []
+    async for raw in store.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        if not kept(prefix, key):
+            batch.append(key)
+        if len(batch) >= 1000:
+            deleted += await store.client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += await store.client.unlink(*batch)
+    # The flag topics keep their records: new ones continue their numbering, so the publisher
+    # neither skips them as already sent nor repeats a number a consumer has seen.
+    keys = store.keys
+    seqs = {keys.outbox_seq(p): seq for p, seq in plan.flag_seqs.items() if seq > 0}
+    if plan.community_seq > 0:
+        seqs[keys.community_outbox_seq] = plan.community_seq
+    if seqs:
+        await store.client.mset(seqs)
+    return deleted
+
+
+async def _members(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, int]:
+    out = {group: 0 for group in groups}
+    for response in await admin.describe_consumer_groups(groups):
+        for described in response.groups:
+            # (error_code, group_id, state, protocol_type, protocol, members, ...)
+            out[described[1]] = len(described[5])
+    return out
+
+
+def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+async def _last_seqs(consumer: AIOKafkaConsumer, topic: str) -> dict[int, int]:
+    """partition -> ``esn.seq`` of its last record (0 for an empty partition)."""
+    await consumer.topics()  # fetches the metadata of topics this consumer never read
+    tps = _partitions(consumer, topic)
+    ends = await consumer.end_offsets(tps)
+    firsts = await consumer.beginning_offsets(tps)
+    out = {tp.partition: 0 for tp in tps}
+    pending = {tp for tp in tps if ends[tp] > firsts[tp]}
+    if not pending:
+        return out
+    consumer.assign(sorted(pending, key=lambda tp: tp.partition))
+    for tp in pending:
+        consumer.seek(tp, max(firsts[tp], ends[tp] - _TAIL))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while pending and loop.time() < deadline:
+        batch = await consumer.getmany(timeout_ms=500)
+        for tp, records in batch.items():
+            for record in records:
+                seq = dict(record.headers or ()).get(FLAG_SEQ)
+                if seq is not None:
+                    out[tp.partition] = max(out[tp.partition], int(seq))
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+    if pending:
+        raise TimeoutError(f"could not read the end of {topic} (partitions {sorted(pending)})")
+    consumer.unsubscribe()
+    return out
+
+
+async def _rewind_group(settings: Settings, group: str, topic: str) -> None:
+    """Commit the first retained offset of every partition for ``group`` (it has no members)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    await asyncio.sleep(0)
+    try:
+        await consumer.topics()
+        tps = _partitions(consumer, topic)
+        if not tps:
+            return
+        consumer.assign(tps)
+        firsts = await consumer.beginning_offsets(tps)
+        offsets: dict[TopicPartition, Any] = {
+            tp: OffsetAndMetadata(first, "") for tp, first in firsts.items()
+        }
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
+def _glob_escape(text: str) -> str:
+    """A Redis MATCH pattern matching ``text`` literally."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

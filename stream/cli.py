@@ -95,8 +95,11 @@ def worker() -> None:
 
     from stream.app import app
     from stream.kafka_admin import ensure_topics
+    from stream.preflight import wait_for_dependencies
 
     settings = get_settings()
+    if not asyncio.run(wait_for_dependencies(settings)):
+        return  # stopped (SIGTERM, Ctrl-C) before Kafka and Redis answered
     # Faust subscribes its agents as it starts: their topics must exist by then.
     asyncio.run(ensure_topics(settings))
     cli_rebuild.check_deployment(settings)  # one line and exit 5 on a change it cannot follow

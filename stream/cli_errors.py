@@ -125,6 +125,11 @@ def _servers() -> tuple[str, str, tuple[str, ...]]:
     return kafka, redact_url(redis_url), (password, key)
 
 
+def _cut(text: str, limit: int = _MAX_LINE // 2) -> str:
+    """Untrusted text (an id, a server's message) cut so the line keeps its what-to-do part."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _cause(exc: BaseException) -> str:
     """The text of an exception without aiokafka's repeated class name and address tuples."""
     text = str(exc) or type(exc).__name__
@@ -135,7 +140,7 @@ def _cause(exc: BaseException) -> str:
         return "connection refused"
     if "Timeout" in type(exc).__name__:
         return "timed out"
-    return text.rstrip(".")
+    return _cut(text.rstrip("."))
 
 
 def describe(exc: BaseException) -> Failure:
@@ -157,6 +162,8 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
         return f"{exc.format_message().rstrip('.')}; see '{path} --help'", ExitCode.USAGE
     if isinstance(exc, click.Abort):
         return "interrupted; nothing further was done", ExitCode.INTERRUPTED
+    if isinstance(exc, CliError):
+        return f"{_cut(exc.what)}; {exc.todo}", exc.exit_code
     if isinstance(exc, click.ClickException):
         return exc.format_message(), exc.exit_code
     if isinstance(exc, ValidationError):

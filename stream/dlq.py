@@ -194,13 +194,15 @@ async def read_dead_letters(
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    if topic not in await consumer.topics():
+    # topics() does not update the consumer's own metadata, so ask for the cluster directly.
+    cluster = await consumer._client.fetch_all_metadata()
+    numbers = cluster.partitions_for_topic(topic)
+    if not numbers:
         raise DlqError(
             f"the dead-letter topic {topic} does not exist",
             "check ESN_TOPIC_PREFIX and ESN_KAFKA_BOOTSTRAP (a worker or esn-pulse stack up "
             "creates the topics)",
         )
-    numbers = consumer.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, number) for number in sorted(numbers)]
 
 

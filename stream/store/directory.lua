@@ -5,20 +5,61 @@
 --       4 profiles: lines "bucket\tuser\tupdated_ms\tstatus\tcreated_ms\tdepartment\tname",
 --       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms",
 --       6 the set of every community ever named by a membership (read instead of a key SCAN)
+-- Every argument is checked before the first write: a bad call fails and leaves nothing behind.
 -- Returns {profiles changed, memberships changed}.
+local function fail(message)
+  return redis.error_reply('directory.lua: ' .. message)
+end
+if #KEYS ~= 0 or #ARGV ~= 6 then
+  return fail('expects 0 keys and 6 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+end
+for i = 1, 3 do
+  if ARGV[i] == '' then return fail('ARGV[' .. i .. '] (a key prefix) is empty') end
+end
+if ARGV[6] == '' then return fail('ARGV[6] (the community registry key) is empty') end
 local profile_prefix, membership_prefix, community_prefix = ARGV[1], ARGV[2], ARGV[3]
+local STATUS = {enabled = true, disabled = true}
+local ROLE = {owner = true, member = true, follower = true}
+local OP = {add = true, remove = true}
+
+local profile_lines, n = {}, 0
+for line in string.gmatch(ARGV[4], '[^\n]+') do
+  n = n + 1
+  local bucket, user, rest = string.match(line, '^(%d+)\t([^\t]+)\t(.*)$')
+  local updated, status, created
+  if rest then
+    updated, status, created = string.match(rest, '^(%-?%d+)\t([^\t]+)\t(%-?%d+)\t[^\t]*\t[^\t]*$')
+  end
+  if not updated or not STATUS[status] then
+    return fail('ARGV[4] line ' .. n .. ' is not bucket, user, updated, status, created, '
+      .. 'department, name')
+  end
+  profile_lines[n] = {profile_prefix .. bucket, user, tonumber(updated), rest}
+end
+
+local membership_lines = {}
+n = 0
+for line in string.gmatch(ARGV[5], '[^\n]+') do
+  n = n + 1
+  local user, community, role, op, updated =
+    string.match(line, '^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t(%-?%d+)$')
+  if not user or not ROLE[role] or not OP[op] then
+    return fail('ARGV[5] line ' .. n .. ' is not user, community, role, op, updated')
+  end
+  membership_lines[n] = {user, community, role, op, tonumber(updated)}
+end
 
 local function newer(updated, value, current)
   if not current then return true end
-  local current_updated = tonumber(string.match(current, '^(%d+)'))
+  local current_updated = tonumber(string.match(current, '^(%-?%d+)'))
+  if current_updated == nil then return true end -- unreadable: the checked record replaces it
   return updated > current_updated or (updated == current_updated and value > current)
 end
 
+-- Checked: from here on every call succeeds.
 local profiles = 0
-for line in string.gmatch(ARGV[4], '[^\n]+') do
-  local bucket, user, rest = string.match(line, '^([^\t]*)\t([^\t]*)\t(.*)$')
-  local updated = tonumber(string.match(rest, '^(%d+)'))
-  local key = profile_prefix .. bucket
+for _, p in ipairs(profile_lines) do
+  local key, user, updated, rest = p[1], p[2], p[3], p[4]
   if newer(updated, rest, redis.call('HGET', key, user)) then
     redis.call('HSET', key, user, rest)
     profiles = profiles + 1
@@ -26,10 +67,8 @@ for line in string.gmatch(ARGV[4], '[^\n]+') do
 end
 
 local memberships = 0
-for line in string.gmatch(ARGV[5], '[^\n]+') do
-  local user, community, role, op, updated =
-    string.match(line, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
-  updated = tonumber(updated)
+for _, m in ipairs(membership_lines) do
+  local user, community, role, op, updated = m[1], m[2], m[3], m[4], m[5]
   local key = membership_prefix .. user
   local field = community .. '\t' .. role
   local value = updated .. '\t' .. op

@@ -1,0 +1,175 @@
+"""Every Redis script of the flag lifecycle and the directory checks all its input before its first
+write: a call made to fail on purpose leaves every key of the deployment as it was (DUMP equal)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import pytest
+from redis.exceptions import ResponseError
+
+from stream.definitions import encode_definitions
+from stream.inactivity import definitions_from
+from stream.settings import Settings
+from stream.store import DirectoryStore, RedisStore
+from stream.sweep import InactivitySweeper
+
+pytestmark = pytest.mark.integration
+
+STATE = "1000|1000|1|5000|1|0|"
+
+
+async def snapshot(store: RedisStore, prefix: str) -> dict[bytes, tuple[bytes | None, int]]:
+    """DUMP and PTTL of every key under the deployment's prefix."""
+    out: dict[bytes, tuple[bytes | None, int]] = {}
+    async for key in store.client.scan_iter(match=prefix + "*", count=1000):
+        out[key] = (await store.client.dump(key), await store.client.pttl(key))
+    return out
+
+
+def release_args(encoded: str, **bad: str) -> list[Any]:
+    """A valid release of one user, with ``bad`` replacing arguments (by 1-based index)."""
+    args: list[Any] = [
+        f"u1\t{STATE}\nu2\t{STATE}",
+        "u1\t9000\nu2\t9000",
+        "u3",
+        "5000\tu1",
+        '{"kind": "inactive"}',
+        "inactive:30d\t1",
+        "u1\ti@9000",
+        "flagmin-key\t12\t1\t4102444800",
+        "0",
+        encoded,
+        encoded,
+        "9000",
+    ]
+    for index, value in bad.items():
+        args[int(index.removeprefix("a")) - 1] = value
+    return args
+
+
+class TestReleaseScript:
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"a1": f"u1\t{STATE}\nu2\tnot|a|state"},  # the last state line
+            {"a2": "u1\t9000\nu2\tsoon"},  # a crossing that is not a number
+            {"a6": "inactive:30d\t1\nnever_active\tone"},  # a count delta
+            {"a7": "u1\ti@9000\nu2\tx@1"},  # a history code
+            {"a8": "k\t1\t1\t1\nk\t1441\t1\t1"},  # a minute past the day
+            {"a9": "p0"},  # the partition
+            {"a11": ""},  # the definitions stored after
+            {"a12": "later"},  # the released instant
+        ],
+    )
+    async def test_a_bad_argument_writes_nothing(
+        self, settings: Settings, store: RedisStore, bad: dict[str, str]
+    ) -> None:
+        """Earlier valid lines are not written when a later one is bad; the error says which."""
+        definitions = definitions_from(settings)
+        sweeper = InactivitySweeper(store, definitions)
+        keys, encoded = sweeper._commit_keys(0), encode_definitions(definitions)
+        await sweeper._commit(keys=keys, args=release_args(encoded))  # some state to keep
+        before = await snapshot(store, settings.redis_prefix)
+        with pytest.raises(ResponseError, match=r"release\.lua"):
+            await sweeper._commit(keys=keys, args=release_args(encoded, **bad))
+        assert before == await snapshot(store, settings.redis_prefix)
+
+    async def test_too_few_arguments_write_nothing(
+        self, settings: Settings, store: RedisStore
+    ) -> None:
+        """A caller of the old layout (8 arguments) is refused, not half applied."""
+        sweeper = InactivitySweeper(store, definitions_from(settings))
+        encoded = encode_definitions(sweeper.definitions)
+        keys = sweeper._commit_keys(0)
+        await sweeper._commit(keys=keys, args=release_args(encoded))
+        before = await snapshot(store, settings.redis_prefix)
+        with pytest.raises(ResponseError, match="expects 8 keys and 12 arguments"):
+            await sweeper._commit(keys=keys, args=release_args(encoded)[:8])
+        assert before == await snapshot(store, settings.redis_prefix)
+
+    async def test_other_stored_definitions_write_nothing(
+        self, settings: Settings, store: RedisStore
+    ) -> None:
+        """A release computed under definitions the partition is no longer under is dropped."""
+        sweeper = InactivitySweeper(store, definitions_from(settings))
+        encoded = encode_definitions(sweeper.definitions)
+        keys = sweeper._commit_keys(0)
+        await sweeper._commit(keys=keys, args=release_args(encoded))
+        before = await snapshot(store, settings.redis_prefix)
+        stale = release_args(encoded, a10="v1;t=1;g=1")
+        assert -1 == await sweeper._commit(keys=keys, args=stale)
+        assert before == await snapshot(store, settings.redis_prefix)
+
+
+def directory_args(store: RedisStore, **bad: str) -> list[str]:
+    k = store.keys
+    args = [
+        k.profile_prefix,
+        k.membership_prefix,
+        k.community_prefix,
+        "0\tu1\t2000\tenabled\t1000\tSales\tAda\n1\tu2\t2000\tenabled\t1000\t\t",
+        "u1\tc1\tmember\tadd\t2000\nu2\tc1\towner\tadd\t2000",
+        k.community_registry,
+    ]
+    for index, value in bad.items():
+        args[int(index.removeprefix("a")) - 1] = value
+    return args
+
+
+class TestDirectoryScript:
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"a4": "0\tu3\t3000\tenabled\t1000\t\t\n0\tu4\t3000\tsuspended\t1000\t\t"},
+            {"a4": "0\tu3\t3000\tenabled\t1000\t\t\n0\tu4\tsoon\tenabled\t1000\t\t"},
+            {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tadmin\tadd\t3000"},
+            {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tmember\tjoin\t3000"},
+            {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tmember"},
+            {"a6": ""},
+        ],
+    )
+    async def test_a_bad_argument_writes_nothing(
+        self, settings: Settings, store: RedisStore, bad: dict[str, str]
+    ) -> None:
+        """A bad profile or membership line after good ones: nothing of the batch is folded."""
+        directory = DirectoryStore(store)
+        await directory._fold(keys=[], args=directory_args(store))
+        before = await snapshot(store, settings.redis_prefix)
+        good = directory_args(store)
+        args = directory_args(store, **bad)
+        # Good lines come first where the bad one is in the same argument, and the other
+        # argument carries new good lines too.
+        if "a4" in bad:
+            args[4] = "u3\tc2\tmember\tadd\t3000"
+        elif "a5" in bad:
+            args[3] = "0\tu3\t3000\tenabled\t1000\t\t"
+        assert good != args
+        with pytest.raises(ResponseError, match=r"directory\.lua"):
+            await directory._fold(keys=[], args=args)
+        assert before == await snapshot(store, settings.redis_prefix)
+
+
+class TestCommunityFlagsScript:
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            'c1\t\tidle\t{"kind": "idle"}\nc2\t\tidle',  # a line without its record
+            'c1\t\tidle\t{"kind": "idle"}\nc2\t\tidle\tnot json',
+            'c1\t\tidle\t{"kind": "idle"}\n\t\tidle\t{"kind": "idle"}',  # no community
+        ],
+    )
+    async def test_a_bad_line_writes_nothing(
+        self, settings: Settings, store: RedisStore, bad: str
+    ) -> None:
+        """The first line would win its compare-and-set; the bad second one stops the call."""
+        script = resources.files("stream.store").joinpath("community_flags.lua").read_text()
+        commit = store.client.register_script(script)
+        k = store.keys
+        keys = [k.community_states, k.community_outbox, k.community_outbox_seq]
+        await commit(keys=keys, args=['c0\t\torphaned\t{"kind": "orphaned"}'])
+        before = await snapshot(store, settings.redis_prefix)
+        with pytest.raises(ResponseError, match=r"community_flags\.lua"):
+            await commit(keys=keys, args=[bad])
+        assert before == await snapshot(store, settings.redis_prefix)

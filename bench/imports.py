@@ -2,9 +2,11 @@
 
 The baseline is the least any JSON import can do: read the lines and ``json.loads`` each one.
 The adapters add mapping and the worker's v1 gate; the figure of interest is their ratio to the
-baseline, and that peak memory does not grow with the file (Stack Exchange XML at two sizes).
+baseline, and that peak memory does not grow with the file (Stack Exchange XML at two sizes, and
+the peak RSS of the real command on a single-line JSON document of ``--doc-mb`` MB: a collection
+saved minified, read incrementally).
 
-    python -m bench.imports [--events 200000] [--users 2000]
+    python -m bench.imports [--events 200000] [--users 2000] [--doc-mb 44]
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -35,6 +40,40 @@ def write_as2(path: Path, events: int) -> None:
                    "published": (start + timedelta(seconds=number)).isoformat(),
                    "object": {"type": "Note", "id": note}}  # fmt: skip
             handle.write(json.dumps(doc) + "\n")
+
+
+def write_as2_document(path: Path, megabytes: float) -> int:
+    """An OrderedCollection of likes on one line, of about ``megabytes`` MB; its item count."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    target, written, number = megabytes * 1e6, 0, 0
+    with path.open("w") as handle:
+        handle.write('{"type": "OrderedCollection", "orderedItems": [')
+        while written < target:
+            note = f"https://esn.example/notes/{number % 997}"
+            doc = {"id": f"https://esn.example/a/{number}", "type": "Like",
+                   "actor": f"https://esn.example/users/u{number % 5000}",
+                   "published": (start + timedelta(seconds=number)).isoformat(),
+                   "object": {"type": "Note", "id": note}}  # fmt: skip
+            text = ("," if number else "") + json.dumps(doc)
+            handle.write(text)
+            written += len(text)
+            number += 1
+        handle.write("]}")
+    return number
+
+
+def import_rss(path: Path, fmt: str = "activitystreams") -> tuple[float, int, float]:
+    """(seconds, records read, peak RSS MiB) of ``esn-pulse import --dry-run`` in a subprocess."""
+    command = [sys.executable, "-m", "stream.cli", "import", "--format", fmt, str(path),
+               "--dry-run"]  # fmt: skip
+    began = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = child.stdout.read() if child.stdout else b""
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - began
+    child.returncode = os.waitstatus_to_exitcode(status)
+    records = json.loads(out)["records_read"] if child.returncode == 0 else -1
+    return seconds, records, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def baseline(path: Path) -> int:
@@ -68,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--doc-mb", type=float, default=44.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         as2 = Path(tmp) / "as2.jsonl"
@@ -87,6 +127,13 @@ def main() -> None:
             se_s, se_n, se_peak = measured(lambda d=dump: dry_run(StackExchangeAdapter(), d))
             print(f"stackexchange {users:>6,} users   {se_n / se_s:>9,.0f} records/s  "
                   f"peak {se_peak:5.1f} MiB  ({se_n:,} records, {size:.0f} MiB)")  # fmt: skip
+        doc = Path(tmp) / "as2-collection.json"
+        items = write_as2_document(doc, args.doc_mb)
+        size = doc.stat().st_size / 1e6
+        doc_s, doc_n, doc_rss = import_rss(doc)
+        print(f"single-line JSON {size:5.1f} MB   {doc_n / doc_s:>9,.0f} records/s  "
+              f"peak RSS {doc_rss:5.1f} MiB  ({doc_n:,} of {items:,} items, the whole "
+              "process)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""``esn-pulse import``: real ESN exports into the activity and directory topics (or a file)."""
+"""``esn-pulse import``: real ESN exports into the activity and directory topics (or a file).
+
+Exit status (docs/operations/imports.md): 0 done; 1 nothing could be mapped, or --out cannot be
+written; 2 bad usage; 3 Kafka unreachable; 4 bad input data (a file is cut short or corrupt).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ import click
 
 from stream import jsonutil
 from stream.settings import get_settings
+
+#: Exit statuses: the one for input that cannot be read on is the team's for bad input data.
+EXIT_NOTHING_MAPPED, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 1, 3, 4
 
 #: Every format ``--format`` takes; the README has a section on each, with its export steps.
 FORMATS = (
@@ -101,6 +108,9 @@ def register(main: click.Group) -> None:
     )
     @click.option("--skipped", "skipped_file", type=click.File("w"), default=None,
                   help="Write every skipped record's location and reason (TSV).")  # fmt: skip
+    @click.option("--keep-going", is_flag=True,
+                  help="Go on with the next file after a broken one (the exit status is 4 all "
+                  "the same).")  # fmt: skip
     def import_(
         fmt: str,
         source: Path,
@@ -112,6 +122,7 @@ def register(main: click.Group) -> None:
         slack_id: str,
         checkpoint: Path | None,
         skipped_file: IO[str] | None,
+        keep_going: bool,
     ) -> None:
         """Import a file or directory of FORMAT records, streaming, with a final summary."""
         from stream.adapters.files import ByteMeter
@@ -142,15 +153,58 @@ def register(main: click.Group) -> None:
                 sink = FileSink(out)
             try:
                 return await run_import(adapter, files, sink, checkpoint, on_skip=on_skip,
-                                        progress=progress, meter=meter)  # fmt: skip
+                                        progress=progress, meter=meter,
+                                        keep_going=keep_going)  # fmt: skip
             finally:
                 if isinstance(sink, KafkaSink):
                     await sink.stop()
                 elif sink is not None:
                     sink.close()
 
-        summary = asyncio.run(run())
+        summary = _delivered(run, out)
         click.echo(summary_text(summary), err=True)
         click.echo(jsonutil.dumps(summary.as_json()).decode())
+        done = "validated" if dry_run else "written" if out is not None else "sent"
+        for broken in summary.broken:
+            click.echo(broken_line(broken, done, checkpoint is not None, keep_going), err=True)
+        if summary.broken:
+            sys.exit(EXIT_BAD_INPUT)
         if summary.records_read and not (summary.activity_events or summary.directory_records):
-            sys.exit(1)
+            sys.exit(EXIT_NOTHING_MAPPED)
+
+
+def _delivered(run: Any, out: Path | None) -> Any:
+    """Run the import; a broker that cannot be reached, or an --out that cannot be written, is
+    one line and an exit status, not a traceback."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return asyncio.run(run())
+    except KafkaError as exc:
+        bootstrap = get_settings().kafka_bootstrap
+        click.echo(f"import: Kafka at {bootstrap} cannot take the records ({type(exc).__name__}: "
+                   f"{exc}); start it (esn-pulse stack up) or set ESN_KAFKA_BOOTSTRAP, then run "
+                   "again (with --checkpoint it resumes)", err=True)  # fmt: skip
+        sys.exit(EXIT_UNREACHABLE)
+    except OSError as exc:
+        if out is None:
+            raise
+        click.echo(f"import: cannot write {out}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_NOTHING_MAPPED)
+
+
+def broken_line(broken: Any, done: str, checkpointed: bool, keep_going: bool) -> str:
+    """The one line that says a file broke, where, what became of the records before, and what
+    to do."""
+    before = broken.records_before
+    if done == "validated":
+        rerun = "fix or replace it and validate again"
+    elif checkpointed:
+        rerun = "fix or replace it and run again: the checkpoint resumes after them"
+    else:
+        rerun = "fix or replace it and run again (they are sent again: --checkpoint resumes)"
+    if not keep_going:
+        rerun += "; --keep-going reads the other files past a broken one"
+    records = f"{before:,} record{'s' if before != 1 else ''}"
+    return (f"import: {broken.path} is broken at {broken.where}: {broken.detail}; the "
+            f"{records} before it were {done}; {rerun}")  # fmt: skip

@@ -37,6 +37,25 @@ class Skip(ValueError):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """A source record refused before mapping (not JSON, too large, too deeply nested): the reader
+    saw it whole, so it is one counted skip and the records after it are read as usual."""
+
+    reason: str
+    detail: str
+
+
+class Broken(Exception):
+    """A file that cannot be read on (cut short, not well-formed, corrupt): ``where`` says where
+    in the file ("line 12, column 5", "byte 4,096"), ``detail`` what was found there."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(f"{where}: {detail}")
+        self.where = where
+        self.detail = detail
+
+
 class Ignored(Exception):
     """A record read and understood that carries no engagement (an admin setting, a system badge).
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from stream.adapters.base import Output, Skip, SourceRecord, iso_time
+from stream.adapters.base import Output, Skip, SourceRecord, Unusable, iso_time
 from stream.adapters.csvrows import cell, csv_records
 
 PROFILE_FIELDS: Final = ("user_id", "status", "created", "updated", "department", "display_name")
@@ -39,7 +39,10 @@ class DirectoryCsvAdapter:
     def records(self, path: Path) -> Iterator[SourceRecord]:
         as_of = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
         for record in csv_records(path):
-            yield SourceRecord(record.location, (record.raw, as_of))
+            if isinstance(record.raw, Unusable):
+                yield record
+            else:
+                yield SourceRecord(record.location, (record.raw, as_of))
 
     def value(self, row: dict[str, str], field: str) -> str | None:
         source = self.mapping.get(field, field)

@@ -7,6 +7,7 @@ a :class:`ByteMeter` for the duration of an import, so progress is measured in b
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 from contextvars import ContextVar
@@ -54,12 +55,16 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
-def open_binary(path: Path) -> IO[bytes]:
-    """The file's bytes, decompressed when it ends in .gz (Slack's analytics files are gzipped)."""
-    counted = io.BufferedReader(_CountingReader(path.open("rb"), _METER.get()), 1 << 16)
+def open_binary(path: Path, counted: bool = True) -> IO[bytes]:
+    """The file's bytes, decompressed when it ends in .gz (Slack's analytics files are gzipped).
+
+    ``counted`` False: a second read (to locate an error) that the progress meter leaves out.
+    """
+    meter = _METER.get() if counted else None
+    reader = io.BufferedReader(_CountingReader(path.open("rb"), meter), 1 << 16)
     if path.suffix == ".gz":
-        return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[return-value]
-    return counted
+        return gzip.GzipFile(fileobj=reader, mode="rb")  # type: ignore[return-value]
+    return reader
 
 
 def open_text(path: Path, newline: str | None = None) -> IO[str]:
@@ -70,3 +75,26 @@ def open_text(path: Path, newline: str | None = None) -> IO[str]:
 def source_name(path: Path) -> str:
     """The name a file's records are located by: without .gz, which says nothing of the format."""
     return path.name[:-3] if path.name.endswith(".gz") else path.name
+
+
+def utf8_error_at(path: Path) -> str:
+    """Where the file's first byte that is not UTF-8 is: "byte N (line L, column C)"."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line, line_start = 0, 1, 0
+    with open_binary(path, counted=False) as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                # The decoder had held back the start of a character from the chunk before.
+                at = offset - (len(exc.object) - len(chunk)) + exc.start
+                before = chunk[: max(0, at - offset)]
+                if b"\n" in before:
+                    line += before.count(b"\n")
+                    line_start = offset + before.rindex(b"\n") + 1
+                return f"byte {at:,} (line {line:,}, column {at - line_start + 1:,})"
+            if b"\n" in chunk:
+                line += chunk.count(b"\n")
+                line_start = offset + chunk.rindex(b"\n") + 1
+            offset += len(chunk)
+    return f"byte {offset:,} (the end of the file: a character cut short)"

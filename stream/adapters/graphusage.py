@@ -21,7 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from stream.adapters.base import Ignored, Output, Skip, SourceRecord, day_event, day_start
+from stream.adapters.base import (
+    Ignored,
+    Output,
+    Skip,
+    SourceRecord,
+    Unusable,
+    day_event,
+    day_start,
+)
 from stream.adapters.csvrows import cell, csv_records
 from stream.adapters.jsonlines import json_records
 
@@ -48,6 +56,9 @@ class GraphUsageAdapter:
     def records(self, path: Path) -> Iterator[SourceRecord]:
         if path.suffix.lower() == ".json":
             for record in json_records(path, ("value",)):
+                if isinstance(record.raw, Unusable):
+                    yield record
+                    continue
                 raw = record.raw if isinstance(record.raw, dict) else {}
                 row = {COLUMNS.get(k, k): "" if v is None else str(v) for k, v in raw.items()}
                 yield SourceRecord(record.location, row)

@@ -1,25 +1,28 @@
 """``esn-pulse import``: stream a file or directory through an adapter into Kafka or a file.
 
 Every mapped record passes the worker's own v1 gate before it is sent, so what the import accepts
-the worker folds. Skips (unmappable or invalid records) are counted by reason with their location,
-never silently dropped, and never stop the import. A checkpoint (records done per file) is written
-every ``checkpoint_every`` records, after the Kafka producer flushed, so a resumed import loses
-nothing; what was sent after the last checkpoint is sent again (at least once).
+the worker folds. Skips (unmappable, invalid or oversized records) are counted by reason with
+their location, never silently dropped, and never stop the import. A file that cannot be read on
+(cut short, not well-formed, corrupt) is a broken file: the records before the break were sent,
+the checkpoint points just past them, and the import stops there (``keep_going``: goes on with
+the next file). A checkpoint (records done per file) is written every ``checkpoint_every``
+records, after the Kafka producer flushed, so a resumed import loses nothing; what was sent after
+the last checkpoint is sent again (at least once).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from stream import jsonutil
-from stream.adapters.base import Adapter, Ignored, Output, Skip, SourceRecord
-from stream.adapters.files import ByteMeter, bind_meter, source_name
+from stream.adapters.base import Adapter, Ignored, Output, Skip, Unusable
+from stream.adapters.breaks import BrokenFile, RecordReader
+from stream.adapters.files import ByteMeter, bind_meter
 from stream.decode import decode_activity
 from stream.directory import decode_directory
 from stream.events import InvalidEvent
@@ -48,6 +51,7 @@ class ImportSummary:
     ignored: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[str, str, str]] = field(default_factory=list)
     resumed_past: int = 0
+    broken: list[BrokenFile] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +66,7 @@ class ImportSummary:
                 {"location": loc, "reason": reason, "detail": detail}
                 for loc, reason, detail in self.examples
             ],
+            "broken_files": [broken.as_json() for broken in self.broken],
         }
 
 
@@ -94,16 +99,18 @@ async def run_import(
     on_skip: Callable[[str, str, str], None] | None = None,
     progress: Callable[[ImportSummary, bool], None] | None = None,
     meter: ByteMeter | None = None,
+    keep_going: bool = False,
 ) -> ImportSummary:
     """Import every file; ``sink`` None is a dry run (validate only).
 
     ``progress(summary, final)`` is called after every record (it decides itself how often to
-    show anything); ``meter`` counts the bytes the adapters read.
+    show anything); ``meter`` counts the bytes the adapters read. A broken file ends the import
+    (``summary.broken`` says where), or with ``keep_going`` only that file.
     """
     bind_meter(meter)
     try:
         return await _import_files(
-            adapter, files, sink, checkpoint, checkpoint_every, on_skip, progress
+            adapter, files, sink, checkpoint, checkpoint_every, on_skip, progress, keep_going
         )
     finally:
         bind_meter(None)
@@ -117,6 +124,7 @@ async def _import_files(
     checkpoint_every: int,
     on_skip: Callable[[str, str, str], None] | None,
     progress: Callable[[ImportSummary, bool], None] | None,
+    keep_going: bool,
 ) -> ImportSummary:
     summary = ImportSummary()
     saved = json.loads(checkpoint.read_text()) if (checkpoint and checkpoint.exists()) else {}
@@ -130,16 +138,16 @@ async def _import_files(
     for path in sorted(files, key=order) if order is not None else files:
         key = str(path.resolve())
         skip_first = done.get(key, 0)
-        for index, record in enumerate(_readable_records(adapter, path), start=1):
+        reading = RecordReader(adapter, path)
+        for index, record in enumerate(reading, start=1):
             if index <= skip_first:
                 summary.resumed_past += 1
                 continue
             summary.records_read += 1
             try:
-                if isinstance(record.raw, Unreadable):
-                    raise Skip("unreadable", record.raw.detail)
-                outputs = adapter.map(record)
-                payloads = [(output, validated(output)) for output in outputs]
+                if isinstance(record.raw, Unusable):
+                    raise Skip(record.raw.reason, record.raw.detail)
+                payloads = _mapped(adapter, record)
             except Ignored as ignored:
                 summary.ignored[ignored.reason] += 1
             except Skip as skip:
@@ -164,6 +172,12 @@ async def _import_files(
                 since_checkpoint = 0
             if progress is not None:
                 progress(summary, False)
+        if reading.broken is not None:
+            summary.broken.append(reading.broken)
+            if on_skip is not None:
+                on_skip(*reading.broken.skip_line())
+            if not keep_going:
+                break
     if sink is not None:
         await sink.flush()
     if checkpoint is not None:
@@ -173,29 +187,15 @@ async def _import_files(
     return summary
 
 
-@dataclass(frozen=True)
-class Unreadable:
-    """What is left of a file that could not be read on: why."""
-
-    detail: str
-
-
-def _readable_records(adapter: Adapter, path: Path) -> Iterator[SourceRecord]:
-    """The file's records; a read error (not this format, truncated, bad encoding) ends the file
-    as one more record, skipped as unreadable, and the import goes on with the next file."""
-    records = iter(adapter.records(path))
-    count = 0
-    while True:
-        try:
-            record = next(records)
-        except StopIteration:
-            return
-        except (OSError, EOFError, UnicodeDecodeError, ValueError, csv.Error) as exc:
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-            yield SourceRecord(f"{source_name(path)}:after record {count}", Unreadable(detail))
-            return
-        count += 1
-        yield record
+def _mapped(adapter: Adapter, record: Any) -> list[tuple[Output, bytes]]:
+    """The record's outputs and their JSON; any failure of the adapter on one record (a value
+    its code did not foresee) is that record's skip, never the import's end."""
+    try:
+        return [(output, validated(output)) for output in adapter.map(record)]
+    except (Skip, Ignored):
+        raise
+    except Exception as exc:  # one hostile record must not stop a backfill
+        raise Skip("internal_error", f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
 async def _save(

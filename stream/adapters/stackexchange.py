@@ -14,7 +14,8 @@ attributes (https://meta.stackexchange.com/q/2677, the dump's own readme):
 
 Other files of a dump (Votes, Tags, PostLinks, PostHistory) are one ignored record each. Times
 are UTC without an offset. The XML is parsed incrementally, so a dump of gigabytes reads in
-constant memory. Users are ``se-<Id>``; the site's "Community" bot (Id -1) is ignored.
+constant memory; XML that is not well-formed or cut short breaks the file at its line and column.
+Users are ``se-<Id>``; the site's "Community" bot (Id -1) is ignored.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from stream.adapters.base import Ignored, Output, Skip, SourceRecord, iso_time
+from stream.adapters.base import Broken, Ignored, Output, Skip, SourceRecord, Unusable, iso_time
 from stream.adapters.files import open_binary, source_name
+from stream.adapters.jsonstream import MAX_RECORD_BYTES
 
 FILES: Final = ("Users.xml", "Posts.xml", "Comments.xml", "Badges.xml")
 QUESTION, ANSWER = "1", "2"
@@ -60,20 +62,26 @@ class StackExchangeAdapter:
                     if element.tag != "row":
                         continue
                     number += 1
-                    yield SourceRecord(f"{name}:row {number}", (name, dict(element.attrib)))
+                    row = dict(element.attrib)
+                    location = f"{name}:row {number}"
+                    if sum(len(value) for value in row.values()) > MAX_RECORD_BYTES:
+                        detail = f"a row of more than {MAX_RECORD_BYTES:,} characters"
+                        yield SourceRecord(location, Unusable("too_large", detail))
+                    else:
+                        yield SourceRecord(location, (name, row))
                     # Drop what was read: the tree would otherwise grow with the file.
                     element.clear()
                     if root is not None:
                         root.clear()
             except ElementTree.ParseError as exc:
-                yield SourceRecord(f"{name}:row {number + 1}", (name, exc))
+                line, column = exc.position
+                raise Broken(f"line {line:,}, column {column + 1:,}",
+                             f"XML not well-formed ({_reason(exc)})") from None  # fmt: skip
 
     def map(self, record: SourceRecord) -> list[Output]:
         if record.raw is None:
             raise Ignored("unused_file")
         name, row = record.raw
-        if isinstance(row, Exception):
-            raise Skip("not_xml", f"the rest of the file is not XML: {row}")
         if name == "Users.xml":
             return _user(row)
         if name == "Badges.xml":
@@ -81,6 +89,11 @@ class StackExchangeAdapter:
         if name == "Posts.xml":
             return _post(row)
         return _comment(row)
+
+
+def _reason(exc: ElementTree.ParseError) -> str:
+    """expat's words without the position, which Broken gives."""
+    return str(exc).split(": line ")[0]
 
 
 def _user_id(row: dict[str, str], attribute: str) -> str:

@@ -312,12 +312,20 @@ class TestStackExchange:
         }  # fmt: skip
         assert accounted(summary)
 
-    def test_a_truncated_file_is_skipped_not_fatal(self, tmp_path: Path) -> None:
-        """A dump cut short: the rows before are read, the rest is one unreadable record."""
+    def test_a_truncated_file_breaks_where_it_was_cut(self, tmp_path: Path) -> None:
+        """A dump cut short: the rows before are read and sent, the file is broken at the line
+        and column of the cut, and no skip stands for it."""
         text = (FIXTURES / "stackexchange" / "Comments.xml").read_text()
-        (tmp_path / "Comments.xml").write_text(text[: text.index('<row Id="102"') + 20])
+        cut = text.index('<row Id="102"') + 20
+        (tmp_path / "Comments.xml").write_text(text[:cut])
         summary, sent = imported(StackExchangeAdapter(), tmp_path)
-        assert len(sent) == 2 and summary.skipped["not_xml"] == 1
+        assert 2 == len(sent)
+        [broken] = summary.broken
+        line = text[:cut].count("\n") + 1
+        assert (str(tmp_path / "Comments.xml"), 2) == (broken.path, broken.records_before)
+        assert broken.where.startswith(f"line {line}, column ")
+        assert "not well-formed" in broken.detail
+        assert not summary.skipped
 
     @given(user=st.integers(1, 10**9), post=st.integers(1, 10**9), when=instants,
            question=st.booleans())  # fmt: skip

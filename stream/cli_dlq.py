@@ -174,7 +174,7 @@ def register(main: click.Group) -> None:
         every = _read(settings, topic, since_ms)
         letters = select(every, reasons, since_ms)
         if listing:
-            for letter in letters:
+            for letter in sorted(letters, key=lambda x: (x.timestamp_ms, x.partition, x.offset)):
                 if as_json:
                     click.echo(jsonutil.dumps(_as_json(letter, show_payload)).decode())
                 else:

@@ -177,6 +177,7 @@ async def read_dead_letters(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=f"{settings.app_id}-dlq-reader",
         enable_auto_commit=False,
+        auto_offset_reset="earliest",
         # A transactional writer's aborted records are not dead letters.
         isolation_level="read_committed",
     )
@@ -185,6 +186,10 @@ async def read_dead_letters(
     try:
         partitions = await _partitions(consumer, topic)
         consumer.assign(partitions)
+        # The reset that assign() starts in the background must be over before seeking, or it
+        # lands afterwards and moves the position (seen: a read that began at the end).
+        for tp in partitions:
+            await consumer.position(tp)
         ends = await consumer.end_offsets(partitions)
         await _seek_start(consumer, partitions, since_ms)
         async for letter in _read_to(consumer, ends):

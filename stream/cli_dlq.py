@@ -110,6 +110,7 @@ def _as_json(letter: Any, payload: bool) -> dict[str, Any]:
             else None
         ),
         "value_bytes": len(letter.value) if letter.value is not None else None,
+        "truncated": letter.truncated,
     }
     if payload:
         doc["key"] = _text(letter.key)
@@ -128,6 +129,8 @@ def _print_record(letter: Any, payload: bool) -> None:
     )
     if letter.exception:
         line += f" [{_shown(letter.exception, 80)}]"
+    if letter.truncated:
+        line += f" [truncated: {_shown(letter.truncated, 80)}]"
     line += f"  {_shown(letter.detail)}"
     if payload:
         line += f"  key={_shown(_text(letter.key), 80)} value={_shown(_text(letter.value))}"
@@ -208,11 +211,17 @@ def register(main: click.Group) -> None:
         topic, target = _topics(settings, directory)
         started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         every = _read(settings, topic, since_ms)
-        chosen, duplicates = unique_by_source(select(every, reasons, since_ms))
+        unique, duplicates = unique_by_source(select(every, reasons, since_ms))
+        # A cut record is not the one the producer sent: re-sending it would fold a fragment.
+        chosen = [letter for letter in unique if not letter.truncated]
+        cut = len(unique) - len(chosen)
         head = f"read {len(every)} dead letters of {topic}{_matching(reasons, every)}"
+        skipped = f"skipped {duplicates} duplicates" + (
+            f" and {cut} truncated (not the original bytes)" if cut else ""
+        )
         if dry_run or not chosen:
             verb = "would replay" if dry_run else "replayed"
-            click.echo(f"{head}; {verb} {len(chosen)} to {target}, skipped {duplicates} duplicates")
+            click.echo(f"{head}; {verb} {len(chosen)} to {target}, {skipped}")
             return
         try:
             sent = asyncio.run(resend(settings, chosen, target))
@@ -221,7 +230,7 @@ def register(main: click.Group) -> None:
         except ReplayInterrupted as exc:
             raise _interrupted(exc, target) from None
         click.echo(
-            f"{head}; replayed {sent} to {target}, skipped {duplicates} duplicates. The worker's "
+            f"{head}; replayed {sent} to {target}, {skipped}. The worker's "
             "gate judges them again (invalid ones return to the dead letters); a second run "
             f"would re-send these too: next time use --since {started}"
         )

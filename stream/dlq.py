@@ -18,8 +18,10 @@ from aiokafka.errors import KafkaError
 from stream.settings import Settings
 from stream.topics import DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 
-#: The exception class of an ``internal_error`` dead letter (written by the worker from issue 11).
+#: The exception class of an ``internal_error`` dead letter (the worker's header of that name).
 DLQ_EXCEPTION: Final = "esn.dlq.exception"
+#: On a dead letter whose key or value the worker cut to fit the topic: the original sizes.
+DLQ_TRUNCATED: Final = "esn.dlq.truncated"
 #: On a replayed record: the source coordinates (topic:partition:offset) it was first rejected at.
 REPLAY_OF: Final = "esn.replay.of"
 #: A reason header that is missing (a record not written by the worker) reads as this.
@@ -61,6 +63,8 @@ class DeadLetter:
     detail: str
     source: Source | None
     exception: str | None
+    #: Set when the worker kept only part of the key or value: not the original record.
+    truncated: str | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
 
     @classmethod
@@ -78,6 +82,7 @@ class DeadLetter:
             detail=text.get(DLQ_DETAIL, ""),
             source=_source(text),
             exception=text.get(DLQ_EXCEPTION) or None,
+            truncated=text.get(DLQ_TRUNCATED) or None,
             headers=headers,
         )
 

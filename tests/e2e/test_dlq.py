@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from stream import jsonutil
-from stream.dlq import DLQ_EXCEPTION, REPLAY_OF, read_dead_letters
+from stream.dlq import DLQ_EXCEPTION, DLQ_TRUNCATED, REPLAY_OF, read_dead_letters
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import TopicNames, dlq_headers
@@ -238,16 +238,20 @@ class TestSinceAndHeaders:
         internal.append((DLQ_EXCEPTION, b"OverflowError"))
         hostile = dlq_headers("bad_field", "\x1b[2J\x1b]0;pwned\x07", names.activity, 0, 1)
         hostile[4] = (hostile[4][0], b"not-a-number")
+        cut = dlq_headers("too_large", "value of 5000000 bytes", names.activity, 3, 9)
+        cut.append((DLQ_TRUNCATED, b"value 5000000"))
         await write_dead_letters(
             settings,
             [(None, b"no headers at all", []), (b"k", b"v", internal), (b"\x1bk", b"v", hostile)],
         )
+        await write_dead_letters(settings, [(b"big", b'{"id":"x","ty', cut)])
 
         listed = esn(settings, "dlq", "--list", "--show-payload")
         assert 0 == listed.returncode, listed.stderr
         assert "\x1b" not in listed.stdout and "\x07" not in listed.stdout
         lines = listed.stdout.splitlines()
-        assert 3 == len(lines)
+        assert 4 == len(lines)
+        assert "too_large [truncated: value 5000000]" in lines.pop()
         lines.sort(key=lambda line: [word in line for word in ("internal_error", "unknown")])
         assert "(no source headers)  bad_field  \\x1b[2J\\x1b]0;pwned\\x07" in lines[0]
         assert "key=\\x1bk value=v" in lines[0]
@@ -255,16 +259,19 @@ class TestSinceAndHeaders:
         assert f"from {names.activity} 2:7  internal_error [OverflowError]  boom" in lines[2]
         as_json = json_lines(esn(settings, "dlq", "--list", "--json").stdout)
         by_reason = {doc["reason"]: doc for doc in as_json}
-        assert {"unknown", "internal_error", "bad_field"} == set(by_reason)
+        assert {"unknown", "internal_error", "bad_field", "too_large"} == set(by_reason)
         assert "OverflowError" == by_reason["internal_error"]["exception"]
         assert {"topic": names.activity, "partition": 2, "offset": 7} == by_reason[
             "internal_error"
         ]["source"]
         assert "key" not in by_reason["internal_error"], "payloads only on request"
 
-        # Records without source headers cannot be deduplicated: each is its own record.
+        # Records without source headers cannot be deduplicated: each is its own record. A cut
+        # one is not the producer's record: it is not re-sent.
         replay = esn(settings, "dlq", "replay")
         assert "replayed 3 to" in replay.stdout, replay.stdout + replay.stderr
+        assert "and 1 truncated" in replay.stdout
+        assert 3 == await end_total(settings, names.activity)
 
 
 class TestReadStopsAtTheStartEnd:

@@ -30,7 +30,7 @@ from stream.retry import until_redis_answers
 from stream.settings import Settings, get_settings
 from stream.store import DirectoryStore, RedisStore
 from stream.timebounds import TimeBounds
-from stream.topics import TopicNames, dlq_headers
+from stream.topics import TopicNames, dead_letter_payload, dlq_headers
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +75,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     async def send_dead_letter(reject: Reject, topic: faust.types.TopicT = dead_letters) -> Any:
         record = reject.record
-        pending = await topic.send(
-            key=record.key,
-            value=record.value,
-            headers=dlq_headers(
-                reject.reason,
-                reject.detail,
-                record.topic,
-                record.partition,
-                record.offset,
-                reject.exception,
-            ),
+        headers = dlq_headers(
+            reject.reason,
+            reject.detail,
+            record.topic,
+            record.partition,
+            record.offset,
+            reject.exception,
         )
+        key, value = dead_letter_payload(record.key, record.value, headers)
+        pending = await topic.send(key=key, value=value, headers=headers)
         return await pending
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
@@ -190,8 +188,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         ingest = pipeline.ingest
         redis_ok = await pipeline.store.ping()
         assigned = ingest is not None and ingest.joined.is_set()
-        body = {"kafka_assigned": assigned, "redis": redis_ok}
-        return self.json(body, status=200 if assigned and redis_ok else 503)
+        if ingest is None:
+            reasons = ["starting"] + ([] if redis_ok else ["Redis unreachable"])
+        else:
+            reasons = ingest.not_ready_reasons(redis_ok)
+        body = {
+            "ready": not reasons,
+            "reasons": reasons,
+            "kafka_assigned": assigned,
+            "redis": redis_ok,
+        }
+        return self.json(body, status=503 if reasons else 200)
 
     return app
 

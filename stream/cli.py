@@ -91,11 +91,10 @@ def _print_status() -> bool:
 @main.command()
 def worker() -> None:
     """Run the Faust worker (activity ingest, /metrics, /health, /ready)."""
-    from faust import Worker
-
     from stream.app import app
     from stream.kafka_admin import ensure_topics
     from stream.preflight import wait_for_dependencies
+    from stream.shutdown import BoundedStopWorker
 
     settings = get_settings()
     if not asyncio.run(wait_for_dependencies(settings)):
@@ -103,7 +102,7 @@ def worker() -> None:
     # Faust subscribes its agents as it starts: their topics must exist by then.
     asyncio.run(ensure_topics(settings))
     cli_rebuild.check_deployment(settings)  # one line and exit 5 on a change it cannot follow
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    BoundedStopWorker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
 # --- produce and generate -------------------------------------------------------------------

@@ -32,7 +32,7 @@ from stream.timebounds import TimeBounds
 
 # Stricter than both fromisoformat and pydantic: what it matches, both read the same way.
 _RFC3339: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})\Z"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})\Z"
 )
 _ACTOR: Final = re.compile(ACTOR_PATTERN)
 _TYPE: Final = re.compile(TYPE_PATTERN)

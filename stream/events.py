@@ -59,7 +59,8 @@ TYPE_PATTERN: Final = r"^[a-z][a-z0-9_.\-]{0,63}$"
 
 #: RFC 3339 date-time (section 5.6): a string, never a number, always with its UTC offset.
 TIME_PATTERN: Final = (
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
 
 INVALID_REASONS: Final = (

@@ -31,6 +31,7 @@ from stream.inactivity import (
     parse_duration_ms,
     threshold_label,
 )
+from stream.logfilter import fold_library_repeats
 from stream.metrics import PipelineMetrics
 from stream.privacy import pseudonymizer_from
 from stream.publisher import FlagPublisher
@@ -50,6 +51,7 @@ DeadLetterSink = Callable[[Reject], Awaitable[Any]]
 #: Kafka's committed offsets are only a hint (Redis fences are the truth); committing once a
 #: second keeps consumer-lag tooling accurate without a broker round trip per fetch.
 _COMMIT_INTERVAL_S = 1.0
+_KAFKA_PROBE_TIMEOUT_S = 10.0
 
 
 def new_activity_consumer(settings: Settings) -> AIOKafkaConsumer:
@@ -116,10 +118,14 @@ class ActivityIngest(Service):
         self.generations: dict[int, int] = {}
         self.joined = asyncio.Event()
         self.redis_ok = False
+        self.kafka_ok = True
+        #: When the last batch was applied (or found applied): /ready's stall check.
+        self._last_progress = time.monotonic()
         self._last_commit = 0.0
         self._max_event_ms = 0
 
     async def on_start(self) -> None:
+        fold_library_repeats()  # Faust has set up its log handlers by now
         await self.publisher.start()
         self.consumer.subscribe([self.topics.activity], listener=_Rebalance(self))
         await self.consumer.start()
@@ -147,9 +153,12 @@ class ActivityIngest(Service):
                     if applying is not None:
                         await applying
                     applying = asyncio.create_task(self._apply_in_order(folded, records))
-                elif applying is not None and applying.done():
-                    await applying  # surfaces an error without waiting for the next fetch
-                    applying = None
+                else:
+                    if applying is not None and applying.done():
+                        await applying  # surfaces an error without waiting for the next fetch
+                        applying = None
+                    if applying is None and not self.records_waiting():
+                        self._last_progress = time.monotonic()  # idle, not stalled
                 if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
                     async with self.apply_lock:
                         await self.commit_fences()
@@ -220,6 +229,45 @@ class ActivityIngest(Service):
             self.metrics.users_inactive.labels(label).set(counts.get(f"inactive:{label}", 0))
         # esn_active_users is set by the analytics refresh with the tiers (the same unions):
         # computing the 30-day union every sweep blocked Redis for the fold.
+
+    @Service.timer(5.0)
+    async def _probe_kafka(self) -> None:
+        """Is the cluster answering? One log line when that changes, not one per failure."""
+        try:
+            await asyncio.wait_for(self.consumer.topics(), _KAFKA_PROBE_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            if self.kafka_ok:
+                log.warning("Kafka unreachable (%s); the worker waits for it", type(exc).__name__)
+            self.kafka_ok = False
+        else:
+            if not self.kafka_ok:
+                log.warning("Kafka answers again")
+            self.kafka_ok = True
+        self.metrics.kafka_up.set(1 if self.kafka_ok else 0)
+
+    def records_waiting(self) -> int:
+        """Records between the owned partitions' fences and their ends, as last fetched."""
+        waiting = 0
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            fence = self.fences.get(tp.partition)
+            if end is not None and fence is not None:
+                waiting += max(0, end - fence - 1)
+        return waiting
+
+    def not_ready_reasons(self, redis_answers: bool) -> list[str]:
+        """Why this worker should get no traffic now (empty: ready)."""
+        reasons = []
+        if not self.kafka_ok:
+            reasons.append("Kafka unreachable")
+        if not redis_answers:
+            reasons.append("Redis unreachable")
+        if not self.joined.is_set():
+            reasons.append("no partitions assigned yet")
+        stalled = time.monotonic() - self._last_progress
+        if stalled > self.settings.ready_stall_seconds and self.records_waiting() > 0:
+            reasons.append(f"no batch applied for {stalled:.0f} s while records wait")
+        return reasons
 
     @Service.timer(5.0)
     async def _refresh_lag(self) -> None:
@@ -400,6 +448,7 @@ class ActivityIngest(Service):
             stopping=lambda: self.should_stop,
         )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._last_progress = time.monotonic()
         self.redis_ok = True
         self.metrics.redis_up.set(1)
         return results

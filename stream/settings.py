@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         description="Opt-in: export per-community gauges for the N largest communities "
         "(community ids become label values); 0: none.",
     )
+    ready_stall_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="/ready answers 503 when records wait and no batch was applied for this long.",
+    )
     ingest_stall_seconds: float = Field(
         900.0,
         gt=0,

@@ -24,6 +24,13 @@ DLQ_PARTITION: Final = "esn.dlq.source.partition"
 DLQ_OFFSET: Final = "esn.dlq.source.offset"
 #: Only on ``internal_error`` dead letters: the exception class, for the bug report.
 DLQ_EXCEPTION: Final = "esn.dlq.exception"
+#: Only on a dead letter whose key or value was cut to fit the topic: the original byte sizes.
+DLQ_TRUNCATED: Final = "esn.dlq.truncated"
+#: A dead letter keeps its record whole up to this size (key and value): under Kafka's default
+#: 1 MB message limit with room for the headers, so what the activity topic took, the DLQ takes.
+DLQ_WHOLE_BYTES: Final = 900 * 1024
+#: Key and value bytes a dead letter keeps of a larger record (a too_large one).
+DLQ_KEEP_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -85,3 +92,21 @@ def dlq_headers(
     if exception is not None:
         headers.append((DLQ_EXCEPTION, exception.encode("utf-8", "replace")))
     return headers
+
+
+def dead_letter_payload(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+) -> tuple[bytes | None, bytes | None]:
+    """Key and value as the DLQ keeps them: whole, or cut (and said so) when too large.
+
+    A record over the contract's size would also be over what the DLQ topic accepts, and a dead
+    letter that cannot be written would stop the partition it was meant to unblock.
+    """
+    sizes = (len(key or b""), len(value or b""))
+    if sum(sizes) <= DLQ_WHOLE_BYTES:
+        return key, value
+    headers.append((DLQ_TRUNCATED, f"key={sizes[0]},value={sizes[1]}".encode()))
+    return (
+        key[:DLQ_KEEP_BYTES] if key is not None else None,
+        value[:DLQ_KEEP_BYTES] if value is not None else None,
+    )

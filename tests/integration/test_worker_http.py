@@ -39,7 +39,8 @@ class TestEndpoints:
         worker = await worker_factory().started()
         assert worker.get("/health")[0] == 200
         status, body = worker.get("/ready")
-        assert (status, jsonutil.loads(body)) == (200, {"kafka_assigned": True, "redis": True})
+        expected = {"ready": True, "reasons": [], "kafka_assigned": True, "redis": True}
+        assert (200, expected) == (status, jsonutil.loads(body))
         events = list(generate_events(users=150, days=7, start=date(2026, 6, 1), seed=21))
         await produce_raw(settings, keyed(events))
         await wait_fully_applied(store, settings, 60, worker.check_alive)

@@ -205,6 +205,7 @@ def broken_line(broken: Any, done: str, checkpointed: bool, keep_going: bool) ->
         rerun = "fix or replace it and run again (they are sent again: --checkpoint resumes)"
     if not keep_going:
         rerun += "; --keep-going reads the other files past a broken one"
-    records = f"{before:,} record{'s' if before != 1 else ''}"
-    return (f"import: {broken.path} is broken at {broken.where}: {broken.detail}; the "
-            f"{records} before it were {done}; {rerun}")  # fmt: skip
+    records = f"{before:,} record was" if before == 1 else f"{before:,} records were"
+    where = broken.where if broken.where.startswith(("after", "before")) else f"at {broken.where}"
+    return (f"import: {broken.path} is broken {where}: {broken.detail}; the {records} "
+            f"{done} before it; {rerun}")  # fmt: skip

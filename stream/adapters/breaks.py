@@ -68,7 +68,9 @@ class RecordReader:
         return record
 
     def _located(self, exc: Exception) -> tuple[str, str]:
-        after = f"after {self.last}" if self.last else "before its first record"
+        after = (
+            f"after record {self.count:,} ({self.last})" if self.last else "before its first record"
+        )
         if isinstance(exc, Broken):
             return exc.where, exc.detail
         if isinstance(exc, UnicodeDecodeError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from stream import jsonutil
-from stream.adapters.base import Broken, Skip, SourceRecord, Unusable
+from stream.adapters.base import Skip, SourceRecord, Unusable
 from stream.adapters.files import open_binary, source_name
 from stream.adapters.jsonstream import CHUNK, MAX_RECORD_BYTES, Origin, document_items
 
@@ -98,7 +98,7 @@ def json_records(path: Path, list_keys: tuple[str, ...]) -> Iterator[SourceRecor
         pending: list[_Line] = []
         if head.whole and head.text.lstrip().startswith(b"{"):
             parsed = _parse(head.text)
-            if isinstance(parsed, Unusable) and parsed.reason == "not_json":
+            if isinstance(parsed, Unusable):
                 # A broken first line of JSON Lines, or the opening of a pretty-printed document:
                 # the next line decides.
                 second = lines.next()
@@ -131,19 +131,21 @@ def _line_records(path: Path, name: str, lines: _Lines, line: _Line,
     """One line's records: the line itself, or a page's items (an API answer saved minified, or
     JSON Lines of pages); a line too long to parse whole is streamed."""
     location = f"{name}:{line.number}"
-    if not line.whole:
+    parsed = _parse(line.text) if line.whole else None
+    # Streamed: a line too long to parse whole, a page with a record too deep for orjson (its
+    # other records are good), and a last line that is not JSON (cut short, or says why).
+    streamed = not line.whole or (isinstance(parsed, Unusable) and (
+        parsed.reason == "too_deep" or not line.newline))  # fmt: skip
+    if streamed:
         origin = Origin(line.offset, line.number)
         chunks = itertools.chain([line.text], lines.rest_of_line(line))
-        # A line this long is a document of its own (a page saved minified): broken, it breaks
-        # the file, as a document would, rather than losing the rest of the page as one skip.
+        # Such a line is a document of its own (a page saved minified): broken, it breaks the
+        # file, as a document would, rather than losing the rest of the page as one skip.
         items = document_items(chunks, list_keys, lambda: _replay(path, line.offset), origin)
         for item in items:
             where = location if item.item is None else f"{location} item {item.item}"
             yield SourceRecord(where, item.raw)
         return
-    parsed = _parse(line.text)
-    if isinstance(parsed, Unusable) and not line.newline:
-        raise Broken(f"line {line.number:,}", f"the last line is cut short ({parsed.detail})")
     page = _page_items(parsed, list_keys)
     if page is None:
         yield SourceRecord(location, parsed)

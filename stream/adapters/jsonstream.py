@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Final
 
 import ijson  # type: ignore[import-untyped]  # ijson ships no type hints
@@ -26,6 +27,10 @@ MAX_DEPTH: Final = 1024
 #: parse event the file is refused, so one hostile token cannot take the memory.
 MAX_TOKEN_BYTES: Final = 4 << 20
 CHUNK: Final = 1 << 16
+#: Several documents in a row are read as one stream. Numbers are not parsed by yajl as doubles
+#: (it refuses integers past 64 bits and floats past a double's range as syntax errors): ijson
+#: gives ints and Decimals, and the builder makes floats of the Decimals, as orjson would.
+OPTIONS: Final = {"multiple_values": True}
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,13 @@ class _Builder:
                 size += 8
             else:
                 item = value
-                size += len(value) if type(value) is str else 8
+                kind = type(value)
+                if kind is str:
+                    size += len(value)
+                else:
+                    size += 8
+                    if kind is Decimal:
+                        item = value = float(value)  # 1e400 is inf, as orjson reads it
             if stack:
                 parent = stack[-1]
                 if type(parent) is dict:
@@ -209,7 +220,7 @@ def document_items(
     ``replay`` gives the same bytes again: only to find the exact place of a syntax error.
     """
     events: list[tuple[str, Any]] = ijson.sendable_list()
-    parser = ijson.basic_parse_coro(events, use_float=True, multiple_values=True)
+    parser = ijson.basic_parse_coro(events, **OPTIONS)
     records = _Records(list_keys)
     fed = since_event = 0
     for chunk in chunks:
@@ -243,7 +254,7 @@ def _located(exc: Exception, replay: Callable[[], Iterator[bytes]], origin: Orig
              chunk_start: int) -> Broken:  # fmt: skip
     """The error at its exact byte: the same bytes fed again, the failing chunk byte by byte."""
     events: list[tuple[str, Any]] = ijson.sendable_list()
-    parser = ijson.basic_parse_coro(events, multiple_values=True)
+    parser = ijson.basic_parse_coro(events, **OPTIONS)
     offset, line, line_start = 0, origin.line, 0
     for chunk in replay():
         if offset + len(chunk) <= chunk_start:

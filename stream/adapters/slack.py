@@ -159,4 +159,7 @@ def epoch_time(value: Any) -> str:
         value = int(value)
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise Skip("missing_time", f"date_create {value!r} is not epoch seconds")
-    return datetime.fromtimestamp(value, UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):  # NaN, infinity, past year 9999
+        raise Skip("bad_time", f"date_create {value!r} is not a time") from None

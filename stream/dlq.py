@@ -16,12 +16,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from stream.settings import Settings
-from stream.topics import DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
+from stream.topics import (
+    DLQ_DETAIL,
+    DLQ_EXCEPTION,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TOPIC,
+    DLQ_TRUNCATED,
+)
 
-#: The exception class of an ``internal_error`` dead letter (the worker's header of that name).
-DLQ_EXCEPTION: Final = "esn.dlq.exception"
-#: On a dead letter whose key or value the worker cut to fit the topic: the original sizes.
-DLQ_TRUNCATED: Final = "esn.dlq.truncated"
 #: On a replayed record: the source coordinates (topic:partition:offset) it was first rejected at.
 REPLAY_OF: Final = "esn.replay.of"
 #: A reason header that is missing (a record not written by the worker) reads as this.

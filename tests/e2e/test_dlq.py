@@ -17,10 +17,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from stream import jsonutil
-from stream.dlq import DLQ_EXCEPTION, DLQ_TRUNCATED, REPLAY_OF, read_dead_letters
+from stream.dlq import REPLAY_OF, read_dead_letters
 from stream.settings import Settings
 from stream.store import RedisStore
-from stream.topics import TopicNames, dlq_headers
+from stream.topics import DLQ_TRUNCATED, TopicNames, dlq_headers
 from tests.support import (
     REPO,
     EndOffsets,
@@ -234,8 +234,7 @@ class TestSinceAndHeaders:
         """No headers reads as reason unknown; control characters never reach the terminal;
         the exception class of an internal_error is shown."""
         names = TopicNames.from_settings(settings)
-        internal = dlq_headers("internal_error", "boom", names.activity, 2, 7)
-        internal.append((DLQ_EXCEPTION, b"OverflowError"))
+        internal = dlq_headers("internal_error", "boom", names.activity, 2, 7, "OverflowError")
         hostile = dlq_headers("bad_field", "\x1b[2J\x1b]0;pwned\x07", names.activity, 0, 1)
         hostile[4] = (hostile[4][0], b"not-a-number")
         cut = dlq_headers("too_large", "value of 5000000 bytes", names.activity, 3, 9)

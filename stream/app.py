@@ -19,17 +19,13 @@ from redis.exceptions import RedisError
 from stream.analytics.refresh import AnalyticsRefresher
 from stream.api import register_api
 from stream.batch import Reject
-from stream.directory import MembershipV1, ProfileV1, decode_directory, pseudonymized_record
-from stream.events import InvalidEvent
+from stream.directory_fold import DirectoryFolder
 from stream.inactivity import definitions_from
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
 from stream.metrics import PipelineMetrics
-from stream.privacy import pseudonymizer_from
-from stream.retry import until_redis_answers
 from stream.settings import Settings, get_settings
-from stream.store import DirectoryStore, RedisStore
-from stream.timebounds import TimeBounds
+from stream.store import RedisStore
 from stream.topics import TopicNames, dead_letter_payload, dlq_headers
 
 log = logging.getLogger(__name__)
@@ -110,48 +106,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     # and latest-update-wins folding makes Faust's at-least-once delivery harmless.
     @app.agent(directory)
     async def fold_directory(stream: faust.StreamT[Any]) -> None:
-        store = DirectoryStore(pipeline.store)
-        pseudonymize = pseudonymizer_from(settings)
+        folder = DirectoryFolder(settings, pipeline.store)
+
+        async def dead_letter(reject: Reject) -> Any:
+            pipeline.metrics.directory_invalid.labels(reject.reason).inc()
+            return await send_dead_letter(reject, directory_dead_letters)
+
         # take_events (not take) keeps each record's key for the key check; untyped in Faust.
         batches = stream.take_events(500, within=0.2)  # type: ignore[attr-defined]
         async for events in batches:
-            records: list[ProfileV1 | MembershipV1] = []
-            profiles: list[tuple[int, ProfileV1]] = []
-            bounds = TimeBounds.at(None, settings.min_event_time, settings.max_future_skew)
-            for event in events:
-                message = event.message
-                try:
-                    record = decode_directory(message.value, message.key, bounds)
-                    if pseudonymize is not None:
-                        record = pseudonymized_record(record, pseudonymize)
-                except InvalidEvent as exc:
-                    reject = Reject(message, exc.reason, exc.detail)
-                except Exception as exc:  # a bug of ours must not stop the directory either
-                    log.exception("Internal error on directory record @%d", message.offset)
-                    name = type(exc).__name__
-                    reject = Reject(message, "internal_error", f"{name}: {exc}", name)
-                else:
-                    records.append(record)
-                    if isinstance(record, ProfileV1):
-                        profiles.append((message.partition, record))
-                    continue
-                await send_dead_letter(reject, directory_dead_letters)
-                pipeline.metrics.directory_invalid.labels(reject.reason).inc()
-            if records:
-                await until_redis_answers(
-                    lambda batch=records: store.apply(batch),  # type: ignore[misc]
-                    settings.redis_retry_max_seconds,
-                    "Directory apply",
-                )
-                # Profile versions also enter their partition's reorder buffer, where the
-                # inactivity engine applies them in event-time order with the activity.
-                await until_redis_answers(
-                    lambda batch=profiles: store.buffer_profiles(batch),  # type: ignore[misc]
-                    settings.redis_retry_max_seconds,
-                    "Directory buffering",
-                )
-                for done in records:
-                    pipeline.metrics.directory_records.labels(done.kind).inc()
+            applied, _ = await folder.fold([event.message for event in events], dead_letter)
+            for done in applied:
+                pipeline.metrics.directory_records.labels(done.kind).inc()
 
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="faust")
     register_api(app, settings, pipeline.store)

@@ -24,6 +24,7 @@ from mode import Service
 from redis.exceptions import RedisError
 
 from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
+from stream.directory_fold import DirectoryFolder
 from stream.fold import PartitionDelta
 from stream.inactivity import (
     counting_types_from,
@@ -111,6 +112,7 @@ class ActivityIngest(Service):
         self.lateness_ms = parse_duration_ms(settings.allowed_lateness)
         self.sweeper = InactivitySweeper(store, self.definitions)
         self.publisher = FlagPublisher(settings, store)
+        self.directory = DirectoryFolder(settings, store)
         self.apply_lock = asyncio.Lock()
         #: partition -> applied offset, as last read from or written to Redis.
         self.fences: dict[int, int] = {}
@@ -387,6 +389,10 @@ class ActivityIngest(Service):
             found + 1 if found >= 0 else "the beginning",
         )
         self.metrics.state_losses.inc()
+        try:
+            await self.directory.reread_partitions([delta.partition])
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("Directory re-read incomplete (%s); the next assignment reads again", exc)
         await self._seek(TopicPartition(delta.topic, delta.partition), found)
 
     async def _apply_one_by_one(
@@ -481,6 +487,12 @@ class ActivityIngest(Service):
         )
         self.redis_ok = True
         self.metrics.redis_up.set(1)
+        # The directory has no fence: what Redis lost of it (a restart from an older AOF, a
+        # failover) comes back only by reading it again, before the activity that needs it.
+        try:
+            await self.directory.reread_partitions(partitions)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("Directory re-read incomplete (%s); the next assignment reads again", exc)
         for tp in assigned:
             await self._seek(tp, fences[tp.partition])
         self.metrics.assigned_partitions.set(len(self.consumer.assignment()))

@@ -20,7 +20,7 @@ from stream.fold import PartitionDelta
 from stream.generator import generate_events
 from stream.settings import Settings
 from stream.stack import LocalStack
-from stream.store import ApplyOutcome, RedisStore
+from stream.store import ApplyOutcome, DirectoryStore, RedisStore
 from stream.store.redis_store import ApplyResult
 from stream.topics import (
     DLQ_EXCEPTION,
@@ -225,15 +225,39 @@ class TestStateLoss:
     ) -> None:
         """A Redis emptied under a running worker: detected, re-read, exact again."""
         events = list(generate_events(users=300, days=20, start=START, seed=17))
+        users = sorted({e["actor"] for e in events})
+        roster = [
+            (
+                user.encode(),
+                jsonutil.dumps(
+                    {
+                        "user_id": user,
+                        "status": "enabled",
+                        "created": "2026-01-01T00:00:00Z",
+                        "updated": "2026-01-01T00:00:00Z",
+                    }
+                ),
+            )
+            for user in users
+        ]
+        directory = DirectoryStore(store)
         half = len(events) // 2
         worker = await worker_factory().started()
+        await produce_raw(settings, roster, topic=TopicNames.from_settings(settings).directory)
         await produce_raw(settings, keyed(events[:half]))
         await wait_fully_applied(store, settings, 120, worker.check_alive)
+
+        async def roster_folded() -> bool:
+            return len(await directory.profiles(users)) == len(users)
+
+        await eventually(roster_folded, 60, "the roster folded", worker.check_alive)
         async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
             await store.client.delete(key)
         await produce_raw(settings, keyed(events[half:]))
         await wait_fully_applied(store, settings, 180, worker.check_alive)
         await Oracle.of(events).assert_matches(store)
+        # The directory has no fence of its own: it is read again with the lost partitions.
+        await eventually(roster_folded, 60, "the roster back", worker.check_alive)
         _, body = worker.get("/metrics")
         losses = [
             line for line in body.decode().splitlines() if line.startswith("esn_state_losses_total")

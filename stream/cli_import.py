@@ -1,7 +1,8 @@
 """``esn-pulse import``: real ESN exports into the activity and directory topics (or a file).
 
-Exit status (docs/operations/imports.md): 0 done; 1 nothing could be mapped, or --out cannot be
-written; 2 bad usage; 3 Kafka unreachable; 4 bad input data (a file is cut short or corrupt).
+Exit status (docs/operations/imports.md): 0 done; 1 nothing could be mapped; 4 bad input data (a
+file is cut short or corrupt), after the summary; the rest (2 usage, 3 Kafka unreachable, 1 an
+--out that cannot be written) from the CLI's error layer, as for every command.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from typing import IO, Any
 import click
 
 from stream import jsonutil
+from stream.cli_errors import PROG_NAME, ExitCode, one_line
 from stream.settings import get_settings
-
-#: Exit statuses: the one for input that cannot be read on is the team's for bad input data.
-EXIT_NOTHING_MAPPED, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 1, 3, 4
 
 #: Every format ``--format`` takes; the README has a section on each, with its export steps.
 FORMATS = (
@@ -161,36 +160,16 @@ def register(main: click.Group) -> None:
                 elif sink is not None:
                     sink.close()
 
-        summary = _delivered(run, out)
+        summary = asyncio.run(run())
         click.echo(summary_text(summary), err=True)
         click.echo(jsonutil.dumps(summary.as_json()).decode())
         done = "validated" if dry_run else "written" if out is not None else "sent"
         for broken in summary.broken:
             click.echo(broken_line(broken, done, checkpoint is not None, keep_going), err=True)
         if summary.broken:
-            sys.exit(EXIT_BAD_INPUT)
+            sys.exit(ExitCode.BAD_INPUT)
         if summary.records_read and not (summary.activity_events or summary.directory_records):
-            sys.exit(EXIT_NOTHING_MAPPED)
-
-
-def _delivered(run: Any, out: Path | None) -> Any:
-    """Run the import; a broker that cannot be reached, or an --out that cannot be written, is
-    one line and an exit status, not a traceback."""
-    from aiokafka.errors import KafkaError
-
-    try:
-        return asyncio.run(run())
-    except KafkaError as exc:
-        bootstrap = get_settings().kafka_bootstrap
-        click.echo(f"import: Kafka at {bootstrap} cannot take the records ({type(exc).__name__}: "
-                   f"{exc}); start it (esn-pulse stack up) or set ESN_KAFKA_BOOTSTRAP, then run "
-                   "again (with --checkpoint it resumes)", err=True)  # fmt: skip
-        sys.exit(EXIT_UNREACHABLE)
-    except OSError as exc:
-        if out is None:
-            raise
-        click.echo(f"import: cannot write {out}: {exc.strerror or exc}", err=True)
-        sys.exit(EXIT_NOTHING_MAPPED)
+            sys.exit(ExitCode.FAILURE)
 
 
 def broken_line(broken: Any, done: str, checkpointed: bool, keep_going: bool) -> str:
@@ -202,10 +181,12 @@ def broken_line(broken: Any, done: str, checkpointed: bool, keep_going: bool) ->
     elif checkpointed:
         rerun = "fix or replace it and run again: the checkpoint resumes after them"
     else:
-        rerun = "fix or replace it and run again (they are sent again: --checkpoint resumes)"
+        rerun = "fix or replace it and run again (they go again: --checkpoint F resumes past them)"
     if not keep_going:
         rerun += "; --keep-going reads the other files past a broken one"
     records = f"{before:,} record was" if before == 1 else f"{before:,} records were"
     where = broken.where if broken.where.startswith(("after", "before")) else f"at {broken.where}"
-    return (f"import: {broken.path} is broken {where}: {broken.detail}; the {records} "
-            f"{done} before it; {rerun}")  # fmt: skip
+    # The detail comes from the input's parser: cut, so the line keeps what to do.
+    detail = broken.detail if len(broken.detail) <= 200 else broken.detail[:197] + "..."
+    return one_line(f"{PROG_NAME}: {broken.path} is broken {where}: {detail}; the "
+                    f"{records} {done} before it; {rerun}")  # fmt: skip

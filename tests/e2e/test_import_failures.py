@@ -53,7 +53,7 @@ class TestBrokenInput:
                    "--out", str(out))  # fmt: skip
         assert BAD_INPUT == done.returncode, done.stderr
         message = last_line(done.stderr)
-        assert message.startswith(f"import: {dump / 'Comments.xml'} is broken at line {line}, ")
+        assert message.startswith(f"esn-pulse: {dump / 'Comments.xml'} is broken at line {line}, ")
         assert "XML not well-formed" in message and "2 records were written" in message
         assert "Traceback" not in done.stderr and "records read" in done.stderr
         summary = json.loads(done.stdout)
@@ -76,7 +76,7 @@ class TestBrokenInput:
         gz.write_bytes(data[: len(data) - 12])
         done = esn(stack_settings, "import", "--format", "slack-analytics", str(gz), "--dry-run")
         assert BAD_INPUT == done.returncode
-        assert f"import: {gz} is broken " in last_line(done.stderr)
+        assert f"esn-pulse: {gz} is broken " in last_line(done.stderr)
         assert "compressed data cut short" in last_line(done.stderr)
         text = json.dumps(json.loads((FIXTURES / "activitystreams" /
                                       "as2-collection.json").read_text()))  # fmt: skip
@@ -129,7 +129,7 @@ class TestBrokenInput:
                    "--to-kafka")  # fmt: skip
         assert 3 == done.returncode
         assert "Traceback" not in done.stderr
-        assert "cannot take the records" in last_line(done.stderr)
+        assert last_line(done.stderr).startswith("esn-pulse: Kafka unreachable at 127.0.0.1:")
 
 
 class TestStreamingMemory:

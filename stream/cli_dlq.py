@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +19,7 @@ from stream.cli_params import Instant
 from stream.settings import Settings, get_settings
 from stream.topics import TopicNames
 
+T = TypeVar("T")
 _REASON = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
 #: Characters of a detail, key or value shown per record in the text listing (JSON has all).
 _SHOWN = 200
@@ -66,16 +68,30 @@ def _topics(settings: Settings, directory: bool) -> tuple[str, str]:
     return names.activity_dlq, names.activity
 
 
-def _read(settings: Settings, topic: str, since_ms: int | None) -> list[Any]:
-    from stream.dlq import DlqError, read_dead_letters
-
-    async def read() -> list[Any]:
-        return [letter async for letter in read_dead_letters(settings, topic, since_ms)]
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a dead-letter coroutine; a topic that cannot be read is one line."""
+    from stream.dlq import DlqError
 
     try:
-        return asyncio.run(read())
+        return asyncio.run(work)
     except DlqError as exc:
         raise CliError(str(exc), exc.hint) from None
+
+
+async def _summarise(
+    settings: Settings, topic: str, selection: Any, each: Callable[[Any], None] | None
+) -> tuple[Any, set[str]]:
+    """One pass: the summary of the selected dead letters (each one to ``each`` as it comes)."""
+    from stream.dlq import DlqSummary, read_dead_letters
+
+    summary, present = DlqSummary(), set()
+    async for letter in read_dead_letters(settings, topic, selection.since_ms):
+        present.add(letter.reason)
+        if selection.matches(letter):
+            summary.add(letter)
+            if each is not None:
+                each(letter)
+    return summary.done(), present
 
 
 def _iso(ms: int | None) -> str:
@@ -170,22 +186,23 @@ def register(main: click.Group) -> None:
             return
         if (as_json or show_payload) and not listing:
             raise click.UsageError("--json and --show-payload go with --list", ctx)
-        from stream.dlq import DlqSummary, select
+        from stream.dlq import Selection
 
         settings = get_settings()
         topic, _ = _topics(settings, directory)
-        every = _read(settings, topic, since_ms)
-        letters = select(every, reasons, since_ms)
+
+        def show(letter: Any) -> None:
+            if as_json:
+                click.echo(jsonutil.dumps(_as_json(letter, show_payload)).decode())
+            else:
+                _print_record(letter, show_payload)
+
+        selection = Selection(frozenset(reasons), since_ms)
+        summary, present = _run(_summarise(settings, topic, selection, show if listing else None))
         if listing:
-            for letter in sorted(letters, key=lambda x: (x.timestamp_ms, x.partition, x.offset)):
-                if as_json:
-                    click.echo(jsonutil.dumps(_as_json(letter, show_payload)).decode())
-                else:
-                    _print_record(letter, show_payload)
             return
-        summary = DlqSummary.of(letters)
         if not summary.total:
-            click.echo(f"no dead letters in {topic}{_matching(reasons, every)}")
+            click.echo(f"no dead letters in {topic}{_matching(reasons, present)}")
             return
         click.echo(
             f"{summary.total} dead letters in {topic} ({summary.distinct} distinct source "
@@ -205,52 +222,51 @@ def register(main: click.Group) -> None:
         directory: bool, reasons: list[str], since_ms: int | None, dry_run: bool
     ) -> None:
         """Re-send dead letters to their topic through the worker's gate, once per run."""
-        from stream.dlq import DlqError, ReplayInterrupted, resend, select, unique_by_source
+        from stream.dlq import Selection
+        from stream.dlq_replay import ReplayInterrupted, replay
 
         settings = get_settings()
         topic, target = _topics(settings, directory)
         started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        every = _read(settings, topic, since_ms)
-        unique, duplicates = unique_by_source(select(every, reasons, since_ms))
-        # A cut record is not the one the producer sent: re-sending it would fold a fragment.
-        chosen = [letter for letter in unique if not letter.truncated]
-        cut = len(unique) - len(chosen)
-        head = f"read {len(every)} dead letters of {topic}{_matching(reasons, every)}"
-        skipped = f"skipped {duplicates} duplicates" + (
-            f" and {cut} truncated (not the original bytes)" if cut else ""
-        )
-        if dry_run or not chosen:
-            verb = "would replay" if dry_run else "replayed"
-            click.echo(f"{head}; {verb} {len(chosen)} to {target}, {skipped}")
-            return
+        selection = Selection(frozenset(reasons), since_ms)
         try:
-            sent = asyncio.run(resend(settings, chosen, target))
-        except DlqError as exc:
-            raise CliError(str(exc), exc.hint) from None
+            result = _run(replay(settings, topic, target, selection, dry_run))
         except ReplayInterrupted as exc:
             raise _interrupted(exc, target) from None
+        head = f"read {result.read} dead letters of {topic}"
+        head += _matching(reasons, result.reasons_present)
+        skipped = f"skipped {result.duplicates} duplicates" + (
+            f" and {result.truncated} truncated (not the original bytes)"
+            if result.truncated
+            else ""
+        )
+        verb = "would replay" if dry_run else "replayed"
+        line = f"{head}; {verb} {result.replayed} to {target}, {skipped}"
+        if dry_run or not result.replayed:
+            click.echo(line)
+            return
         click.echo(
-            f"{head}; replayed {sent} to {target}, {skipped}. The worker's "
-            "gate judges them again (invalid ones return to the dead letters); a second run "
-            f"would re-send these too: next time use --since {started}"
+            f"{line}. The worker's gate judges them again (invalid ones return to the dead "
+            "letters); a second run would re-send these too: next time use --since "
+            f"{started}"
         )
 
 
-def _matching(reasons: list[str], every: list[Any]) -> str:
+def _matching(reasons: list[str], present: set[str]) -> str:
     """Say which reasons were asked for when one matched nothing, and which are present."""
     if not reasons:
         return ""
-    present = sorted({letter.reason for letter in every})
-    if set(reasons) & set(present):
+    if set(reasons) & present:
         return f" (reason {', '.join(reasons)})"
-    return f" (none with reason {', '.join(reasons)}; present: {', '.join(present) or 'none'})"
+    listed = ", ".join(_shown(reason, 64) for reason in sorted(present)) or "none"
+    return f" (none with reason {', '.join(reasons)}; present: {listed})"
 
 
 def _interrupted(exc: Any, target: str) -> CliError:
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
     what = (
-        f"the replay into {target} failed after {exc.acknowledged} of {exc.total} records were "
+        f"the replay into {target} failed after {exc.result.replayed} records were "
         f"acknowledged ({type(exc.cause).__name__}: {exc.cause})"
     )
     todo = (

@@ -1,19 +1,19 @@
-"""The dead-letter topics: reading them up to a fixed end, summarising, and re-sending (replay).
+"""The dead-letter topics: reading them up to a fixed end, selecting, deduplicating, summarising.
 
 The worker writes each rejected record unchanged with headers saying why and where it came from
-(see :func:`stream.topics.dlq_headers`); this module reads those headers back.
+(see :func:`stream.topics.dlq_headers`); this module reads those headers back. The re-send is in
+:mod:`stream.dlq_replay`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from stream.settings import Settings
 from stream.topics import (
@@ -26,8 +26,6 @@ from stream.topics import (
     DLQ_TRUNCATED,
 )
 
-#: On a replayed record: the source coordinates (topic:partition:offset) it was first rejected at.
-REPLAY_OF: Final = "esn.replay.of"
 #: A reason header that is missing (a record not written by the worker) reads as this.
 UNKNOWN_REASON: Final = "unknown"
 #: How long a read may go without reaching the captured end before it gives up.
@@ -42,16 +40,6 @@ class DlqError(Exception):
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message)
         self.hint = hint
-
-
-class ReplayInterrupted(Exception):
-    """Kafka failed part-way through a replay; ``acknowledged`` records were already sent."""
-
-    def __init__(self, acknowledged: int, total: int, cause: BaseException) -> None:
-        super().__init__(f"{acknowledged} of {total} replayed records acknowledged: {cause}")
-        self.acknowledged = acknowledged
-        self.total = total
-        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -129,49 +117,62 @@ class DlqSummary:
     reasons: dict[str, ReasonFigures] = field(default_factory=dict)
     total: int = 0
     distinct: int = 0
+    _seen: set[tuple[str, int, int]] = field(default_factory=set, repr=False)
 
     @classmethod
     def of(cls, letters: Iterable[DeadLetter]) -> DlqSummary:
         """Summarise dead letters (a record dead-lettered twice counts twice, once distinct)."""
         summary = cls()
-        seen: set[tuple[str, int, int]] = set()
         for letter in letters:
-            summary.reasons.setdefault(letter.reason, ReasonFigures()).add(letter.timestamp_ms)
-            summary.total += 1
-            seen.add(letter.identity)
-        summary.distinct = len(seen)
-        summary.reasons = dict(sorted(summary.reasons.items(), key=lambda kv: -kv[1].count))
-        return summary
+            summary.add(letter)
+        return summary.done()
+
+    def add(self, letter: DeadLetter) -> None:
+        """Count one dead letter."""
+        self.reasons.setdefault(letter.reason, ReasonFigures()).add(letter.timestamp_ms)
+        self.total += 1
+        self._seen.add(letter.identity)
+        self.distinct = len(self._seen)
+
+    def done(self) -> DlqSummary:
+        """The summary with its reasons most frequent first."""
+        self.reasons = dict(sorted(self.reasons.items(), key=lambda kv: -kv[1].count))
+        return self
 
 
-def unique_by_source(letters: Iterable[DeadLetter]) -> tuple[list[DeadLetter], int]:
-    """The first dead letter of each source record, in source order, and the duplicates dropped.
+class Deduplicator:
+    """Says whether a dead letter's source record was seen already in this pass.
 
     A worker that crashes between dead-lettering and moving its fence dead-letters the same
-    record again after the restart: both copies carry the same source coordinates.
+    record again after the restart: both copies carry the same source coordinates. Memory is
+    one small tuple per distinct record, never the records themselves.
     """
-    first: dict[tuple[str, int, int], DeadLetter] = {}
-    duplicates = 0
-    for letter in letters:
-        if letter.identity in first:
-            duplicates += 1
-        else:
-            first[letter.identity] = letter
-    # Source order restores each partition's original order (a user's events stay in order).
-    return sorted(first.values(), key=lambda letter: letter.identity), duplicates
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, int, int]] = set()
+        self.duplicates = 0
+
+    def first_time(self, letter: DeadLetter) -> bool:
+        """True the first time a source record comes by; counts the later ones."""
+        if letter.identity in self.seen:
+            self.duplicates += 1
+            return False
+        self.seen.add(letter.identity)
+        return True
 
 
-def select(
-    letters: Iterable[DeadLetter], reasons: Sequence[str] = (), since_ms: int | None = None
-) -> list[DeadLetter]:
-    """The dead letters of these reasons (all when empty) written at or after ``since_ms``."""
-    wanted = set(reasons)
-    return [
-        letter
-        for letter in letters
-        if (not wanted or letter.reason in wanted)
-        and (since_ms is None or letter.timestamp_ms >= since_ms)
-    ]
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters a command is about: these reasons (all when empty), since when."""
+
+    reasons: frozenset[str] = frozenset()
+    since_ms: int | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        """True for a dead letter of a chosen reason written at or after ``since_ms``."""
+        return (not self.reasons or letter.reason in self.reasons) and (
+            self.since_ms is None or letter.timestamp_ms >= self.since_ms
+        )
 
 
 async def read_dead_letters(
@@ -260,53 +261,3 @@ async def _read_to(
                 f"partition {stuck}",
                 "check the broker's health and run the command again",
             )
-
-
-def replay_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    """Headers of a replayed record: where it was first rejected, for tracing it."""
-    topic, partition, offset = letter.identity
-    return [(REPLAY_OF, f"{topic}:{partition}:{offset}".encode())]
-
-
-async def resend(settings: Settings, letters: Sequence[DeadLetter], topic: str) -> int:
-    """Send each dead letter's key and value to ``topic``; returns how many the broker acked.
-
-    The idempotent producer never duplicates a record on its own retries. A record goes back
-    to the partition it was read from, so a user's records stay on one partition.
-    """
-    from stream.produce import new_producer
-
-    producer = new_producer(settings)
-    acknowledged = 0
-    try:
-        await producer.start()
-        # Asking for a missing topic's partitions would wait, or have the broker create it.
-        if topic not in (await producer.client.fetch_all_metadata()).topics():
-            raise DlqError(
-                f"the topic {topic} to replay into does not exist",
-                "check ESN_TOPIC_PREFIX (a worker or esn-pulse stack up creates the topics)",
-            )
-        count = len(await producer.partitions_for(topic))
-        pending = []
-        for letter in letters:
-            partition = None
-            if letter.source is not None and letter.source[0] == topic:
-                partition = letter.source[1] if letter.source[1] < count else None
-            pending.append(
-                await producer.send(
-                    topic,
-                    letter.value,
-                    key=letter.key,
-                    partition=partition,
-                    headers=replay_headers(letter),
-                )
-            )
-        for future in pending:
-            await future
-            acknowledged += 1
-        await producer.flush()
-    except KafkaError as exc:
-        raise ReplayInterrupted(acknowledged, len(letters), exc) from exc
-    finally:
-        await producer.stop()
-    return acknowledged

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.dlq import UNKNOWN_REASON, DeadLetter, DlqSummary, select, unique_by_source
+from stream.dlq import UNKNOWN_REASON, DeadLetter, Deduplicator, DlqSummary, Selection
 from stream.events import INVALID_REASONS
 from stream.topics import DLQ_EXCEPTION, dlq_headers
 
@@ -58,29 +58,31 @@ class TestFromRecord:
 
 class TestDeduplication:
     def test_a_record_dead_lettered_twice_is_kept_once(self) -> None:
-        """Same source coordinates: one kept (the first), one counted as a duplicate."""
+        """Same source coordinates: the first is kept, the later one counted as a duplicate."""
+        dedupe = Deduplicator()
         letters = [letter(0, source=7), letter(1, source=3), letter(2, source=7)]
-        unique, duplicates = unique_by_source(letters)
-        assert 1 == duplicates
-        assert [3, 7] == [dead.source[2] for dead in unique if dead.source]
-        assert 0 == next(
-            dead.offset for dead in unique if dead.source == ("t.esn.activity.v1", 1, 7)
-        )
+        assert [True, True, False] == [dedupe.first_time(dead) for dead in letters]
+        assert 1 == dedupe.duplicates
 
     def test_letters_without_source_are_each_their_own(self) -> None:
         """No source headers: identity is the DLQ position, so nothing is merged."""
-        bare = [DeadLetter.from_record(Record(0, n, 0, None, b"v", [])) for n in range(3)]
-        assert (3, 0) == (len(unique_by_source(bare)[0]), unique_by_source(bare)[1])
+        dedupe = Deduplicator()
+        bare = [DeadLetter.from_record(Record(n % 2, n, 0, None, b"v", [])) for n in range(3)]
+        assert [True, True, True] == [dedupe.first_time(dead) for dead in bare]
 
 
-class TestSelectAndSummary:
-    def test_select_by_reason_and_time(self) -> None:
+class TestSelectionAndSummary:
+    def test_selection_by_reason_and_time(self) -> None:
         """Reasons filter (empty: all) and since_ms is inclusive."""
         letters = [letter(0, "not_json", at=10), letter(1, "bad_time", at=20), letter(2, at=30)]
-        assert [1] == [d.offset for d in select(letters, ["bad_time"])]
-        assert [1, 2] == [d.offset for d in select(letters, since_ms=20)]
-        assert [2] == [d.offset for d in select(letters, ["not_json"], since_ms=20)]
-        assert 3 == len(select(letters))
+
+        def chosen(selection: Selection) -> list[int]:
+            return [dead.offset for dead in letters if selection.matches(dead)]
+
+        assert [1] == chosen(Selection(frozenset({"bad_time"})))
+        assert [1, 2] == chosen(Selection(since_ms=20))
+        assert [2] == chosen(Selection(frozenset({"not_json"}), since_ms=20))
+        assert [0, 1, 2] == chosen(Selection())
 
     def test_summary_counts_per_reason_with_first_and_last(self) -> None:
         """Counts, first/last write times per reason, and the distinct source records."""

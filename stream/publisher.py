@@ -1,25 +1,31 @@
-"""Publishing flag records from a Redis outbox to a flag topic, each exactly once.
+"""Publishing flag records from a Redis outbox to a flag topic, each exactly once, zombies fenced.
 
 Used for esn.users.flagged.v1 (one outbox per activity partition) and esn.communities.flagged.v1
 (one outbox, partition 0).
 
-Records of activity partition p go to partition p of the flagged topic, in outbox order, with
-their sequence number in the ``esn.seq`` header. Before the first send for a partition the
-publisher reads the last record of that output partition: anything up to its sequence number was
-sent before a crash and is dropped from the outbox instead of being sent again.
+Records of outbox p go to partition p of the flag topic, in outbox order, with their sequence
+number in the ``esn.seq`` header, through a transactional producer of its own per output
+partition (``transactional.id = {app_id}-flags-{topic}-{p}``). Starting that producer fences
+every older one with the same id (a zombie's next send or commit fails with ProducerFenced, and
+it drops the partition) and resolves its open transaction; only then is the partition's last
+committed record read (read_committed): anything up to its sequence number was sent before and is
+dropped from the outbox instead of being sent again. docs/operations/exactly-once.md says what
+consumers of the flag topics can rely on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
 
 from stream import jsonutil
-from stream.produce import new_producer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text
@@ -27,7 +33,20 @@ from stream.topics import FLAG_SEQ, TopicNames
 
 log = logging.getLogger(__name__)
 
-_BATCH = 1000
+_TRIM_SCRIPT = resources.files("stream.store").joinpath("outbox_trim.lua").read_text()
+#: Outbox entries per transaction: one commit marker per this many records, and a bound on what
+#: a read_committed consumer waits for before it sees the first of them.
+_TXN_RECORDS = 5000
+#: A transaction not committed within this long (broker down) is abandoned: its producer is
+#: dropped and the next attempt starts a new one, whose start aborts what was left open.
+_TXN_TIMEOUT_S = 60.0
+#: After being fenced, a partition is left alone this long unless a rebalance hands it back:
+#: a zombie learns it lost its partitions within a heartbeat, and re-fencing the new owner in
+#: the meantime would only cost it a retry (correct, but noisy).
+_FENCED_HOLDOFF_S = 30.0
+#: The last committed record may sit behind commit markers and aborted batches: the tail is
+#: searched backwards in windows growing from this many offsets.
+_TAIL_WINDOW = 16
 
 
 class FlagPublisher:
@@ -46,77 +65,189 @@ class FlagPublisher:
         self.store = store
         self.outbox = outbox or store.keys.outbox
         self.key_field = key_field
-        # Its own idempotent producer: records are enqueued one by one in outbox order, which
-        # aiokafka keeps per partition (Faust's buffered send reordered the first records).
-        self.producer = new_producer(settings)
+        self._trim = store.client.register_script(_TRIM_SCRIPT)
+        #: partition -> the esn.seq last committed to it (by this producer or read from the tail).
         self.published: dict[int, int] = {}
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._fenced_until: dict[int, float] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._tail_reader: AIOKafkaConsumer | None = None
+
+    def transactional_id(self, partition: int) -> str:
+        """The id that fences every other publisher of this output partition."""
+        return f"{self.settings.app_id}-flags-{self.topic}-{partition}"
 
     async def start(self) -> None:
-        """Connect the producer."""
-        await self.producer.start()
+        """Nothing to connect yet: producers start per partition, at its first publish."""
 
     async def stop(self) -> None:
-        """Flush and close the producer."""
-        await self.producer.stop()
+        """Close every producer (no transaction is open between calls) and the tail reader."""
+        for partition in list(self._producers):
+            self._drop_producer(partition)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._tail_reader is not None:
+            reader, self._tail_reader = self._tail_reader, None
+            await reader.stop()
 
     def forget(self, partition: int) -> None:
-        """Another worker owns the partition now: re-read the topic's tail if it comes back."""
+        """Another worker owns the partition now: fence it and re-read the tail if it comes back."""
         self.published.pop(partition, None)
+        self._fenced_until.pop(partition, None)
+        self._drop_producer(partition)
 
     async def publish(self, partition: int) -> list[dict[str, Any]]:
-        """Send every pending record of one partition; returns what was sent."""
+        """Send every pending record of one partition; returns what was committed."""
+        if time.monotonic() < self._fenced_until.get(partition, 0.0):
+            return []
         outbox = self.outbox(partition)
-        if partition not in self.published:
-            self.published[partition] = await self.last_published_seq(partition)
         sent: list[dict[str, Any]] = []
         try:
             while True:
-                entries = [text(e) for e in await self.store.client.lrange(outbox, 0, _BATCH - 1)]
-                if not entries:
+                raw = await self.store.client.lrange(outbox, 0, _TXN_RECORDS - 1)
+                if not raw:
                     return sent
-                pending, last_seq = [], self.published[partition]
-                for entry in entries:
-                    seq_text, record = entry.split("\t", 1)
-                    seq = int(seq_text)
-                    if seq <= last_seq:
-                        continue  # sent before a crash, trimmed only now
-                    doc = jsonutil.loads(record)
-                    pending.append(
-                        await self.producer.send(
-                            self.topic,
-                            record.encode(),
-                            key=doc[self.key_field].encode(),
-                            partition=partition,
-                            headers=[(FLAG_SEQ, seq_text.encode())],
-                        )
+                producer = await self._producer(partition)
+                last_seq = self.published[partition]
+                pending = [
+                    (int(seq_text), record)
+                    for seq_text, record in (text(e).split("\t", 1) for e in raw)
+                    if int(seq_text) > last_seq  # sent before a crash, trimmed only now
+                ]
+                if pending:
+                    docs = await asyncio.wait_for(
+                        self._send_in_transaction(producer, partition, pending), _TXN_TIMEOUT_S
                     )
-                    sent.append(doc)
-                    last_seq = seq
-                await asyncio.gather(*pending)
-                self.published[partition] = last_seq
-                await self.store.client.ltrim(outbox, len(entries), -1)
+                    sent.extend(docs)
+                    self.published[partition] = pending[-1][0]
+                await self._trim(keys=[outbox], args=[self.published[partition]])
+                if len(raw) < _TXN_RECORDS:
+                    return sent
+        except ProducerFenced:
+            # A newer publisher of this partition started: it owns it and re-reads the tail.
+            log.warning(
+                "Flag publisher for %s[%d] fenced by a newer one; dropping the partition",
+                self.topic,
+                partition,
+            )
+            self.forget(partition)
+            self._fenced_until[partition] = time.monotonic() + _FENCED_HOLDOFF_S
+            return sent
+        except TimeoutError as exc:
+            self.forget(partition)
+            raise KafkaTimeoutError(
+                f"flag transaction on {self.topic}[{partition}] not committed within "
+                f"{_TXN_TIMEOUT_S:.0f} s"
+            ) from exc
         except BaseException:
-            # Some records may have reached the broker: re-read the topic's tail before the
-            # next attempt rather than guess, so that nothing is sent twice or skipped.
+            # The transaction may be half sent: drop its producer (the next one aborts what it
+            # left open) and re-read the committed tail before the next attempt.
             self.forget(partition)
             raise
 
-    async def last_published_seq(self, partition: int) -> int:
-        """The ``esn.seq`` of the last record in the output partition (0 when empty)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
-        await consumer.start()
-        await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
+    async def _send_in_transaction(
+        self, producer: AIOKafkaProducer, partition: int, pending: list[tuple[int, str]]
+    ) -> list[dict[str, Any]]:
+        """One transaction: every pending record, in order, then the commit."""
+        docs: list[dict[str, Any]] = []
+        deliveries = []
+        await producer.begin_transaction()
+        for seq, record in pending:
+            doc = jsonutil.loads(record)
+            deliveries.append(
+                await producer.send(
+                    self.topic,
+                    record.encode(),
+                    key=str(doc[self.key_field]).encode(),
+                    partition=partition,
+                    headers=[(FLAG_SEQ, str(seq).encode())],
+                )
+            )
+            docs.append(doc)
+        await asyncio.gather(*deliveries)
+        await producer.commit_transaction()
+        return docs
+
+    async def _producer(self, partition: int) -> AIOKafkaProducer:
+        """This partition's transactional producer; started (fencing older ones) on first use."""
+        producer = self._producers.get(partition)
+        if producer is not None:
+            return producer
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"{self.settings.app_id}-flags-{partition}",
+            transactional_id=self.transactional_id(partition),
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+        )
         try:
-            tp = TopicPartition(self.topic, partition)
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            if end == 0:
-                return 0
-            consumer.seek(tp, end - 1)
-            for _ in range(20):
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                for record in batch.get(tp, []):
-                    return int(dict(record.headers)[FLAG_SEQ])
-            raise RuntimeError(f"could not read the last record of {self.topic}[{partition}]")
-        finally:
-            await consumer.stop()
+            # Starting it gets the id's next epoch: older producers are fenced and their open
+            # transaction is resolved before this returns, so the tail read below is final.
+            await producer.start()
+            self.published[partition] = await self.last_published_seq(partition)
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producers[partition] = producer
+        return producer
+
+    def _drop_producer(self, partition: int) -> None:
+        producer = self._producers.pop(partition, None)
+        if producer is None:
+            return
+        # Closed in the background: forget() runs inside a rebalance callback that must not
+        # wait on a broker, and a fenced or abandoned producer can never commit anything.
+        task = asyncio.get_running_loop().create_task(_close_quietly(producer))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def last_published_seq(self, partition: int) -> int:
+        """The ``esn.seq`` of the last committed record in the output partition (0 when none)."""
+        reader = await self._reader()
+        tp = TopicPartition(self.topic, partition)
+        reader.assign([tp])
+        end = (await reader.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        high, window = end, _TAIL_WINDOW
+        while high > 0:
+            low = max(0, high - window)
+            last = await self._last_seq_between(reader, tp, low, high)
+            if last is not None:
+                return last
+            high, window = low, window * 4
+        return 0
+
+    async def _last_seq_between(
+        self, reader: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int
+    ) -> int | None:
+        """The last committed record's esn.seq in [low, high), or None if there is none."""
+        reader.seek(tp, low)
+        last: int | None = None
+        deadline = time.monotonic() + 30
+        while await reader.position(tp) < high:
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"could not read {self.topic}[{tp.partition}] to {high}")
+            batch = await reader.getmany(tp, timeout_ms=500)
+            for record in batch.get(tp, []):
+                if record.offset < high:
+                    last = int(dict(record.headers)[FLAG_SEQ])
+        return last
+
+    async def _reader(self) -> AIOKafkaConsumer:
+        if self._tail_reader is None:
+            reader = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                client_id=f"{self.settings.app_id}-flags-tail",
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+            )
+            await reader.start()
+            await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
+            self._tail_reader = reader
+        return self._tail_reader
+
+
+async def _close_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except (KafkaError, OSError) as exc:  # fenced or unreachable: nothing left to flush
+        log.debug("Closing a dropped flag producer: %s", exc)

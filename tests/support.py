@@ -269,7 +269,11 @@ async def read_topic(
 ) -> list[Any]:
     """Every record of a topic from the beginning, until ``expected`` arrived or timeout."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        # Flag topics are written in transactions: what a consumer may rely on is the committed.
+        isolation_level="read_committed",
     )
     await consumer.start()
     out: list[Any] = []

@@ -127,6 +127,24 @@ class LocalStack:
         """Start the local Redis on its configured port, with its existing data."""
         self._start_redis()
 
+    def start_kafka(self) -> None:
+        """Start the local broker on its configured port with its log dirs; wait until it serves."""
+        self._start_kafka()
+        self._wait_kafka_ready(timeout=90)
+
+    def send_signal(self, name: str, sig: signal.Signals) -> int | None:
+        """Send ``sig`` to the service this stack started (fault drills); its pid, or None when
+        it is not ours. After SIGKILL, returns once the process is gone."""
+        path = self._pid_file(name)
+        pid = self._read_pid(path)
+        if pid is None:
+            return None
+        os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            path.unlink(missing_ok=True)
+            self._wait_gone(pid, timeout=30)
+        return pid
+
     # --- Kafka --------------------------------------------------------------------------
 
     def _ensure_kafka_jars(self) -> None:
@@ -317,6 +335,13 @@ class LocalStack:
         if pid is None:
             return False
         os.kill(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, timeout):
+            os.kill(pid, signal.SIGKILL)
+        return True
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> bool:
+        """Wait for ``pid`` to exit (reaping it when it is our child); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -330,8 +355,7 @@ class LocalStack:
             except OSError:
                 return True
             time.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)
-        return True
+        return False
 
 
 def _kafka_cluster_id(seed: str) -> str:

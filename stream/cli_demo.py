@@ -25,9 +25,21 @@ from stream.stack import LocalStack, StackError
 
 
 @click.command()
-@click.option("--users", default=2000, show_default=True)
-@click.option("--days", default=120, show_default=True, help="History replayed first.")
-@click.option("--rate", default=50.0, show_default=True, help="Live events per second after.")
+@click.option("--users", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=120,
+    show_default=True,
+    help="History replayed first.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50.0,
+    show_default=True,
+    help="Live events per second after.",
+)
 @click.option(
     "--stackexchange",
     "dump",

@@ -170,6 +170,8 @@ class TestUsageErrors:
             (("inactive", "--format", "xml"), "'--format'"),
             (("generate", "--users", "-1"), "'--users'"),
             (("generate", "--days", "banana"), "'--days'"),
+            (("demo", "--users", "0"), "'--users'"),
+            (("demo", "--rate", "0"), "'--rate'"),
             (("produce", "--rate", "-5", "x.jsonl"), "'--rate'"),
             (("produce", "/no/such/file.jsonl"), "'FILE'"),
             (("report", "--from", "banana"), "'--from'"),

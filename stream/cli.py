@@ -232,9 +232,10 @@ def inactive(
         writer.writerow(["user_id", "last_seen", "created", "department", "flags", "owner",
                          "member", "follower"])  # fmt: skip
         for r in rows:
-            writer.writerow([r["user_id"], r["last_seen"] or "", r["created"],
-                             r["department"] or "", " ".join(r["flags"]), " ".join(r["owner"]),
-                             " ".join(r["member"]), " ".join(r["follower"])])  # fmt: skip
+            cells = [r["user_id"], r["last_seen"] or "", r["created"], r["department"] or "",
+                     " ".join(r["flags"]), " ".join(r["owner"]), " ".join(r["member"]),
+                     " ".join(r["follower"])]  # fmt: skip
+            writer.writerow([spreadsheet_safe(cell) for cell in cells])
     else:
         click.echo(f"{'user':12} {'last seen':24} {'created':24} {'department':14} owns")
         for r in rows:
@@ -243,6 +244,15 @@ def inactive(
                 f"{r['department'] or '-':14} {','.join(r['owner']) or '-'}"
             )
         click.echo(f"{len(rows)} users")
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading formula character gets a quote."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
 def _iso(ms: int) -> str:

@@ -186,7 +186,15 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
             "ESN_REDIS_URL is this deployment's Redis, rerun with ESN_DEBUG=1 and report it",
             ExitCode.FAILURE,
         )
-    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+    if isinstance(exc, KafkaTimeoutError):
+        # aiokafka also times out waiting for a topic's metadata: say both possible causes.
+        return (
+            f"Kafka at {kafka} did not answer in time ({_cause(exc)}): it is unreachable, or "
+            "a topic is missing and the broker does not create topics; check "
+            "ESN_KAFKA_BOOTSTRAP and ESN_TOPIC_PREFIX (esn-pulse stack up creates the topics)",
+            ExitCode.UNREACHABLE,
+        )
+    if isinstance(exc, KafkaConnectionError):
         return (
             f"Kafka unreachable at {kafka} ({_cause(exc)}); start it (esn-pulse stack up) or "
             "point ESN_KAFKA_BOOTSTRAP at a running broker",

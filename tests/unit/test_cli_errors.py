@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import click
 import pytest
-from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from pydantic import ValidationError
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -69,6 +69,12 @@ class TestDescribe:
         failure = describe(KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 2)]"))
         assert ExitCode.UNREACHABLE == failure.exit_code
         assert "Kafka unreachable at 127.0.0.1:2 (no bootstrap server answered)" in failure.message
+
+    def test_a_kafka_timeout_names_both_causes(self) -> None:
+        """A timeout may be an outage or a missing topic: code 3, both variables named."""
+        failure = describe(KafkaTimeoutError())
+        assert ExitCode.UNREACHABLE == failure.exit_code
+        assert "ESN_KAFKA_BOOTSTRAP" in failure.message and "ESN_TOPIC_PREFIX" in failure.message
 
     def test_other_server_errors_are_exit_1(self) -> None:
         """A server that answers with an error is a failure, not an outage."""

@@ -97,7 +97,8 @@ def redact_url(url: str) -> str:
 def one_line(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Whitespace collapsed, control characters escaped, secrets masked, length capped."""
     for secret in secrets:
-        if secret:
+        # A secret of a character or two would mask every occurrence of those letters.
+        if len(secret) >= 4:
             text = text.replace(secret, "***")
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m[0]):02x}", text)

@@ -25,22 +25,16 @@ from redis.exceptions import RedisError
 
 from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
 from stream.directory_fold import DirectoryFolder
+from stream.flags.cycle import FlagCycle
 from stream.fold import PartitionDelta
-from stream.inactivity import (
-    counting_types_from,
-    definitions_from,
-    parse_duration_ms,
-    threshold_label,
-)
+from stream.inactivity import counting_types_from
 from stream.logfilter import fold_library_repeats
 from stream.metrics import PipelineMetrics
 from stream.privacy import pseudonymizer_from
-from stream.publisher import FlagPublisher
+from stream.readiness import Readiness
 from stream.retry import StoppedWhileRetrying, until_redis_answers
 from stream.settings import Settings
 from stream.store import ApplyOutcome, RedisStore
-from stream.store.redis_store import text
-from stream.sweep import InactivitySweeper
 from stream.timebounds import TimeBounds
 from stream.topics import TopicNames
 
@@ -52,7 +46,6 @@ DeadLetterSink = Callable[[Reject], Awaitable[Any]]
 #: Kafka's committed offsets are only a hint (Redis fences are the truth); committing once a
 #: second keeps consumer-lag tooling accurate without a broker round trip per fetch.
 _COMMIT_INTERVAL_S = 1.0
-_KAFKA_PROBE_TIMEOUT_S = 10.0
 
 
 def new_activity_consumer(settings: Settings) -> AIOKafkaConsumer:
@@ -82,7 +75,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp in revoked:
                 self.ingest.fences.pop(tp.partition, None)
                 self.ingest.forget_partition(tp)
-                self.ingest.publisher.forget(tp.partition)
+                self.ingest.flags.forget(tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.ingest.seek_to_fences(assigned)
@@ -108,10 +101,7 @@ class ActivityIngest(Service):
         self.consumer = new_activity_consumer(settings)
         self.counting_types = counting_types_from(settings)
         self.pseudonymize = pseudonymizer_from(settings)
-        self.definitions = definitions_from(settings)
-        self.lateness_ms = parse_duration_ms(settings.allowed_lateness)
-        self.sweeper = InactivitySweeper(store, self.definitions)
-        self.publisher = FlagPublisher(settings, store)
+        self.flags = FlagCycle(settings, store, metrics)
         self.directory = DirectoryFolder(settings, store)
         self.apply_lock = asyncio.Lock()
         #: partition -> applied offset, as last read from or written to Redis.
@@ -120,15 +110,13 @@ class ActivityIngest(Service):
         self.generations: dict[int, int] = {}
         self.joined = asyncio.Event()
         self.redis_ok = False
-        self.kafka_ok = True
-        #: When the last batch was applied (or found applied): /ready's stall check.
-        self._last_progress = time.monotonic()
+        self.readiness = Readiness(settings.ready_stall_seconds)
         self._last_commit = 0.0
         self._max_event_ms = 0
 
     async def on_start(self) -> None:
         fold_library_repeats()  # Faust has set up its log handlers by now
-        await self.publisher.start()
+        await self.flags.start()
         self.consumer.subscribe([self.topics.activity], listener=_Rebalance(self))
         await self.consumer.start()
 
@@ -136,7 +124,7 @@ class ActivityIngest(Service):
         async with self.apply_lock:
             await self.commit_fences()
         await self.consumer.stop()
-        await self.publisher.stop()
+        await self.flags.stop()
 
     @Service.task
     async def _consume(self) -> None:
@@ -160,7 +148,7 @@ class ActivityIngest(Service):
                         await applying  # surfaces an error without waiting for the next fetch
                         applying = None
                     if applying is None and not self.records_waiting():
-                        self._last_progress = time.monotonic()  # idle, not stalled
+                        self.readiness.progressed()  # idle, not stalled
                 if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
                     async with self.apply_lock:
                         await self.commit_fences()
@@ -181,71 +169,17 @@ class ActivityIngest(Service):
                 break
             if self.joined.is_set():
                 try:
-                    await self.sweep()
+                    await self.flags.sweep(
+                        self.consumer.assignment, self.apply_lock, lambda: self.should_stop
+                    )
                 except (RedisError, OSError, KafkaError) as exc:
                     # Nothing is lost: the buffer and the outbox wait for the next sweep.
                     log.warning("Sweep incomplete (%s); retrying at the next one", exc)
 
-    async def sweep(self) -> None:
-        """Bring every owned partition's flags up to the clock, publish them, refresh gauges."""
-        for tp in sorted(self.consumer.assignment()):
-            watermark = await self._watermark(tp.partition)
-            if watermark is None:
-                continue
-            complete = False
-            while not complete and not self.should_stop:
-                # Bounded steps, the lock released between them: folding keeps its pace even
-                # while a backfill's worth of changes is being released.
-                async with self.apply_lock:
-                    if tp not in self.consumer.assignment():
-                        break
-                    complete = (await self.sweeper.release(tp.partition, watermark)).complete
-            async with self.apply_lock:
-                if tp not in self.consumer.assignment():
-                    continue
-                for record in await self.publisher.publish(tp.partition):
-                    self.metrics.flags.labels(record["kind"]).inc()
-                    if record["kind"] == "reactivated":
-                        self.metrics.reactivations.inc()
-        self.metrics.last_sweep_finished = time.time()
-        await self._refresh_user_gauges()
-
-    async def _watermark(self, partition: int) -> int | None:
-        """The clock's now minus the allowed lateness (event clock: highest event time seen)."""
-        if self.settings.clock == "event":
-            raw = await self.store.client.get(self.store.keys.watermark_source(partition))
-            if raw is None:
-                return None
-            return int(raw) - self.lateness_ms
-        return int(time.time() * 1000) - self.lateness_ms
-
-    async def _refresh_user_gauges(self) -> None:
-        counts = {
-            text(k): int(v)
-            for k, v in (await self.store.client.hgetall(self.store.keys.inactivity_counts)).items()
-        }
-        self.metrics.users_enabled.set(counts.get("enabled", 0))
-        self.metrics.users_never_active.set(counts.get("never_active", 0))
-        for threshold in self.definitions.thresholds_ms:
-            label = threshold_label(threshold)
-            self.metrics.users_inactive.labels(label).set(counts.get(f"inactive:{label}", 0))
-        # esn_active_users is set by the analytics refresh with the tiers (the same unions):
-        # computing the 30-day union every sweep blocked Redis for the fold.
-
     @Service.timer(5.0)
     async def _probe_kafka(self) -> None:
-        """Is the cluster answering? One log line when that changes, not one per failure."""
-        try:
-            await asyncio.wait_for(self.consumer.topics(), _KAFKA_PROBE_TIMEOUT_S)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            if self.kafka_ok:
-                log.warning("Kafka unreachable (%s); the worker waits for it", type(exc).__name__)
-            self.kafka_ok = False
-        else:
-            if not self.kafka_ok:
-                log.warning("Kafka answers again")
-            self.kafka_ok = True
-        self.metrics.kafka_up.set(1 if self.kafka_ok else 0)
+        up = await self.readiness.probe_kafka(self.consumer.topics)
+        self.metrics.kafka_up.set(1 if up else 0)
 
     def records_waiting(self) -> int:
         """Records between the owned partitions' fences and their ends, as last fetched."""
@@ -259,17 +193,8 @@ class ActivityIngest(Service):
 
     def not_ready_reasons(self, redis_answers: bool) -> list[str]:
         """Why this worker should get no traffic now (empty: ready)."""
-        reasons = []
-        if not self.kafka_ok:
-            reasons.append("Kafka unreachable")
-        if not redis_answers:
-            reasons.append("Redis unreachable")
-        if not self.joined.is_set():
-            reasons.append("no partitions assigned yet")
-        stalled = time.monotonic() - self._last_progress
-        if stalled > self.settings.ready_stall_seconds and self.records_waiting() > 0:
-            reasons.append(f"no batch applied for {stalled:.0f} s while records wait")
-        return reasons
+        self.readiness.assigned = self.joined.is_set()
+        return self.readiness.reasons(redis_answers, self.records_waiting())
 
     @Service.timer(5.0)
     async def _refresh_lag(self) -> None:
@@ -454,7 +379,7 @@ class ActivityIngest(Service):
             stopping=lambda: self.should_stop,
         )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._last_progress = time.monotonic()
+        self.readiness.progressed()
         self.redis_ok = True
         self.metrics.redis_up.set(1)
         return results

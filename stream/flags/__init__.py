@@ -1,0 +1,1 @@
+"""The flag lifecycle: who becomes inactive or never active, published exactly once."""

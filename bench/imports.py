@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -62,18 +61,34 @@ def write_as2_document(path: Path, megabytes: float) -> int:
     return number
 
 
+#: Runs a command and writes its peak RSS (KiB) on stderr. A child forked from a large process
+#: inherits that process's RSS high-water mark across exec, so the command is started from this
+#: small launcher, not from the caller (a benchmark or pytest of hundreds of MiB).
+_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "sys.stderr.write(f'{usage.ru_maxrss}\\n')\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def peak_rss(command: list[str], **options: Any) -> tuple[int, bytes, float]:
+    """(exit status, stdout, peak RSS in MiB) of ``command`` (options go to subprocess.run)."""
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, *command], capture_output=True,
+                          check=False, **options)  # fmt: skip
+    return done.returncode, done.stdout, int(done.stderr.split()[-1]) / 1024  # KiB on Linux
+
+
 def import_rss(path: Path, fmt: str = "activitystreams") -> tuple[float, int, float]:
     """(seconds, records read, peak RSS MiB) of ``esn-pulse import --dry-run`` in a subprocess."""
     command = [sys.executable, "-m", "stream.cli", "import", "--format", fmt, str(path),
                "--dry-run"]  # fmt: skip
     began = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = child.stdout.read() if child.stdout else b""
-    _, status, usage = os.wait4(child.pid, 0)
+    status, out, peak = peak_rss(command)
     seconds = time.perf_counter() - began
-    child.returncode = os.waitstatus_to_exitcode(status)
-    records = json.loads(out)["records_read"] if child.returncode == 0 else -1
-    return seconds, records, usage.ru_maxrss / 1024  # KiB on Linux
+    records = json.loads(out)["records_read"] if status == 0 else -1
+    return seconds, records, peak
 
 
 def baseline(path: Path) -> int:

@@ -48,6 +48,12 @@ class RebuildPlan:
     #: flagged partition -> last published sequence number (0 when none).
     flag_seqs: dict[int, int] = field(default_factory=dict)
     community_seq: int = 0
+    #: topic -> partitions on the broker (0 when the topic does not exist).
+    partitions: dict[str, int] = field(default_factory=dict)
+
+    def topic_partitions(self, topic: str) -> list[TopicPartition]:
+        """Every partition of a topic."""
+        return [TopicPartition(topic, p) for p in range(self.partitions.get(topic, 0))]
 
     @property
     def lost_records(self) -> int:
@@ -70,26 +76,27 @@ def kept(prefix: str, key: str) -> bool:
 async def plan_rebuild(settings: Settings, store: RedisStore) -> RebuildPlan:
     """Read (nothing written) what a rebuild of this deployment would do."""
     plan = RebuildPlan(groups=groups_of(settings))
+    topics = TopicNames.from_settings(settings)
+    names = [topics.activity, topics.directory, topics.flagged, topics.communities_flagged]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         plan.members = await _members(admin, list(plan.groups))
+        plan.partitions = await _partition_counts(admin, names)
     finally:
         await admin.close()
-    topics = TopicNames.from_settings(settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
     try:
-        await consumer.topics()  # fetches the metadata of topics this consumer never read
         for topic in (topics.activity, topics.directory):
-            for tp, first in (
-                await consumer.beginning_offsets(_partitions(consumer, topic))
-            ).items():
+            tps = plan.topic_partitions(topic)
+            for tp, first in (await consumer.beginning_offsets(tps)).items():
                 if first > 0:
                     plan.lost.append(Lost(topic, tp.partition, first))
-        plan.flag_seqs = await _last_seqs(consumer, topics.flagged)
-        plan.community_seq = (await _last_seqs(consumer, topics.communities_flagged)).get(0, 0)
+        plan.flag_seqs = await _last_seqs(consumer, plan.topic_partitions(topics.flagged))
+        community = plan.topic_partitions(topics.communities_flagged)
+        plan.community_seq = (await _last_seqs(consumer, community)).get(0, 0)
     finally:
         await consumer.stop()
     prefix = settings.redis_prefix
@@ -108,7 +115,7 @@ async def rebuild(settings: Settings, store: RedisStore, plan: RebuildPlan) -> i
     Each step can be repeated: a rebuild interrupted half-way is finished by running it again.
     """
     for group, topic in plan.groups.items():
-        await _rewind_group(settings, group, topic)
+        await _rewind_group(settings, group, plan.topic_partitions(topic))
     prefix, deleted, batch = settings.redis_prefix, 0, []
     async for raw in store.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else raw
@@ -131,22 +138,29 @@ async def rebuild(settings: Settings, store: RedisStore, plan: RebuildPlan) -> i
 
 
 async def _members(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, int]:
-    out = {group: 0 for group in groups}
-    for response in await admin.describe_consumer_groups(groups):
-        for described in response.groups:
-            # (error_code, group_id, state, protocol_type, protocol, members, ...)
-            out[described[1]] = len(described[5])
+    out = dict.fromkeys(groups, 0)
+    # One group per request: aiokafka 0.14 asks for DescribeGroups v3 but reads the reply as v2,
+    # which only holds for the last (here: the only) group of a reply.
+    for group in groups:
+        for response in await admin.describe_consumer_groups([group]):
+            for described in response.groups:
+                # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                out[described[1]] = len(described[5])
     return out
 
 
-def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    out = dict.fromkeys(topics, 0)
+    for described in await admin.describe_topics(topics):
+        if described["error_code"] == 0:
+            out[described["topic"]] = len(described["partitions"])
+    return out
 
 
-async def _last_seqs(consumer: AIOKafkaConsumer, topic: str) -> dict[int, int]:
+async def _last_seqs(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
     """partition -> ``esn.seq`` of its last record (0 for an empty partition)."""
-    await consumer.topics()  # fetches the metadata of topics this consumer never read
-    tps = _partitions(consumer, topic)
+    if not tps:
+        return {}
     ends = await consumer.end_offsets(tps)
     firsts = await consumer.beginning_offsets(tps)
     out = {tp.partition: 0 for tp in tps}
@@ -168,12 +182,12 @@ async def _last_seqs(consumer: AIOKafkaConsumer, topic: str) -> dict[int, int]:
             if await consumer.position(tp) >= ends[tp]:
                 pending.discard(tp)
     if pending:
-        raise TimeoutError(f"could not read the end of {topic} (partitions {sorted(pending)})")
+        raise TimeoutError(f"could not read the end of {sorted(pending)}")
     consumer.unsubscribe()
     return out
 
 
-async def _rewind_group(settings: Settings, group: str, topic: str) -> None:
+async def _rewind_group(settings: Settings, group: str, tps: list[TopicPartition]) -> None:
     """Commit the first retained offset of every partition for ``group`` (it has no members)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
@@ -181,8 +195,6 @@ async def _rewind_group(settings: Settings, group: str, topic: str) -> None:
     await consumer.start()
     await asyncio.sleep(0)
     try:
-        await consumer.topics()
-        tps = _partitions(consumer, topic)
         if not tps:
             return
         consumer.assign(tps)

@@ -126,6 +126,13 @@ class InactivitySweeper:
         due = {text(user): int(score) for user, score in due_raw}
         users = sorted({c.user_id for c in changes} | set(due))
         if not users:
+            if marker.released_ms is None or limit > marker.released_ms:
+                # Nothing changes up to the limit: the states hold there too. Recorded, so that
+                # a migration knows the instant they are as of (see migrate).
+                await self._commit(
+                    keys=self._commit_keys(partition),
+                    args=[""] * 8 + [str(partition), self.encoded, self.encoded, str(limit)],
+                )
             return ReleaseResult([], 0, complete)
         stored = await client.hmget(k.inactivity_states(partition), users)
         states = {u: decode_state(text(raw)) for u, raw in zip(users, stored, strict=True) if raw}

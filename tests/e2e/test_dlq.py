@@ -207,6 +207,46 @@ class TestReplayAfterAFix:
         assert 12 == await end_total(settings, names.activity)
 
 
+class TestDirectoryDeadLetters:
+    async def test_directory_dead_letters_replay_into_the_directory(
+        self, settings: Settings, store: RedisStore, worker_factory: Any
+    ) -> None:
+        """--directory reads esn.directory.v1.dlq and replays into the directory topic."""
+        from stream.store import DirectoryStore
+
+        names = TopicNames.from_settings(settings)
+        profile = {
+            "kind": "profile",
+            "user_id": "d1",
+            "status": "enabled",
+            "created": "2026-01-05T08:00:00Z",
+            "updated": "2026-01-05T08:00:00Z",
+        }
+        headers = dlq_headers("bad_time", "x", names.directory, 0, 4)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for _ in range(2):  # dead-lettered twice
+                await producer.send_and_wait(
+                    names.directory_dlq, jsonutil.dumps(profile), key=b"d1", headers=headers
+                )
+        finally:
+            await producer.stop()
+        worker = await worker_factory().started()
+
+        summary = esn(settings, "dlq", "--directory")
+        assert f"2 dead letters in {names.directory_dlq} (1 distinct" in summary.stdout
+        replay = esn(settings, "dlq", "replay", "--directory")
+        assert f"replayed 1 to {names.directory}, skipped 1 duplicates" in replay.stdout
+        assert 1 == await end_total(settings, names.directory)
+        directory = DirectoryStore(store)
+
+        async def folded() -> bool:
+            return await directory.profile("d1") is not None
+
+        await eventually(folded, 60, "replayed profile folded", worker.check_alive)
+
+
 class TestSinceAndHeaders:
     async def test_since_selects_by_when_a_record_was_dead_lettered(
         self, settings: Settings

@@ -395,3 +395,44 @@ class TestRefusedUntilRebuilt:
         assert 1 == result.returncode
         assert 1 == len(result.stderr.strip().splitlines()) and "stop every worker" in result.stderr
         assert b"41" == await store.client.get(fence)
+
+
+class TestRetention:
+    async def test_a_rebuild_says_what_retention_dropped_and_needs_consent(
+        self, base: Settings, store: RedisStore
+    ) -> None:
+        """Records deleted from the activity topic (as retention does) cannot be replayed: the
+        rebuild names them and refuses, in one line, unless --allow-loss."""
+        from aiokafka import TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+        events = list(generate_events(10, 5, START, seed=2))[:40]
+        await produce_raw(base, keyed(events))
+        topic = TopicNames.from_settings(base).activity
+        admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+        await admin.start()
+        try:
+            ends = await _ends(base, topic)
+            partition = max(ends, key=lambda p: ends[p])
+            await admin.delete_records({TopicPartition(topic, partition): RecordsToDelete(3)})
+        finally:
+            await admin.close()
+        await store.client.set(store.keys.fence(topic, partition), 10)
+
+        refused = esn(base, "rebuild", "--yes")
+        assert 1 == refused.returncode
+        assert 1 == len(refused.stderr.strip().splitlines())
+        assert f"{topic}[{partition}] <3" in refused.stderr and "--allow-loss" in refused.stderr
+        assert b"10" == await store.client.get(store.keys.fence(topic, partition))
+
+        done = esn(base, "rebuild", "--yes", "--allow-loss")
+        assert 0 == done.returncode, done.stderr
+        assert "3 records were beyond retention" in done.stdout
+        assert 0 == await store.client.exists(store.keys.fence(topic, partition))
+
+
+async def _ends(settings: Settings, topic: str) -> dict[int, int]:
+    from tests.support import EndOffsets
+
+    async with EndOffsets(settings, topic) as ends:
+        return await ends.get()

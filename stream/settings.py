@@ -37,6 +37,27 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Interface of the worker's web server.")
     web_port: int = Field(6066, description="Port of /metrics, /health and /ready.")
+    api_host: str = Field(
+        "127.0.0.1",
+        description="Interface of `esn-pulse api` (/api/v1); a non-loopback one needs API tokens.",
+    )
+    api_port: int = Field(6067, description="Port of `esn-pulse api`.")
+    api_tokens: SecretStr = Field(
+        SecretStr(""),
+        description="API bearer tokens as name:scope[,scope]:sha256-hex entries separated by "
+        "spaces or newlines (`esn-pulse api token` makes one); scopes: aggregate, people.",
+    )
+    api_tokens_file: str = Field(
+        "", description="A file of API token entries, one a line (# comments), read at start."
+    )
+    api_access_log: str = Field(
+        "",
+        description="JSON-lines file recording each people-scope API request (token name, route, "
+        "time, status); empty: the api process's stderr.",
+    )
+    api_cache_seconds: float = Field(
+        10.0, ge=0, description="How long the API reuses a /summary or /inactive computation."
+    )
     batch_max_records: int = Field(
         2000, ge=1, description="Most records folded into Redis in one fenced batch."
     )

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.timebounds import parse_duration_ms, parse_instant_ms
@@ -24,6 +24,30 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]."
     )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT",
+        pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512",
+        pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+        description="SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    kafka_sasl_username: str = Field("", description="SASL user of every Kafka client.")
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="SASL password of ESN_KAFKA_SASL_USERNAME; never printed."
+    )
+    kafka_ssl_cafile: str = Field(
+        "", description="CA bundle that verifies the brokers' certificates; empty: system CAs."
+    )
+    kafka_ssl_certfile: str = Field(
+        "", description="Client certificate (PEM) when the brokers ask for one (mutual TLS)."
+    )
+    kafka_ssl_keyfile: str = Field("", description="Private key (PEM) of ESN_KAFKA_SSL_CERTFILE.")
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to."
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for all state.")
     app_id: str = Field(
         "esn-pulse", description="Faust app id; also the prefix of the consumer group ids."
@@ -34,6 +58,18 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("esn:", description="Prepended to every Redis key.")
     activity_partitions: int = Field(
         12, ge=1, description="Partitions of the activity topic when ESN Pulse creates it."
+    )
+    topic_replication_factor: int = Field(
+        0,
+        ge=0,
+        description="Replicas of each topic ESN Pulse creates; 0: 3, or fewer on a smaller "
+        "cluster. More than the cluster's brokers is refused.",
+    )
+    topic_min_insync_replicas: int = Field(
+        0,
+        ge=0,
+        description="min.insync.replicas of each topic ESN Pulse creates; 0: the replication "
+        "factor minus one (at least 1).",
     )
     web_host: str = Field("127.0.0.1", description="Interface of the worker's web server.")
     web_port: int = Field(6066, description="Port of /metrics, /health and /ready.")
@@ -165,6 +201,30 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(
         9090, description="Port of the local Prometheus that `make run` starts (loopback)."
     )
+
+    @field_validator("kafka_sasl_password")
+    @classmethod
+    def _sasl_needs_credentials(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        # Without both, a SASL handshake fails at the broker with a less helpful message.
+        sasl = str(info.data.get("kafka_security_protocol", "")).startswith("SASL_")
+        if sasl and not (info.data.get("kafka_sasl_username") and value.get_secret_value()):
+            raise ValueError("a SASL_* protocol needs ESN_KAFKA_SASL_USERNAME and this password")
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _tls_file_needs_tls(cls, value: str, info: ValidationInfo) -> str:
+        # A TLS file with a plaintext protocol would silently connect unencrypted.
+        protocol = str(info.data.get("kafka_security_protocol", ""))
+        if value and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError("a Kafka TLS file needs protocol SSL or SASL_SSL")
+        if (
+            value
+            and info.field_name == "kafka_ssl_keyfile"
+            and not info.data.get("kafka_ssl_certfile")
+        ):
+            raise ValueError("a client key needs its certificate in ESN_KAFKA_SSL_CERTFILE")
+        return value
 
     @field_validator("min_event_time")
     @classmethod

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
 
 from stream import jsonutil
+from stream.clients import new_consumer, new_producer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text
@@ -173,8 +174,8 @@ class FlagPublisher:
         producer = self._producers.get(partition)
         if producer is not None:
             return producer
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        producer = new_producer(
+            self.settings,
             client_id=f"{self.settings.app_id}-flags-{partition}",
             transactional_id=self.transactional_id(partition),
             linger_ms=5,
@@ -234,8 +235,8 @@ class FlagPublisher:
 
     async def _reader(self) -> AIOKafkaConsumer:
         if self._tail_reader is None:
-            reader = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
+            reader = new_consumer(
+                self.settings,
                 client_id=f"{self.settings.app_id}-flags-tail",
                 isolation_level="read_committed",
                 enable_auto_commit=False,

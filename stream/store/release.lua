@@ -99,7 +99,7 @@ for _, line in ipairs(lines[5]) do
   seq = seq + 1
   redis.call('RPUSH', KEYS[4], seq .. '\t' .. line[1])
 end
-redis.call('SET', KEYS[5], seq)
+if #lines[5] > 0 then redis.call('SET', KEYS[5], seq) end
 for _, line in ipairs(lines[6]) do
   redis.call('HINCRBY', KEYS[6], line[1], line[2])
 end

@@ -128,7 +128,7 @@ class Drill:
         users: int = 300,
         days: int = 200,
         seed: int = 31,
-        rate: float = 4000,
+        rate: float | None = 4000,
     ) -> None:
         self.scenario = scenario
         self.stack = stack
@@ -150,6 +150,7 @@ class Drill:
         self.store = RedisStore.from_settings(self.settings)
         self.figures = Figures(scenario, events=len(self.events))
         self.fault_at: float | None = None
+        self.producing: asyncio.Task[int] | None = None
 
     # --- workers ----------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class Drill:
         producing = asyncio.create_task(
             produce_raw(self.settings, keyed(self.events), rate=self.rate)
         )
+        self.producing = producing
         try:
             await fault(self)
             await self._time_recovery()
@@ -319,6 +321,8 @@ class Drill:
                 await self.store.client.delete(key)
         finally:
             await self.store.close()
+        # Fewer logs for the next broker restart to recover.
+        await drop_topics(self.settings, (self.settings.topic_prefix, self.settings.app_id))
 
 
 # --- the faults ------------------------------------------------------------------------
@@ -365,10 +369,14 @@ async def redis_rollback(drill: Drill) -> None:
 
 async def broker_sigkill(drill: Drill) -> None:
     """SIGKILL the Kafka broker mid-stream and start it again on its log dirs."""
+    assert drill.producing is not None
+    await drill.producing  # the whole input is in the log: the backlog is what is mid-stream
     await drill.reached(0.4)
     pid = await asyncio.to_thread(drill.stack.send_signal, "kafka", signal.SIGKILL)
     assert pid is not None, "the chaos stack must own its broker (pid file in its state dir)"
     drill.mark_fault()
+    if await drill.applied() >= len(drill.events):
+        drill.figures.notes.append("the broker kill landed after the stream was folded")
     await asyncio.to_thread(drill.stack.start_kafka)
 
 
@@ -393,31 +401,45 @@ async def zombie(drill: Drill) -> None:
 
 
 async def rebalance_in_redis_outage(drill: Drill) -> None:
-    """Stop Redis, let a second worker join (the group rebalances while no fence can be read),
-    start Redis again."""
+    """Two workers; Redis stops; one of them dies and the group starts handing its partitions
+    to the other while no fence can be read (the survivor's revocation waits for its apply,
+    which waits for Redis); Redis starts again. A worker started while Redis is down waits for
+    it before it joins, so the rebalance comes from a member leaving."""
+    second = await drill.worker().started()
     await drill.reached(0.3)
     assert await asyncio.to_thread(drill.stack.stop_redis), "the chaos stack must own Redis"
     drill.mark_fault()
     try:
-        drill.worker().start()
+        drill.kill(second)
         await eventually(
-            lambda: _group_members(drill.settings, 2),
-            WAIT_S,
-            "two members in the activity group",
+            lambda: _rebalancing_without(drill.settings, 2),
+            60,
+            "the group rebalancing without the killed worker",
             drill.check_alive,
         )
     finally:
         await asyncio.to_thread(drill.stack.start_redis)
 
 
-#: name -> fault, in the order make chaos runs them.
-SCENARIOS: dict[str, Callable[[Drill], Awaitable[None]]] = {
-    "worker-sigkill-x3": worker_sigkills,
-    "redis-sigkill": redis_sigkill,
-    "redis-sigkill-older-aof": redis_rollback,
-    "broker-sigkill": broker_sigkill,
-    "zombie-worker": zombie,
-    "rebalance-redis-down": rebalance_in_redis_outage,
+@dataclass(frozen=True)
+class Scenario:
+    """A fault and the pace of the input it strikes."""
+
+    fault: Callable[[Drill], Awaitable[None]]
+    #: Events a second while the fault runs; None: the whole input at once, a backlog to fold.
+    rate: float | None = 4000
+
+
+#: name -> scenario, in the order make chaos runs them.
+SCENARIOS: dict[str, Scenario] = {
+    "worker-sigkill-x3": Scenario(worker_sigkills),
+    "redis-sigkill": Scenario(redis_sigkill),
+    "redis-sigkill-older-aof": Scenario(redis_rollback),
+    # A backlog, so that no producer of ours has to outlive the broker: the input stays exactly
+    # what the oracle was computed from.
+    "broker-sigkill": Scenario(broker_sigkill, rate=None),
+    "zombie-worker": Scenario(zombie),
+    "rebalance-redis-down": Scenario(rebalance_in_redis_outage),
 }
 
 
@@ -425,9 +447,10 @@ async def run_scenario(
     base: Settings, stack: LocalStack, log_dir: Path, name: str, **workload: Any
 ) -> Figures:
     """Run one named drill from start to judgement, cleaning up after it."""
-    drill = Drill(base, stack, log_dir, name, **workload)
+    scenario = SCENARIOS[name]
+    drill = Drill(base, stack, log_dir, name, rate=scenario.rate, **workload)
     try:
-        return await drill.run(SCENARIOS[name])
+        return await drill.run(scenario.fault)
     finally:
         await drill.close()
 
@@ -540,6 +563,18 @@ async def _directory_folded(worker: WorkerProcess, count: int) -> bool:
     )
 
 
+async def drop_topics(settings: Settings, prefixes: tuple[str, ...]) -> None:
+    """Delete the topics whose names start with one of ``prefixes``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()
+
+
 def _sweep_age(worker: WorkerProcess) -> float:
     """The worker's esn_sweep_age_seconds (infinite when it does not answer)."""
     _, body = worker.get("/metrics")
@@ -549,18 +584,24 @@ def _sweep_age(worker: WorkerProcess) -> float:
     return float("inf")
 
 
-async def _group_members(settings: Settings, count: int) -> bool:
-    """True when the activity consumer group is stable with ``count`` members."""
+async def _group_state(settings: Settings) -> tuple[str, int]:
+    """The activity consumer group's state and member count."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         for response in await admin.describe_consumer_groups([f"{settings.app_id}-activity"]):
             for _, _, state, _, _, members, *_ in response.groups:
-                if state == "Stable" and len(members) == count:
-                    return True
-        return False
+                return str(state), len(members)
+        return "", 0
     finally:
         await admin.close()
+
+
+async def _rebalancing_without(settings: Settings, members: int) -> bool:
+    """True once the group is no longer stable with ``members``: a member left, a rebalance
+    began (it completes once every member rejoined, which waits for Redis here)."""
+    state, count = await _group_state(settings)
+    return state != "Stable" or count < members
 
 
 __all__ = ["SCENARIOS", "Drill", "Figures", "Transition", "run_scenario"]

@@ -115,15 +115,17 @@ def _servers() -> tuple[str, str, tuple[str, ...]]:
         settings = get_settings()
         kafka, redis_url = settings.kafka_bootstrap, settings.redis_url
         key = settings.pseudonymize_key.get_secret_value()
+        redis_password = settings.redis_password.get_secret_value()
     except Exception:  # settings that do not parse are reported on their own
         kafka = os.environ.get("ESN_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
         redis_url = os.environ.get("ESN_REDIS_URL", "redis://127.0.0.1:6379/0")
         key = os.environ.get("ESN_PSEUDONYMIZE_KEY", "")
+        redis_password = os.environ.get("ESN_REDIS_PASSWORD", "")
     try:
         password = urlsplit(redis_url).password or ""
     except ValueError:
         password = ""
-    return kafka, redact_url(redis_url), (password, key)
+    return kafka, redact_url(redis_url), (password, key, redis_password)
 
 
 def _cut(text: str, limit: int = _MAX_LINE // 2) -> str:
@@ -154,7 +156,7 @@ def describe(exc: BaseException) -> Failure:
 def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]:
     from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
     from pydantic import ValidationError
-    from redis.exceptions import AuthenticationError, RedisError
+    from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -172,13 +174,20 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
     if isinstance(exc, AuthenticationError):
         return (
             f"Redis at {redis_url} refused the credentials ({_cause(exc)}); "
-            "check the user and password in ESN_REDIS_URL",
+            "check ESN_REDIS_USERNAME and ESN_REDIS_PASSWORD (or the URL's user and password)",
             ExitCode.UNREACHABLE,
         )
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         return (
             f"Redis unreachable at {redis_url} ({_cause(exc)}); start it (esn-pulse stack up) "
             "or point ESN_REDIS_URL at a running Redis",
+            ExitCode.UNREACHABLE,
+        )
+    # A script refused a key reports a plain error reply, not NOPERM.
+    if isinstance(exc, NoPermissionError) or "can't access at least one of the keys" in str(exc):
+        return (
+            f"Redis at {redis_url} denied a command to this user ({_cause(exc)}); grant the "
+            "ACL in docs/operations/security.md",
             ExitCode.UNREACHABLE,
         )
     if isinstance(exc, RedisError):

@@ -48,7 +48,24 @@ class Settings(BaseSettings):
     kafka_ssl_check_hostname: bool = Field(
         True, description="Check that a broker's certificate names the host connected to."
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for all state.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        repr=False,  # may hold a password: never in a repr or a log line
+        description="Redis URL for all state; rediss:// for TLS. A secret: never printed.",
+    )
+    redis_username: str = Field(
+        "", description="Redis ACL user (overrides the URL's); empty: the URL's or default."
+    )
+    redis_password: SecretStr = Field(
+        SecretStr(""), description="Redis password (overrides the URL's); empty: the URL's."
+    )
+    redis_tls_cafile: str = Field(
+        "", description="CA bundle that verifies Redis's TLS certificate (rediss://)."
+    )
+    redis_tls_certfile: str = Field(
+        "", description="Client certificate for Redis TLS (when Redis asks for one)."
+    )
+    redis_tls_keyfile: str = Field("", description="Private key of ESN_REDIS_TLS_CERTFILE.")
     app_id: str = Field(
         "esn-pulse", description="Faust app id; also the prefix of the consumer group ids."
     )
@@ -224,6 +241,14 @@ class Settings(BaseSettings):
             and not info.data.get("kafka_ssl_certfile")
         ):
             raise ValueError("a client key needs its certificate in ESN_KAFKA_SSL_CERTFILE")
+        return value
+
+    @field_validator("redis_tls_cafile", "redis_tls_certfile", "redis_tls_keyfile")
+    @classmethod
+    def _tls_needs_rediss(cls, value: str, info: ValidationInfo) -> str:
+        # A TLS file with a plain redis:// URL would silently connect unencrypted.
+        if value and not str(info.data.get("redis_url", "")).startswith("rediss://"):
+            raise ValueError("a Redis TLS file needs a rediss:// ESN_REDIS_URL")
         return value
 
     @field_validator("min_event_time")

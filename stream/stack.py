@@ -21,8 +21,10 @@ from pathlib import Path
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from stream.cli_errors import redact_url
 from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
+from stream.store.connection import connection_options
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -111,7 +113,11 @@ class LocalStack:
     def redis_up(self) -> bool:
         """True when the configured Redis answers PING."""
         try:
-            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=0.5)
+            client = redis.Redis.from_url(
+                self.settings.redis_url,
+                **connection_options(self.settings),
+                socket_connect_timeout=0.5,
+            )
             try:
                 return bool(client.ping())
             finally:
@@ -284,7 +290,8 @@ class LocalStack:
         host, port = self.settings.redis_host_port
         if host not in _LOOPBACK:
             raise StackError(
-                f"Redis at {self.settings.redis_url} does not answer; a local Redis is only "
+                f"Redis at {redact_url(self.settings.redis_url)} does not answer; a local "
+                "Redis is only "
                 "started on loopback."
             )
         self.redis_home.mkdir(parents=True, exist_ok=True)

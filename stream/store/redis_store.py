@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from stream.events import COUNTED_TYPES
 from stream.fold import MS_PER_DAY, PartitionDelta
 from stream.settings import Settings
+from stream.store.connection import connection_options
 from stream.store.keys import RedisKeys
 
 #: 1-based slot of each counted type in a packed user record.
@@ -93,6 +94,7 @@ class RedisStore:
         """A store on a new pool; connection errors surface on first use, not here."""
         client = aioredis.Redis.from_url(
             settings.redis_url,
+            **connection_options(settings),
             socket_connect_timeout=2,
             socket_timeout=10,
             health_check_interval=5,

@@ -22,9 +22,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from stream import jsonutil
+from stream.clients import new_admin
 from stream.generator import generate_events, live_events
 from stream.inactivity import definitions_from
 from stream.kafka_admin import ensure_topics
@@ -223,7 +222,7 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 
 
 async def drop_topics(settings: Settings, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = new_admin(settings)
     await admin.start()
     try:
         ours = [t for t in await admin.list_topics() if t.startswith(prefix)]

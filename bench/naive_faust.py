@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from stream.batch import fold_fetch
+from stream.clients import faust_broker_options
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import TopicNames
@@ -20,7 +21,7 @@ from stream.topics import TopicNames
 settings = Settings()
 app = faust.App(
     f"{settings.app_id}-naive",
-    broker=f"kafka://{settings.kafka_bootstrap}",
+    **faust_broker_options(settings),
     web_enabled=False,
     store="memory://",
     topic_allow_declare=False,

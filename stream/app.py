@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from stream.analytics.refresh import AnalyticsRefresher
 from stream.api import register_api
 from stream.batch import Reject
+from stream.clients import faust_broker_options
 from stream.directory_fold import DirectoryFolder
 from stream.inactivity import definitions_from
 from stream.ingest import ActivityIngest
@@ -51,7 +52,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker_options(settings),  # the broker URL and its TLS/SASL credentials
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_host=settings.web_host,

@@ -205,6 +205,9 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
             ExitCode.UNREACHABLE,
         )
     if isinstance(exc, KafkaConnectionError):
+        refused = _kafka_refused()
+        if refused:
+            return refused, ExitCode.UNREACHABLE
         return (
             f"Kafka unreachable at {kafka} ({_cause(exc)}); start it (esn-pulse stack up) or "
             "point ESN_KAFKA_BOOTSTRAP at a running broker",
@@ -241,6 +244,20 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
         "the traceback and report it",
         ExitCode.FAILURE,
     )
+
+
+def _kafka_refused() -> str | None:
+    """Whether Kafka refused this client's password or certificate (aiokafka only says that
+    no server answered); None when it did not, or when that cannot be found out."""
+    import asyncio
+
+    try:
+        from stream.clients import security_failure
+        from stream.settings import get_settings
+
+        return asyncio.run(security_failure(get_settings()))
+    except Exception:  # bad settings, or a running loop: the plain line is said instead
+        return None
 
 
 def _invalid_setting(exc: Any) -> str:

@@ -13,9 +13,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from stream.batch import RawRecord, Reject
+from stream.clients import new_consumer
 from stream.directory import MembershipV1, ProfileV1, decode_directory, pseudonymized_record
 from stream.events import InvalidEvent
 from stream.privacy import pseudonymizer_from
@@ -88,9 +89,7 @@ class DirectoryFolder:
             return 0
         topic = TopicNames.from_settings(self.settings).directory
         tps = [TopicPartition(topic, p) for p in partitions]
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False
-        )
+        consumer = new_consumer(self.settings, enable_auto_commit=False)
         await consumer.start()
         await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
         folded = 0

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.clients import new_consumer
 from stream.settings import Settings
 from stream.topics import (
     DLQ_DETAIL,
@@ -183,8 +184,8 @@ async def read_dead_letters(
     Records written while the read runs (a replay's records rejected again) are not read, so
     a replay cannot loop on its own output.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = new_consumer(
+        settings,
         client_id=f"{settings.app_id}-dlq-reader",
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -24,6 +24,7 @@ from mode import Service
 from redis.exceptions import RedisError
 
 from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
+from stream.clients import new_consumer
 from stream.directory_fold import DirectoryFolder
 from stream.flags.cycle import FlagCycle
 from stream.fold import PartitionDelta
@@ -50,8 +51,8 @@ _COMMIT_INTERVAL_S = 1.0
 
 def new_activity_consumer(settings: Settings) -> AIOKafkaConsumer:
     """The consumer of the activity topic, sized for batch folding."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    return new_consumer(
+        settings,
         group_id=f"{settings.app_id}-activity",
         client_id=f"{settings.app_id}-activity",
         enable_auto_commit=False,

@@ -14,9 +14,9 @@ import logging
 import signal
 
 from aiohttp import web
-from aiokafka.client import AIOKafkaClient
 
 from stream.cli_errors import redact_url
+from stream.clients import new_client, security_failure
 from stream.settings import Settings
 from stream.store import RedisStore
 
@@ -30,12 +30,15 @@ _PROBE_TIMEOUT_S = 10.0
 
 async def kafka_unreachable(settings: Settings) -> str | None:
     """Why the brokers cannot be used, or None when one answers a metadata request."""
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    client = new_client(settings, request_timeout_ms=5000)
     try:
         await asyncio.wait_for(client.bootstrap(), _PROBE_TIMEOUT_S)
         return None
     except Exception as exc:  # every failure to reach it is the same answer: not yet
-        return f"Kafka at {settings.kafka_bootstrap} unreachable ({type(exc).__name__})"
+        # ... but a refused password or certificate is said as such: no outage to wait out,
+        # yet retried all the same (the broker's user or ACL may be created after the worker).
+        refused = await security_failure(settings)
+        return refused or f"Kafka at {settings.kafka_bootstrap} unreachable ({type(exc).__name__})"
     finally:
         with contextlib.suppress(Exception):
             await client.close()

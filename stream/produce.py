@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from stream import jsonutil
+from stream import clients, jsonutil
 from stream.decode import decode_activity
 from stream.directory import decode_directory
 from stream.events import InvalidEvent
@@ -32,8 +32,8 @@ class ProduceSummary:
 
 def new_producer(settings: Settings) -> AIOKafkaProducer:
     """An idempotent producer: broker-side retries never duplicate a record."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    return clients.new_producer(
+        settings,
         client_id=f"{settings.app_id}-producer",
         acks="all",
         enable_idempotence=True,
@@ -151,7 +151,7 @@ async def produce_events(
 async def topic_is_empty(settings: Settings) -> bool:
     """True when the activity topic holds no record (a fresh deployment)."""
     topic = TopicNames.from_settings(settings).activity
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = clients.new_consumer(settings)
     await consumer.start()
     await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never got to run
     try:

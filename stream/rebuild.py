@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from stream.clients import new_admin, new_consumer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import FLAG_SEQ, TopicNames
@@ -78,14 +79,14 @@ async def plan_rebuild(settings: Settings, store: RedisStore) -> RebuildPlan:
     plan = RebuildPlan(groups=groups_of(settings))
     topics = TopicNames.from_settings(settings)
     names = [topics.activity, topics.directory, topics.flagged, topics.communities_flagged]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = new_admin(settings)
     await admin.start()
     try:
         plan.members = await _members(admin, list(plan.groups))
         plan.partitions = await _partition_counts(admin, names)
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = new_consumer(settings)
     await consumer.start()
     await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
     try:
@@ -189,9 +190,7 @@ async def _last_seqs(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> d
 
 async def _rewind_group(settings: Settings, group: str, tps: list[TopicPartition]) -> None:
     """Commit the first retained offset of every partition for ``group`` (it has no members)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
+    consumer = new_consumer(settings, group_id=group, enable_auto_commit=False)
     await consumer.start()
     await asyncio.sleep(0)
     try:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.cli_errors import redact_url
+from stream.clients import new_admin
 from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
 from stream.store.connection import connection_options
@@ -44,6 +44,45 @@ class ServiceStatus:
     managed_pid: int | None
 
 
+@dataclass(frozen=True)
+class SaslSslListener:
+    """An extra SASL_SSL listener on the local broker, with SCRAM users made at format time.
+
+    The broker's own traffic (controller, inter-broker) stays PLAINTEXT on loopback; clients
+    pointed at this port must speak TLS and authenticate as one of ``scram_users``.
+    """
+
+    port: int
+    #: PKCS12 keystore holding the broker's key and certificate (signed by the clients' CA).
+    keystore: Path
+    keystore_password: str
+    #: (name, password): each gets SCRAM-SHA-256 and SCRAM-SHA-512 credentials.
+    scram_users: tuple[tuple[str, str], ...]
+
+    def properties(self) -> list[str]:
+        """server.properties lines enabling this listener."""
+        prefix = "listener.name.sasl_ssl"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return [
+            "inter.broker.listener.name=PLAINTEXT",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256",
+            f"{prefix}.scram-sha-512.sasl.jaas.config={scram}",
+            f"{prefix}.scram-sha-256.sasl.jaas.config={scram}",
+            f"{prefix}.ssl.keystore.type=PKCS12",
+            f"{prefix}.ssl.keystore.location={self.keystore}",
+            f"{prefix}.ssl.keystore.password={self.keystore_password}",
+        ]
+
+    def format_arguments(self) -> list[str]:
+        """kafka-storage format options that store the SCRAM credentials before first start."""
+        return [
+            argument
+            for name, password in self.scram_users
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+            for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when something accepts TCP connections at host:port."""
     try:
@@ -56,8 +95,9 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 class LocalStack:
     """Starts, checks and stops the local Kafka and Redis for one settings object."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sasl_ssl: SaslSslListener | None = None) -> None:
         self.settings = settings
+        self.sasl_ssl = sasl_ssl
         self.root = settings.state_dir.resolve()
         self.kafka_home = self.root / "kafka"
         self.kafka_libs = self.kafka_home / f"libs-{settings.kafka_version}"
@@ -188,16 +228,23 @@ class LocalStack:
         controller_port = port + 1
         data = self.kafka_home / f"data-{port}"
         config = self.kafka_home / f"server-{port}.properties"
+        listeners = f"PLAINTEXT://127.0.0.1:{port}"
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        secure = self.sasl_ssl.properties() if self.sasl_ssl else []
+        if self.sasl_ssl:
+            listeners += f",SASL_SSL://127.0.0.1:{self.sasl_ssl.port}"
+            protocols += ",SASL_SSL:SASL_SSL"
         config.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                    f"listeners={listeners},CONTROLLER://127.0.0.1:{controller_port}",
+                    f"advertised.listeners={listeners}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"listener.security.protocol.map={protocols}",
+                    *secure,
                     f"log.dirs={data}",
                     f"num.partitions={self.settings.activity_partitions}",
                     "offsets.topic.replication.factor=1",
@@ -217,7 +264,8 @@ class LocalStack:
             cluster_id = str(uuid.uuid4())
             subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format", "-t",
-                 _kafka_cluster_id(cluster_id), "-c", str(config)],
+                 _kafka_cluster_id(cluster_id), "-c", str(config),
+                 *(self.sasl_ssl.format_arguments() if self.sasl_ssl else [])],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
         return config
@@ -264,7 +312,9 @@ class LocalStack:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                asyncio.run(_kafka_metadata_ok(self.settings.kafka_bootstrap))
+                asyncio.run(_kafka_metadata_ok(self.settings))
+                if self.sasl_ssl and not port_open("127.0.0.1", self.sasl_ssl.port):
+                    raise StackError(f"SASL_SSL listener {self.sasl_ssl.port} not open yet")
                 return
             except Exception as exc:  # any failure means "not yet": retry until the deadline
                 last_error = exc
@@ -370,8 +420,8 @@ def _kafka_cluster_id(seed: str) -> str:
     return base64.urlsafe_b64encode(uuid.UUID(seed).bytes).decode().rstrip("=")
 
 
-async def _kafka_metadata_ok(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+async def _kafka_metadata_ok(settings: Settings) -> None:
+    admin = new_admin(settings, request_timeout_ms=5000)
     await admin.start()
     try:
         await admin.list_topics()

@@ -19,9 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from stream import jsonutil
+from stream.clients import new_consumer, new_producer
 from stream.events import COUNTED_TYPES, EVENT_TYPES, NO_OBJECT, OBJECT_TYPES, OTHER
 from stream.fold import MS_PER_DAY, utc_day
 from stream.settings import Settings
@@ -212,9 +213,7 @@ async def produce_raw(
 ) -> int:
     """Send (key, value) pairs exactly as given (bad ones included), to the activity topic."""
     topic = topic or TopicNames.from_settings(settings).activity
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, enable_idempotence=True
-    )
+    producer = new_producer(settings, linger_ms=5, enable_idempotence=True)
     await producer.start()
     sent = 0
     started = time.monotonic()
@@ -247,7 +246,7 @@ class EndOffsets:
     def __init__(self, settings: Settings, topic: str) -> None:
         self.topic = topic
         self.partitions = range(settings.activity_partitions)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        self.consumer = new_consumer(settings)
 
     async def __aenter__(self) -> EndOffsets:
         await self.consumer.start()
@@ -268,9 +267,9 @@ async def read_topic(
     settings: Settings, topic: str, expected: int, timeout: float = 60
 ) -> list[Any]:
     """Every record of a topic from the beginning, until ``expected`` arrived or timeout."""
-    consumer = AIOKafkaConsumer(
+    consumer = new_consumer(
+        settings,
         topic,
-        bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         # Flag topics are written in transactions: what a consumer may rely on is the committed.
         isolation_level="read_committed",

@@ -55,6 +55,10 @@ bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), swee
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.imports
 
+.PHONY: chaos
+chaos: install ## Fault drills (SIGKILL worker/Redis/broker, zombie, Redis down) and 2 min of overload: figures
+	$(BIN)/python -m bench.chaos
+
 .PHONY: manifests
 manifests: install ## Regenerate deploy/k8s's PrometheusRule and dashboard ConfigMap from their sources
 	$(BIN)/python deploy/k8s/render.py

@@ -35,6 +35,14 @@ def _row(f: Figures) -> str:
     )
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[0] if lines else ""
+    if len(lines) > 1:
+        detail += f" ... {lines[-1]}"
+    return f"{type(exc).__name__}: {detail}"[:400]
+
+
 _HEADER = (
     f"{'scenario':26} {'events':>7} {'lost':>5} {'double':>7} {'flags':>6} {'dup':>5} "
     f"{'missing':>7} {'seq':>4} {'recovery':>9} {'RSS MiB':>8} {'Redis MiB':>9}"
@@ -67,14 +75,23 @@ async def main(args: argparse.Namespace) -> int:
         print(_HEADER)
         for name in args.only or list(SCENARIOS):
             began = time.monotonic()
-            figures = await run_scenario(base, stack, log_dir, name)
+            try:
+                figures = await run_scenario(base, stack, log_dir, name)
+            except Exception as exc:  # a drill that breaks is reported, the others still run
+                exact = False
+                print(f"{name:26} failed: {_one_line(exc)}", flush=True)
+                continue
             exact &= figures.exact
             print(_row(figures), f"({time.monotonic() - began:.0f}s)", flush=True)
             for note in figures.notes:
                 print(f"    {note}")
         if args.load_seconds > 0:
             print(f"\n# bounded under load: {args.load_seconds:.0f}s at 2x the fold rate")
-            load = await bounded_under_load(base, log_dir, seconds=args.load_seconds)
+            try:
+                load = await bounded_under_load(base, log_dir, seconds=args.load_seconds)
+            except Exception as exc:
+                print(f"bounded under load failed: {_one_line(exc)}")
+                return 1
             for line in load.lines():
                 print(line)
             exact &= load.counted == load.produced

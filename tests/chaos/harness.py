@@ -198,34 +198,33 @@ class Drill:
 
     async def run(self, fault: Callable[[Drill], Awaitable[None]]) -> Figures:
         """Directory, then events paced at ``rate`` while ``fault`` runs; judge the outcome."""
-        await ensure_topics(self.settings)
-        first = await self.worker().started()
-        await produce_raw(
-            self.settings,
-            [(d["user_id"].encode(), jsonutil.dumps(d)) for d in self.directory],
-            topic=self.topics.directory,
-        )
-        await eventually(
-            lambda: _directory_folded(first, len(self.directory)),
-            60,
-            "directory folded",
-            self.check_alive,
-        )
-        producing = asyncio.create_task(
-            produce_raw(self.settings, keyed(self.events), rate=self.rate)
-        )
-        self.producing = producing
         try:
+            await ensure_topics(self.settings)
+            first = await self.worker().started()
+            await produce_raw(
+                self.settings,
+                [(d["user_id"].encode(), jsonutil.dumps(d)) for d in self.directory],
+                topic=self.topics.directory,
+            )
+            await eventually(
+                lambda: _directory_folded(first, len(self.directory)),
+                60,
+                "directory folded",
+                self.check_alive,
+            )
+            self.producing = asyncio.create_task(
+                produce_raw(self.settings, keyed(self.events), rate=self.rate)
+            )
             await fault(self)
             await self._time_recovery()
-            await producing
+            await self.producing
             await self._wait_applied()
             await self._wait_published()
         except AssertionError as exc:
-            self.figures.notes.append(str(exc).splitlines()[0][:300])
+            self.figures.notes.append(_note(exc))
         finally:
-            if not producing.done():
-                producing.cancel()
+            if self.producing is not None and not self.producing.done():
+                self.producing.cancel()
         await self.judge()
         return self.figures
 
@@ -529,6 +528,15 @@ def seq_errors(records: list[Any]) -> int:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _note(exc: BaseException) -> str:
+    """An assertion as one line: what timed out or failed, and the last line of its detail
+    (a worker's exit names its error there)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0][:300] + (f" ... {lines[-1][:300]}" if len(lines) > 1 else "")
 
 
 def _shuffled_within_hours(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

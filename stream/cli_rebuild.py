@@ -24,10 +24,12 @@ def check_deployment(settings: Settings) -> None:
     The first worker of a deployment registers its configuration; later ones must match it in
     what cannot be migrated (user buckets, counted activity types). Waits while Redis is away.
     """
+    from stream.cli_params import configured_definitions
     from stream.retry import until_redis_answers
     from stream.store import RedisStore
     from stream.store.definitions_store import DefinitionsStore
 
+    configured_definitions(settings)  # a setting that does not parse: its own one line, exit 5
     configured = deployment_record_from(settings)
 
     async def register() -> DeploymentRecord:

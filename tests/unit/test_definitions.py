@@ -19,6 +19,7 @@ from stream.inactivity import (
     Change,
     Definitions,
     InactivityMachine,
+    Seen,
     Transition,
     next_crossing,
 )
@@ -101,8 +102,6 @@ class TestMigrationMatchesARunUnderTheNewDefinitions:
 
     def test_a_removed_threshold_is_withdrawn_once_with_its_threshold(self) -> None:
         """Held 30d and 90d, keeps 30d: one withdrawal naming 90d, at the released instant."""
-        from tests.unit.test_inactivity import Seen
-
         old, new = defs(30, 90), defs(30)
         machine, _ = machine_at([Seen(0, "u")], old, 100 * D)
         plan = migrate_partition(machine.states, machine.due, old, new, 100 * D)

@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from stream.analytics.refresh import AnalyticsRefresher
-from stream.api import register_api
 from stream.batch import Reject
 from stream.clients import faust_broker_options
 from stream.directory_fold import DirectoryFolder
@@ -64,6 +63,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # default would hold a restarted worker's startup (and readiness) for a minute.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        # /metrics, /health and /ready only: Faust's router, table, graph and stats pages would
+        # show table contents and topology; /api/v1 is esn-pulse api's (stream/api/).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
     )
     app.pipeline = pipeline  # type: ignore[attr-defined]
     dead_letters = app.topic(
@@ -121,7 +126,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 pipeline.metrics.directory_records.labels(done.kind).inc()
 
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="faust")
-    register_api(app, settings, pipeline.store)
     analytics = AnalyticsRefresher(
         settings, pipeline.store, pipeline.metrics, definitions_from(settings)
     )

@@ -17,6 +17,7 @@ import click
 
 from stream import (
     cli_analytics,
+    cli_api,
     cli_demo,
     cli_dlq,
     cli_import,
@@ -266,6 +267,7 @@ cli_import.register(main)
 cli_dlq.register(main)
 cli_rebuild.register(main)
 cli_demo.register(main)
+cli_api.register(main)
 
 
 if __name__ == "__main__":

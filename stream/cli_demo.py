@@ -67,6 +67,7 @@ def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
     stack_ = LocalStack(settings)
     started: list[str] = []
     worker_proc: subprocess.Popen[bytes] | None = None
+    api_proc: subprocess.Popen[bytes] | None = None
     prometheus: Any = None
     try:
         started = stack_.up()
@@ -80,10 +81,19 @@ def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
         )
         base_url = f"http://{settings.web_host}:{settings.web_port}"
         _wait_ready(f"{base_url}/ready", worker_proc)
+        # /api/v1 is its own process; without ESN_API_TOKENS* it answers on loopback only.
+        api_proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "api"],
+            stdout=(Path(settings.state_dir) / "api.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        _wait_ready(f"{api_url}/ready", api_proc, what="api")
         prometheus = _start_prometheus(settings)
         prometheus_url = prometheus.url
         if dump is not None:
-            _demo_real(settings, dump, base_url, prometheus_url, log_path)  # until Ctrl-C
+            _demo_real(settings, dump, api_url, prometheus_url, log_path)  # until Ctrl-C
         elif asyncio.run(topic_is_empty(settings)):
             first_day = default_start(days)
             roster = (jsonutil.dumps(r) for r in directory_records(users, first_day, days, 7))
@@ -106,7 +116,7 @@ def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
             f"""
 ESN Pulse is running.
   metrics:    {base_url}/metrics
-  API:        {base_url}/api/v1/summary   (OpenAPI: {base_url}/api/v1/openapi.json)
+  API:        {api_url}/api/v1/summary   (OpenAPI: {api_url}/api/v1/openapi.json)
   Prometheus: {prometheus_url}   (rules and alerts: {prometheus_url}/alerts)
   ready:      {base_url}/ready
   worker log: {log_path}
@@ -117,7 +127,7 @@ Try, in another shell (source .venv/bin/activate):
   esn-pulse user u000001
   esn-pulse report --out report.html  # an offline HTML engagement report
   esn-pulse initiative show demo-onboarding
-  curl -s '{base_url}/api/v1/communities?state=orphaned'
+  curl -s '{api_url}/api/v1/communities?state=orphaned'
   kcat -b {settings.kafka_bootstrap} -C -t {settings.topic_prefix}esn.users.flagged.v1 -e
   curl -s {base_url}/metrics | grep -E '^esn_(events_total|users|flags|tier)'
 Ctrl-C stops everything this command started."""
@@ -130,16 +140,18 @@ Ctrl-C stops everything this command started."""
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        if api_proc is not None:
+            _terminate(api_proc)
         if worker_proc is not None:
             _terminate(worker_proc)
         if prometheus is not None:
             prometheus.stop()
         stopped = stack_.down(tuple(started))
-        click.echo(f"stopped the worker and {', '.join(stopped) or 'no stack service'}")
+        click.echo(f"stopped the worker, the api and {', '.join(stopped) or 'no stack service'}")
 
 
 def _demo_real(
-    settings: Any, dump: Path, base_url: str, prometheus_url: str, log_path: Path
+    settings: Any, dump: Path, api_url: str, prometheus_url: str, log_path: Path
 ) -> None:
     """``make demo-real``: a Stack Exchange dump through the import, then wait for Ctrl-C."""
     from stream.adapters.runner import input_files, run_import
@@ -171,7 +183,7 @@ def _demo_real(
     click.echo(
         f"""
 ESN Pulse is running on a Stack Exchange site's history ({done}).
-  API:        {base_url}/api/v1/summary
+  API:        {api_url}/api/v1/summary
   Prometheus: {prometheus_url}
   worker log: {log_path}
 Try, in another shell (source .venv/bin/activate; export ESN_TOPIC_PREFIX={settings.topic_prefix} \
@@ -217,7 +229,9 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait_ready(
+    url: str, proc: subprocess.Popen[bytes], timeout: float = 120, what: str = "worker"
+) -> None:
     import urllib.error
     import urllib.request
 
@@ -225,8 +239,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise CliError(
-                f"the demo's worker exited with {proc.returncode}",
-                "see worker.log in ESN_STATE_DIR for why",
+                f"the demo's {what} exited with {proc.returncode}",
+                f"see {what}.log in ESN_STATE_DIR for why",
             )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
@@ -236,8 +250,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
             pass
         time.sleep(0.5)
     raise CliError(
-        f"the demo's worker was not ready after {timeout:.0f}s at {url}",
-        "see worker.log in ESN_STATE_DIR for why",
+        f"the demo's {what} was not ready after {timeout:.0f}s at {url}",
+        f"see {what}.log in ESN_STATE_DIR for why",
     )
 
 

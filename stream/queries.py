@@ -44,6 +44,54 @@ async def inactivity_state(
     return decode_state(text(found[0])) if found else None
 
 
+@dataclass(frozen=True)
+class FlaggedUser:
+    """A user holding the flag asked for, before the directory's side is added."""
+
+    user_id: str
+    state: UserInactivity
+    flags: list[str]
+
+
+async def flagged_users(
+    store: RedisStore,
+    settings: Settings,
+    definitions: Definitions,
+    *,
+    threshold_ms: int | None = None,
+    never_active: bool = False,
+) -> list[FlaggedUser]:
+    """Users flagged inactive at ``threshold_ms`` (or never active), newest silence first."""
+    wanted = (
+        "never_active"
+        if never_active
+        else f"inactive:{threshold_label(threshold_ms or definitions.thresholds_ms[0])}"
+    )
+    flagged: list[FlaggedUser] = []
+    for partition in range(settings.activity_partitions):
+        key = store.keys.inactivity_states(partition)
+        async for user, raw in store.client.hscan_iter(key, count=1000):
+            state = decode_state(text(raw))
+            flags = flags_of(state, definitions)
+            if wanted in flags:
+                flagged.append(FlaggedUser(text(user), state, flags))
+    flagged.sort(key=lambda f: (f.state.last_ms or f.state.created_ms, f.user_id), reverse=True)
+    return flagged
+
+
+async def with_directory(store: RedisStore, flagged: list[FlaggedUser]) -> list[InactiveUser]:
+    """Department and communities of each flagged user, in one round trip."""
+    enrichment = await DirectoryStore(store).profiles_and_roles([f.user_id for f in flagged])
+    rows: list[InactiveUser] = []
+    for f in flagged:
+        profile, roles = enrichment[f.user_id]
+        department = profile.department if profile else None
+        rows.append(
+            InactiveUser(f.user_id, f.flags, f.state.last_ms, f.state.created_ms, department, roles)
+        )
+    return rows
+
+
 async def inactive_users(
     store: RedisStore,
     settings: Settings,
@@ -55,31 +103,12 @@ async def inactive_users(
     department: str | None = None,
 ) -> list[InactiveUser]:
     """Users flagged inactive at ``threshold_ms`` (or never active), newest silence first."""
-    wanted = (
-        "never_active"
-        if never_active
-        else f"inactive:{threshold_label(threshold_ms or definitions.thresholds_ms[0])}"
+    flagged = await flagged_users(
+        store, settings, definitions, threshold_ms=threshold_ms, never_active=never_active
     )
-    flagged: dict[str, tuple[UserInactivity, list[str]]] = {}
-    for partition in range(settings.activity_partitions):
-        key = store.keys.inactivity_states(partition)
-        async for user, raw in store.client.hscan_iter(key, count=1000):
-            state = decode_state(text(raw))
-            flags = flags_of(state, definitions)
-            if wanted in flags:
-                flagged[text(user)] = (state, flags)
-    # One round trip for the directory side of every flagged user.
-    enrichment = await DirectoryStore(store).profiles_and_roles(sorted(flagged))
-    rows: list[InactiveUser] = []
-    for user_id, (state, flags) in flagged.items():
-        profile, roles = enrichment[user_id]
-        if department is not None and (profile is None or profile.department != department):
-            continue
-        if community is not None and not any(community in c for c in roles.values()):
-            continue
-        department_name = profile.department if profile else None
-        rows.append(
-            InactiveUser(user_id, flags, state.last_ms, state.created_ms, department_name, roles)
-        )
-    rows.sort(key=lambda row: (row.last_seen_ms or row.created_ms, row.user_id), reverse=True)
-    return rows
+    return [
+        row
+        for row in await with_directory(store, flagged)
+        if (department is None or row.department == department)
+        and (community is None or any(community in c for c in row.roles.values()))
+    ]

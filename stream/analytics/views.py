@@ -17,7 +17,7 @@ from stream.analytics.initiatives import get_initiative, initiative_figures, lis
 from stream.analytics.tiers import tier_counts
 from stream.analytics.trends import TREND_METRICS, as_points, trend
 from stream.inactivity import Definitions, threshold_label
-from stream.queries import flags_of, inactive_users, inactivity_state
+from stream.queries import FlaggedUser, flags_of, inactivity_state, with_directory
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
 from stream.store.redis_store import text
@@ -52,13 +52,27 @@ def parse_range(
     return first, last
 
 
+#: Days the API answers for: day numbers before 1970 are negative and an ISO week that ends
+#: after 9999-12-31 cannot be written, so both ends are refused as a 400 rather than a 500.
+FIRST_DAY = 0
+LAST_DAY = parse_day("9999-12-24")
+
+
+def parse_date(name: str, raw: str | None, default: int) -> int:
+    """A date query parameter as a day number within FIRST_DAY..LAST_DAY."""
+    return _day_param(name, raw, default)
+
+
 def _day_param(name: str, raw: str | None, default: int) -> int:
     if raw is None or raw == "":
-        return default
+        return max(FIRST_DAY, default)
     try:
-        return parse_day(raw)
+        day = parse_day(raw)
     except ValueError:
-        raise BadRequest(name, f"{raw!r} is not a date (YYYY-MM-DD)") from None
+        raise BadRequest(name, f"{raw[:40]!r} is not a date (YYYY-MM-DD)") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadRequest(name, f"must be between {iso_day(FIRST_DAY)} and {iso_day(LAST_DAY)}")
+    return day
 
 
 def parse_int(name: str, raw: str | None, default: int, low: int, high: int) -> int:
@@ -68,7 +82,7 @@ def parse_int(name: str, raw: str | None, default: int, low: int, high: int) -> 
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(name, f"{raw!r} is not an integer") from None
+        raise BadRequest(name, f"{raw[:40]!r} is not an integer") from None
     if not low <= value <= high:
         raise BadRequest(name, f"must be between {low} and {high}")
     return value
@@ -78,7 +92,7 @@ def parse_choice(name: str, raw: str | None, default: str, choices: tuple[str, .
     """One of ``choices``."""
     value = default if raw is None or raw == "" else raw
     if value not in choices:
-        raise BadRequest(name, f"{value!r} is not one of {', '.join(choices)}")
+        raise BadRequest(name, f"{value[:40]!r} is not one of {', '.join(choices)}")
     return value
 
 
@@ -160,20 +174,18 @@ async def user_view(
     }
 
 
-async def inactive_list(
-    store: RedisStore,
-    settings: Settings,
-    definitions: Definitions,
-    threshold_ms: int | None,
-    never_active: bool,
-    limit: int,
+async def inactive_page(
+    store: RedisStore, flagged: list[FlaggedUser], offset: int, limit: int
 ) -> dict[str, Any]:
-    """Flagged users, newest silence first (at most ``limit`` rows, the total beside)."""
-    rows = await inactive_users(
-        store, settings, definitions, threshold_ms=threshold_ms, never_active=never_active
-    )
+    """Rows ``offset`` to ``offset + limit`` of a flagged list; the directory is read for those."""
+    page = flagged[offset : offset + limit]
+    rows = await with_directory(store, page)
+    following = offset + len(page)
     return {
-        "total": len(rows),
+        "total": len(flagged),
+        "offset": offset,
+        "limit": limit,
+        "next_offset": following if following < len(flagged) else None,
         "users": [
             {
                 "user_id": r.user_id,
@@ -183,7 +195,7 @@ async def inactive_list(
                 "department": r.department,
                 "communities": r.roles,
             }
-            for r in rows[:limit]
+            for r in rows
         ],
     }
 

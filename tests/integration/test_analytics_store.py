@@ -20,8 +20,9 @@ from stream.privacy import pseudonymizer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import TopicNames
+from tests.api_support import ApiProcess
 from tests.e2e.test_cli import esn
-from tests.support import eventually, keyed, produce_raw, read_topic, wait_fully_applied
+from tests.support import REPO, eventually, keyed, produce_raw, read_topic, wait_fully_applied
 
 pytestmark = pytest.mark.integration
 
@@ -144,13 +145,18 @@ class TestPseudonymisation:
         await produce_raw(settings, keyed(events))
         await wait_fully_applied(store, settings, 60, worker.check_alive)
         p = pseudonymizer("s3cret")
+        # No token configured: esn-pulse api answers on loopback without authentication.
+        api = ApiProcess(keyed_settings, REPO / ".esn-test" / "logs").start()
+        try:
 
-        async def flagged() -> bool:
-            status, body = await _get(worker, f"/api/v1/users/{RAW_IDS[2]}")
-            return status == 200 and "never_active" in jsonutil.loads(body)["flags"]
+            async def flagged() -> bool:
+                status, body = await _get(api, f"/api/v1/users/{RAW_IDS[2]}")
+                return status == 200 and "never_active" in jsonutil.loads(body)["flags"]
 
-        await eventually(flagged, 60, "carol flagged never active", worker.check_alive)
-        _, body = await _get(worker, f"/api/v1/users/{RAW_IDS[2]}")
+            await eventually(flagged, 60, "carol flagged never active", worker.check_alive)
+            _, body = await _get(api, f"/api/v1/users/{RAW_IDS[2]}")
+        finally:
+            api.stop()
         doc = jsonutil.loads(body)
         assert doc["user_id"] == p(RAW_IDS[2]) and doc["likes"]["received"] == 60
         dump = await _dump_redis(store, settings.redis_prefix)

@@ -16,10 +16,10 @@ from stream.analytics.initiatives import (
     reactivated_by,
     week_ends,
 )
+from stream.api.app import openapi_document
 from stream.batch import pseudonymized
 from stream.events import Activity
 from stream.fold import PartitionDelta
-from stream.openapi import openapi_document
 from stream.privacy import merge_small_groups, pseudonymizer
 
 DAY = 86_400_000
@@ -147,5 +147,8 @@ class TestCommunityFlags:
 
 
 def test_openapi_file_is_the_generated_document() -> None:
-    """docs/api/openapi.json is what stream/openapi.py serves (regenerate it when they differ)."""
+    """docs/api/openapi.json is what the api's models generate.
+
+    Regenerate it with ``python -m stream.api.app > docs/api/openapi.json``.
+    """
     assert json.loads((REPO / "docs/api/openapi.json").read_text()) == openapi_document()

@@ -22,9 +22,12 @@ def load() -> dict[str, Any]:
 
 class TestCompose:
     def test_topology(self) -> None:
-        """Kafka, Redis, the worker, Prometheus and Grafana; the generator behind a profile."""
+        """Kafka, Redis, the worker, the api, Prometheus and Grafana; the generator behind a
+        profile."""
         services = load()["services"]
-        assert {"kafka", "redis", "worker", "generator", "prometheus", "grafana"} == set(services)
+        assert {"kafka", "redis", "worker", "api", "generator", "prometheus", "grafana"} == set(
+            services
+        )
         assert services["generator"]["profiles"] == ["demo"]
         assert "profiles" not in services["worker"]
         assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -51,6 +54,26 @@ class TestCompose:
                 if source in named:
                     continue
                 assert (REPO / source).exists(), f"{name}: {source}"
+
+    def test_api_reads_its_tokens_from_a_secret_file(self) -> None:
+        """esn-pulse api with ESN_API_TOKENS_FILE in /run/secrets, the file shipped holding no
+        token (so the service refuses to start until one is added) and no token inline."""
+        doc = load()
+        api = doc["services"]["api"]
+        assert ["api"] == api["command"]
+        (secret,) = api["secrets"]
+        assert f"/run/secrets/{secret}" == api["environment"]["ESN_API_TOKENS_FILE"]
+        shipped = (REPO / doc["secrets"][secret]["file"]).read_text()
+        assert all(line.startswith("#") for line in shipped.splitlines() if line.strip())
+        for service in doc["services"].values():
+            assert "ESN_API_TOKENS" not in service.get("environment", {})
+        assert "6067" == api["environment"]["ESN_API_PORT"]
+
+    def test_ports_are_published_on_loopback_only(self) -> None:
+        """No service listens on every host interface."""
+        for name, service in load()["services"].items():
+            for port in service.get("ports", []):
+                assert str(port).startswith("127.0.0.1:"), (name, port)
 
     def test_worker_image_runs_the_worker_as_non_root(self) -> None:
         """The Dockerfile drops root and checks /health."""

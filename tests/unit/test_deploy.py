@@ -144,14 +144,74 @@ class TestKubernetes:
 
     def test_worker_has_probes_resources_and_config_references(self) -> None:
         """Liveness on /health, readiness on /ready, requests, envFrom the ConfigMap and Secret."""
-        docs = {d["kind"]: d for _, d in k8s_documents()}
-        container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+        docs = {(d["kind"], d["metadata"]["name"]): d for _, d in k8s_documents()}
+        deployment = docs[("Deployment", "esn-pulse-worker")]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])
         refs = {next(iter(ref)) for ref in container["envFrom"]}
         assert refs == {"configMapRef", "secretRef"}
-        assert docs["Service"]["spec"]["ports"][0]["port"] == 6066
+        assert docs[("Service", "esn-pulse-worker")]["spec"]["ports"][0]["port"] == 6066
+
+    def test_api_is_its_own_deployment_with_tokens_from_a_secret(self) -> None:
+        """esn-pulse api: its own Deployment and Service, probes, the token file from a Secret
+        that is referenced but not shipped (an empty one would overlay the real one)."""
+        docs = {(d["kind"], d["metadata"]["name"]): d for _, d in k8s_documents()}
+        pod = docs[("Deployment", "esn-pulse-api")]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert ["api"] == container["args"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        (volume,) = pod["volumes"]
+        (mount,) = container["volumeMounts"]
+        assert volume["name"] == mount["name"] and mount["readOnly"]
+        assert env["ESN_API_TOKENS_FILE"].startswith(mount["mountPath"] + "/")
+        secret = volume["secret"]["secretName"]
+        assert ("Secret", secret) not in docs
+        assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+        service = docs[("Service", "esn-pulse-api")]
+        assert env["ESN_API_PORT"] == str(service["spec"]["ports"][0]["port"])
+        for _, doc in k8s_documents():
+            if doc["kind"] in ("ConfigMap", "Secret"):
+                assert not {"ESN_API_TOKENS", "ESN_API_HOST"} & set(
+                    doc.get("data", {}) | doc.get("stringData", {})
+                ), doc["metadata"]["name"]
+
+    def test_network_policies_after_the_kustomization_patches(self) -> None:
+        """Workers admit Prometheus on 6066 only; the api admits the kustomization's namespaces
+        on 6067 only; every resource listed exists and every patch applies to one object."""
+        kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+        listed = set(kustomization["resources"])
+        assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+        docs = {(d["kind"], d["metadata"]["name"]): d for _, d in k8s_documents()}
+        for patch in kustomization["patches"]:
+            target = docs[(patch["target"]["kind"], patch["target"]["name"])]
+            for op in yaml.safe_load(patch["patch"]):
+                assert op["op"] == "replace"
+                *parents, last = op["path"].strip("/").split("/")
+                node: Any = target
+                for part in parents:
+                    node = node[int(part)] if isinstance(node, list) else node[part]
+                key: Any = int(last) if isinstance(node, list) else last
+                assert key in node if isinstance(node, dict) else key < len(node), op["path"]
+                node[key] = op["value"]
+            kubernetes_validate.validate(target, K8S_VERSION, strict=True)
+        worker = docs[("NetworkPolicy", "esn-pulse-worker")]["spec"]
+        assert {"app.kubernetes.io/component": "worker"}.items() <= worker["podSelector"][
+            "matchLabels"
+        ].items()
+        (rule,) = worker["ingress"]
+        (source,) = rule["from"]
+        assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+        assert [{"protocol": "TCP", "port": 6066}] == rule["ports"]
+        api = docs[("NetworkPolicy", "esn-pulse-api")]["spec"]
+        (rule,) = api["ingress"]
+        (source,) = rule["from"]
+        (expression,) = source["namespaceSelector"]["matchExpressions"]
+        assert expression["key"] == "kubernetes.io/metadata.name"
+        assert ["dashboards", "hr-tools"] == expression["values"]
+        assert [{"protocol": "TCP", "port": 6067}] == rule["ports"]
+        assert ["Ingress"] == api["policyTypes"] == worker["policyTypes"]
 
     def test_generated_manifests_are_current(self) -> None:
         """The PrometheusRule and dashboard ConfigMap are what render.py makes of their sources."""

@@ -13,17 +13,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from stream.clients import new_admin, new_consumer
+from stream.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
-from stream.topics import FLAG_SEQ, TopicNames
-
-#: Records read back from a flag partition's end to find its last sequence number.
-_TAIL = 50
+from stream.topics import TopicNames
 
 
 @dataclass(frozen=True)
@@ -95,11 +93,15 @@ async def plan_rebuild(settings: Settings, store: RedisStore) -> RebuildPlan:
             for tp, first in (await consumer.beginning_offsets(tps)).items():
                 if first > 0:
                     plan.lost.append(Lost(topic, tp.partition, first))
-        plan.flag_seqs = await _last_seqs(consumer, plan.topic_partitions(topics.flagged))
-        community = plan.topic_partitions(topics.communities_flagged)
-        plan.community_seq = (await _last_seqs(consumer, community)).get(0, 0)
     finally:
         await consumer.stop()
+    plan.flag_seqs = await _last_seqs(
+        settings, store, topics.flagged, plan.partitions[topics.flagged]
+    )
+    community = await _last_seqs(
+        settings, store, topics.communities_flagged, plan.partitions[topics.communities_flagged]
+    )
+    plan.community_seq = community.get(0, 0)
     prefix = settings.redis_prefix
     async for raw in store.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else raw
@@ -158,34 +160,15 @@ async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> di
     return out
 
 
-async def _last_seqs(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
-    """partition -> ``esn.seq`` of its last record (0 for an empty partition)."""
-    if not tps:
-        return {}
-    ends = await consumer.end_offsets(tps)
-    firsts = await consumer.beginning_offsets(tps)
-    out = {tp.partition: 0 for tp in tps}
-    pending = {tp for tp in tps if ends[tp] > firsts[tp]}
-    if not pending:
-        return out
-    consumer.assign(sorted(pending, key=lambda tp: tp.partition))
-    for tp in pending:
-        consumer.seek(tp, max(firsts[tp], ends[tp] - _TAIL))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while pending and loop.time() < deadline:
-        batch = await consumer.getmany(timeout_ms=500)
-        for tp, records in batch.items():
-            for record in records:
-                seq = dict(record.headers or ()).get(FLAG_SEQ)
-                if seq is not None:
-                    out[tp.partition] = max(out[tp.partition], int(seq))
-            if await consumer.position(tp) >= ends[tp]:
-                pending.discard(tp)
-    if pending:
-        raise TimeoutError(f"could not read the end of {sorted(pending)}")
-    consumer.unsubscribe()
-    return out
+async def _last_seqs(
+    settings: Settings, store: RedisStore, topic: str, partitions: int
+) -> dict[int, int]:
+    """partition -> ``esn.seq`` of its last committed record, read as the publisher reads it."""
+    publisher = FlagPublisher(settings, store, topic=topic)
+    try:
+        return {p: await publisher.last_published_seq(p) for p in range(partitions)}
+    finally:
+        await publisher.stop()
 
 
 async def _rewind_group(settings: Settings, group: str, tps: list[TopicPartition]) -> None:

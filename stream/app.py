@@ -24,6 +24,7 @@ from stream.inactivity import definitions_from
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
 from stream.metrics import PipelineMetrics
+from stream.privacy import dlq_detail_redactor
 from stream.settings import Settings, get_settings
 from stream.store import RedisStore
 from stream.topics import TopicNames, dead_letter_payload, dlq_headers
@@ -75,11 +76,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         pipeline.topics.activity_dlq, key_serializer="raw", value_serializer="raw"
     )
 
+    redact_detail = dlq_detail_redactor(settings)  # ESN_DLQ_DETAIL_IDS
+
     async def send_dead_letter(reject: Reject, topic: faust.types.TopicT = dead_letters) -> Any:
         record = reject.record
         headers = dlq_headers(
             reject.reason,
-            reject.detail,
+            redact_detail(reject.detail),
             record.topic,
             record.partition,
             record.offset,

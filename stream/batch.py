@@ -16,6 +16,9 @@ from stream.fold import PartitionDelta
 from stream.privacy import Pseudonymize
 from stream.timebounds import TimeBounds
 
+#: How an object key of a person starts ("object_type:object_id" with the type ``profile``).
+PROFILE_KEY = "profile:"
+
 log = logging.getLogger(__name__)
 
 
@@ -126,11 +129,16 @@ def fold_fetch(
 
 
 def pseudonymized(activity: Activity, pseudonymize: Pseudonymize) -> Activity:
-    """The activity with its actor and target replaced by their pseudonyms (after the key check)."""
-    target = activity.target_user
+    """The activity with its actor, target and any person it acts on (a ``profile`` object)
+    replaced by their pseudonyms (after the key check)."""
+    target, object_key = activity.target_user, activity.object_key
+    if object_key is not None and object_key.startswith(PROFILE_KEY):
+        # A profile's id is a person's: the top-items list would otherwise name them.
+        object_key = PROFILE_KEY + pseudonymize(object_key.removeprefix(PROFILE_KEY))
     return activity._replace(
         actor=pseudonymize(activity.actor),
         target_user=pseudonymize(target) if target is not None else None,
+        object_key=object_key,
     )
 
 

@@ -117,20 +117,28 @@ def worker() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def user(user_id: str, as_json: bool) -> None:
     """What Redis knows about one user."""
+    from stream.privacy import looks_like_pseudonym, lookup_id
     from stream.store import RedisStore
 
     settings = get_settings()
 
-    async def read() -> Any:
+    async def read(stored_id: str) -> Any:
         from stream.queries import inactivity_state
 
         store = RedisStore.from_settings(settings)
         try:
-            return await store.user_state(user_id), await inactivity_state(store, settings, user_id)
+            state = await store.user_state(stored_id)
+            return state, await inactivity_state(store, settings, stored_id)
         finally:
             await store.close()
 
-    state, inactivity = asyncio.run(read())
+    # Under ESN_PSEUDONYMIZE_KEY the engine stores pseudonyms: look up the typed id's, or, for
+    # a pseudonym copied from an output, that one as it is.
+    stored = lookup_id(settings, user_id)
+    state, inactivity = asyncio.run(read(stored))
+    if state is None and inactivity is None and stored != user_id and looks_like_pseudonym(user_id):
+        stored = user_id
+        state, inactivity = asyncio.run(read(stored))
     if state is None and inactivity is None:
         raise CliError(
             f"no activity known for user {user_id!r}",
@@ -138,7 +146,7 @@ def user(user_id: str, as_json: bool) -> None:
             "esn-pulse pseudonym) and ESN_REDIS_PREFIX",
         )
     doc: dict[str, Any] = {
-        "user_id": user_id,
+        "user_id": stored,
         "first_seen": _iso(state.first_seen_ms) if state else None,
         "last_seen": _iso(state.last_seen_ms) if state else None,
         "events": sum(state.counts.values()) if state else 0,

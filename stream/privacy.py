@@ -9,8 +9,10 @@ pseudonym of a known id (``esn-pulse pseudonym``), nobody can reverse one withou
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Final
@@ -31,8 +33,8 @@ def pseudonymizer(key: str) -> Pseudonymize:
 
     @lru_cache(maxsize=262_144)  # the hot path sees the same few thousand actors again and again
     def pseudonym(user_id: str) -> str:
-        if user_id.startswith(PSEUDONYM_PREFIX) and len(user_id) == 34:
-            return user_id  # already a pseudonym (a re-import of our own output)
+        # Every id is hashed, even one shaped like a pseudonym: a source's own ids may look like
+        # ours, and passing them through would store them raw.
         digest = hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()
         return PSEUDONYM_PREFIX + digest[:32]
 
@@ -49,6 +51,41 @@ def lookup_id(settings: Settings, user_id: str) -> str:
     """The id the engine stores for a user id typed by an operator."""
     pseudonym = pseudonymizer_from(settings)
     return pseudonym(user_id) if pseudonym else user_id
+
+
+def looks_like_pseudonym(user_id: str) -> bool:
+    """True for ``p_`` + 32 lower-case hex digits: an id an operator copied from an output."""
+    tail = user_id.removeprefix(PSEUDONYM_PREFIX)
+    return len(user_id) == 34 and tail != user_id and all(c in "0123456789abcdef" for c in tail)
+
+
+#: A quoted value in a reject's detail (the repr of an id, a key, a time): what may name a person.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+
+
+def dlq_detail_redactor(settings: Settings) -> Callable[[str], str]:
+    """What ``ESN_DLQ_DETAIL_IDS`` does to the quoted values of a dead letter's detail header.
+
+    keep: nothing; hash: each becomes the pseudonym the engine stores for it (with
+    ``ESN_PSEUDONYMIZE_KEY``) or else an unkeyed ``sha256:`` prefix of it; drop: each becomes '-'.
+    """
+    mode = settings.dlq_detail_ids
+    if mode == "keep":
+        return lambda detail: detail
+    if mode == "drop":
+        return lambda detail: _QUOTED.sub("'-'", detail)
+    keyed = pseudonymizer_from(settings)
+
+    def hashed(match: re.Match[str]) -> str:
+        try:  # the id itself, so that its hash is the pseudonym the engine stores
+            value = str(ast.literal_eval(match[0]))
+        except (ValueError, SyntaxError):
+            value = match[0][1:-1]
+        if keyed is not None:
+            return repr(keyed(value))
+        return repr("sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16])
+
+    return lambda detail: _QUOTED.sub(hashed, detail)
 
 
 def merge_small_groups(sizes: Mapping[str, int], minimum: int) -> dict[str, str]:

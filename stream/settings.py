@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         description="When set, user ids are replaced at ingest by an HMAC-SHA256 pseudonym under "
         "this key (activity and directory alike); empty: ids are kept.",
     )
+    dlq_detail_ids: str = Field(
+        "keep",
+        pattern="^(keep|hash|drop)$",
+        description="Ids quoted in a dead letter's esn.dlq.detail header: keep, hash (their "
+        "pseudonym) or drop. The record itself is kept raw.",
+    )
     min_group_size: int = Field(
         5,
         ge=1,

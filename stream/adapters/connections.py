@@ -85,11 +85,14 @@ class ConnectionsAdapter:
         generator = entry.get("generator")
         if isinstance(generator, dict) and isinstance(generator.get("id"), str):
             event["application"] = generator["id"]
+        person = user_id(obj) if object_type == "person" else None
         if isinstance(obj.get("id"), str) and obj["id"]:
-            event["object"] = {"type": OBJECT_TYPES.get(object_type, "other"), "id": obj["id"]}
+            # A person is named by the user id alone, as the actor is, so that the worker's
+            # pseudonym of the profile is the person's pseudonym (not a hash of the URN).
+            object_id = person or obj["id"]
+            event["object"] = {"type": OBJECT_TYPES.get(object_type, "other"), "id": object_id}
         if community:
             event["community"] = community
-        person = user_id(obj) if object_type == "person" else None
         if person is not None and verb in ("add", "invite", "remove"):
             event["type"] = f"{verb}_member"  # an owner managing members: kept, counted as other
         if person is not None and event_type in ("follow", "mention"):

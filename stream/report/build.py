@@ -8,6 +8,7 @@ from headless Chromium.
 
 from __future__ import annotations
 
+import html
 from importlib import resources
 from string import Template
 from typing import Any
@@ -68,11 +69,20 @@ def render(data: dict[str, Any]) -> str:
     """The report's HTML: template, inlined Chart.js and the data as JSON."""
     template = Template(_PACKAGE.joinpath("template.html").read_text())
     chart_js = _PACKAGE.joinpath("vendor", "chart.umd.min.js").read_text()
-    # "</" inside a script element would end it early: JSON allows escaping the slash.
-    payload = jsonutil.dumps(data).decode().replace("</", "<\\/")
     return template.substitute(
-        title=data["title"],
-        period=f"{data['from']} to {data['to']}",
+        title=html.escape(data["title"]),
+        period=html.escape(f"{data['from']} to {data['to']}"),
         chartjs=chart_js,
-        data=payload,
+        data=script_json(data),
     )
+
+
+def script_json(data: Any) -> str:
+    """JSON that cannot leave the script element it is embedded in.
+
+    "</script" would end the element and "<!--" followed by "<script" would keep its real end tag
+    from ending it; escaping every "<", ">" and "&" as a JSON unicode escape (only strings hold
+    them) leaves the same value for JSON.parse and no markup for the HTML parser.
+    """
+    text = jsonutil.dumps(data).decode()
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")

@@ -15,6 +15,7 @@ attributes (https://meta.stackexchange.com/q/2677, the dump's own readme):
 Other files of a dump (Votes, Tags, PostLinks, PostHistory) are one ignored record each. Times
 are UTC without an offset. The XML is parsed incrementally, so a dump of gigabytes reads in
 constant memory; XML that is not well-formed or cut short breaks the file at its line and column.
+A document type declaration (entities: a billion laughs, external files) breaks it unexpanded.
 Users are ``se-<Id>``; the site's "Community" bot (Id -1) is ignored.
 """
 
@@ -24,6 +25,9 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
 
 from stream.adapters.base import Broken, Ignored, Output, Skip, SourceRecord, Unusable, iso_time
 from stream.adapters.files import open_binary, source_name
@@ -51,7 +55,9 @@ class StackExchangeAdapter:
             return
         with open_binary(path) as handle:
             number = 0
-            parser = ElementTree.iterparse(handle, events=("start", "end"))
+            # defusedxml: a dump declares no entities; one that does (a billion laughs, an
+            # external entity reading a local file or a URL) is refused before any expands.
+            parser = iterparse(handle, events=("start", "end"), forbid_dtd=True)
             root: ElementTree.Element | None = None
             try:
                 for event, element in parser:
@@ -77,6 +83,9 @@ class StackExchangeAdapter:
                 line, column = exc.position
                 raise Broken(f"line {line:,}, column {column + 1:,}",
                              f"XML not well-formed ({_reason(exc)})") from None  # fmt: skip
+            except DefusedXmlException as exc:
+                what = f"a document type or entity declaration ({type(exc).__name__})"
+                raise Broken("its prolog", f"{what}, refused unexpanded: a dump has none") from None
 
     def map(self, record: SourceRecord) -> list[Output]:
         if record.raw is None:

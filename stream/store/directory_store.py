@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -12,6 +12,9 @@ from stream.inactivity import buffer_member_for_profile
 from stream.store.redis_store import RedisStore, text
 
 _DIRECTORY_SCRIPT = resources.files("stream.store").joinpath("directory.lua").read_text()
+_ENRICH_SCRIPT = resources.files("stream.store").joinpath("enrich.lua").read_text()
+#: Users per enrichment call: bounds how long one call holds Redis (a few ms per thousand).
+_ENRICH_CHUNK = 2000
 ROLES = ("owner", "member", "follower")
 
 
@@ -34,6 +37,7 @@ class DirectoryStore:
         self.store = store
         self.keys = store.keys
         self._fold = store.client.register_script(_DIRECTORY_SCRIPT)
+        self._enrich = store.client.register_script(_ENRICH_SCRIPT)
 
     async def apply(self, records: Sequence[ProfileV1 | MembershipV1]) -> tuple[int, int]:
         """Fold a batch (latest update wins); returns (profiles changed, memberships changed)."""
@@ -95,16 +99,19 @@ class DirectoryStore:
     async def profiles_and_roles(
         self, user_ids: Sequence[str]
     ) -> dict[str, tuple[Profile | None, dict[str, list[str]]]]:
-        """Profile and roles of many users in one round trip."""
-        async with self.store.client.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.hget(self.keys.profile_bucket(self.store.bucket_of(user_id)), user_id)
-                pipe.hgetall(self.keys.memberships(user_id))
-            replies = await pipe.execute()
+        """Profile and roles of many users, one script call per chunk of users."""
         out: dict[str, tuple[Profile | None, dict[str, list[str]]]] = {}
-        for index, user_id in enumerate(user_ids):
-            raw_profile, raw_roles = replies[2 * index], replies[2 * index + 1]
-            out[user_id] = (_profile(user_id, raw_profile), _roles(raw_roles))
+        k = self.keys
+        for start in range(0, len(user_ids), _ENRICH_CHUNK):
+            chunk = user_ids[start : start + _ENRICH_CHUNK]
+            args = [k.profile_prefix, k.membership_prefix]
+            for user_id in chunk:
+                args += [str(self.store.bucket_of(user_id)), user_id]
+            entries = text(await self._enrich(keys=[], args=args)).split("\x1d")
+            for user_id, entry in zip(chunk, entries, strict=True):
+                raw_profile, *memberships = entry.split("\x1f")
+                raw_roles = dict(m.split("\x1e", 1) for m in memberships)
+                out[user_id] = (_profile(user_id, raw_profile or None), _roles(raw_roles))
         return out
 
     async def community_members(self, community: str, role: str) -> set[str]:
@@ -162,7 +169,7 @@ def _profile(user_id: str, raw: bytes | str | None) -> Profile | None:
     return Profile(user_id, status, int(created), int(updated), department or None, name or None)
 
 
-def _roles(raw: dict[bytes, bytes]) -> dict[str, list[str]]:
+def _roles(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {role: [] for role in ROLES}
     for field, value in raw.items():
         community, role = text(field).split("\t")

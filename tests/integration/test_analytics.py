@@ -204,7 +204,10 @@ def scenario(
                 "--users", str(users_file))  # fmt: skip
     assert added.returncode == 0, added.stderr
     reader = make_token("analytics-tests", "aggregate", "people")
-    server = ApiProcess(settings, REPO / ".esn-test" / "logs", api_tokens=reader.entry).start()
+    # No cache: the figures are compared with the oracle and the worker's gauges as they are now.
+    server = ApiProcess(
+        settings, REPO / ".esn-test" / "logs", api_tokens=reader.entry, api_cache_seconds=0
+    ).start()
     yield Scenario(
         settings,
         worker,
@@ -574,6 +577,43 @@ class TestApi:
         registry, _ = _resolver()
         schema = {"$ref": "urn:openapi#/components/schemas/Error"}
         jsonschema.Draft202012Validator(schema, registry=registry).validate(body)
+
+    def test_inactive_pages_add_up_to_the_whole_list(self, scenario: Scenario) -> None:
+        """Pages of 7 by offset: together the full list in order, next_offset null at the end."""
+        whole = scenario.api("/api/v1/inactive", limit="1000")
+        assert whole["total"] == len(whole["users"]) > 7 and whole["next_offset"] is None
+        paged: list[Any] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = scenario.api("/api/v1/inactive", limit="7", offset=str(offset))
+            assert (whole["total"], offset, 7) == (page["total"], page["offset"], page["limit"])
+            assert len(page["users"]) <= 7
+            paged += page["users"]
+            offset = page["next_offset"]
+        assert whole["users"] == paged
+        past = scenario.api("/api/v1/inactive", offset=str(whole["total"] + 5))
+        assert ([], None) == (past["users"], past["next_offset"])
+
+    def test_summary_is_reused_within_the_cache_time(self, scenario: Scenario) -> None:
+        """A second /summary within ESN_API_CACHE_SECONDS is the first one, a little older."""
+        cached = ApiProcess(
+            scenario.settings, REPO / ".esn-test" / "logs", api_cache_seconds=600
+        ).start()
+        try:
+            status, first = cached.get_json("/api/v1/summary")
+            assert 200 == status and 0 == first["cached_seconds"]
+            status, second = cached.get_json("/api/v1/summary")
+            assert 200 == status and second["cached_seconds"] > 0
+            assert {**first, "cached_seconds": 0} == {**second, "cached_seconds": 0}
+        finally:
+            cached.stop()
+
+    def test_the_worker_serves_no_api_nor_faust_pages(self, scenario: Scenario) -> None:
+        """/api/v1, /router/ and /table/ are gone from the worker; its probes stay."""
+        for path in ("/api/v1/summary", "/api/v1/openapi.json", "/router/", "/table/", "/graph/"):
+            assert 404 == scenario.worker.get(path)[0], path
+        assert 200 == scenario.worker.get("/health")[0]
+        assert 200 == scenario.worker.get("/metrics")[0]
 
 
 class TestReport:

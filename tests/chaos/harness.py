@@ -304,6 +304,18 @@ class Drill:
         figures.duplicate_flags = sum((published - expected).values())
         figures.missing_flags = sum((expected - published).values())
         figures.seq_errors = seq_errors(records)
+        for label, extra in (
+            ("missing", expected - published),
+            ("duplicate", published - expected),
+        ):
+            if extra:
+                shown = ", ".join(
+                    f"{t.user_id} {t.kind} {t.threshold_ms} at {t.at_ms}"
+                    for t in sorted(extra.elements())[:3]
+                )
+                figures.notes.append(f"{label} flags, e.g. {shown}")
+        if figures.missing_flags or figures.duplicate_flags:
+            figures.notes.append(f"committed flag records: {len(records)}")
         figures.worker_rss_mib = sum(rss_mib(w.proc.pid) for w in self.alive() if w.proc)
         figures.redis_used_mib = await redis_used_mib(self.store)
 

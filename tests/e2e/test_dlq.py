@@ -14,9 +14,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from stream import jsonutil
+from stream.clients import new_producer
 from stream.dlq import read_dead_letters
 from stream.dlq_replay import REPLAY_OF
 from stream.settings import Settings
@@ -59,7 +59,7 @@ async def write_dead_letters(
 ) -> None:
     """Append (key, value, headers) records to the activity DLQ, as the worker writes them."""
     topic = TopicNames.from_settings(settings).activity_dlq
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = new_producer(settings, acks="all")
     await producer.start()
     try:
         for key, value, headers in letters:
@@ -223,7 +223,7 @@ class TestDirectoryDeadLetters:
             "updated": "2026-01-05T08:00:00Z",
         }
         headers = dlq_headers("bad_time", "x", names.directory, 0, 4)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = new_producer(settings, acks="all")
         await producer.start()
         try:
             for _ in range(2):  # dead-lettered twice

@@ -404,12 +404,14 @@ class TestRetention:
         """Records deleted from the activity topic (as retention does) cannot be replayed: the
         rebuild names them and refuses, in one line, unless --allow-loss."""
         from aiokafka import TopicPartition
-        from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+        from aiokafka.admin import RecordsToDelete
+
+        from stream.clients import new_admin
 
         events = list(generate_events(10, 5, START, seed=2))[:40]
         await produce_raw(base, keyed(events))
         topic = TopicNames.from_settings(base).activity
-        admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+        admin = new_admin(base)
         await admin.start()
         try:
             ends = await _ends(base, topic)

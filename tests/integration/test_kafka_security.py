@@ -148,7 +148,7 @@ def secure_kafka(
     )
     listener = SaslSslListener(sasl_port, keystore, store_password, ((USER, PASSWORD),))
     stack = LocalStack(plain, sasl_ssl=listener)
-    stack.up(create_topics=False)
+    stack.start_kafka()  # the session's Redis serves this module too
     try:
         yield SecureKafka(sasl_port, ca, other_ca)
     finally:
@@ -197,7 +197,7 @@ class TestPipelineOverSaslSsl:
     async def test_worker_produce_and_import_fold_exactly(
         self, secure: Settings, tmp_path: Path
     ) -> None:
-        """Events sent by produce and by import reach the worker over SASL_SSL, folded exactly."""
+        """produce and import reach the worker over SASL_SSL, folded exactly; a dead letter too."""
         generated = list(generate_events(users=40, days=5, start=date(2026, 3, 1), seed=12))
         produced = tmp_path / "events.jsonl"
         produced.write_bytes(b"\n".join(jsonutil.dumps(e) for e in generated) + b"\n")
@@ -221,15 +221,33 @@ class TestPipelineOverSaslSsl:
                 esn, secure, "import", "--format", "activitystreams", str(source), "--to-kafka"
             )
             assert done.returncode == 0, done.stderr
+            # A record the worker rejects: its dead letter is sent by the Faust app's producer.
+            bad = tmp_path / "bad.jsonl"
+            bad.write_text("this is not json\n")
+            done = await asyncio.to_thread(esn, secure, "produce", "--no-validate", str(bad))
+            assert done.returncode == 0, done.stderr
             store = RedisStore.from_settings(secure)
             try:
                 await wait_fully_applied(store, secure, 120, worker.check_alive)
                 await Oracle.of([*generated, *imported]).assert_matches(store)
             finally:
                 await store.close()
+
+            async def dead_letter_read() -> bool:
+                done = await asyncio.to_thread(esn, secure, "dlq")
+                return done.returncode == 0 and "not_json" in done.stdout
+
+            await eventually(dead_letter_read, 60, "the dead letter, read over SASL_SSL")
         finally:
             worker.stop()
         assert PASSWORD not in worker.log_path.read_text()
+
+
+class TestMechanisms:
+    def test_scram_sha_256_reads_the_dead_letters(self, secure: Settings) -> None:
+        """The same user over SCRAM-SHA-256: esn-pulse dlq reads the (empty) DLQ through it."""
+        done = esn(secure.model_copy(update={"kafka_sasl_mechanism": "SCRAM-SHA-256"}), "dlq")
+        assert (0, "") == (done.returncode, done.stderr)
 
 
 class TestRefusedCredentials:

@@ -10,11 +10,10 @@ from datetime import date
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream import jsonutil
+from stream.clients import new_admin, new_producer
 from stream.events import Activity
 from stream.fold import PartitionDelta
 from stream.generator import generate_events
@@ -104,8 +103,8 @@ def valid_oddities() -> list[dict[str, Any]]:
 
 async def produce_records(settings: Settings, records: list[Record]) -> None:
     """Send records exactly as given, headers included, allowing values up to 4 MB."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    producer = new_producer(
+        settings,
         enable_idempotence=True,
         max_request_size=4 * 1024 * 1024,
     )
@@ -123,7 +122,7 @@ async def produce_records(settings: Settings, records: list[Record]) -> None:
 
 async def allow_large_records(settings: Settings, topic: str) -> None:
     """Raise the topic's record limit, as an operator might: the gate must still bound them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = new_admin(settings)
     await admin.start()
     try:
         resource = ConfigResource(

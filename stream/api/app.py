@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from stream.api.access import PeopleAccessLog
 from stream.api.auth import SCOPE_DESCRIPTIONS, Token
 from stream.api.cache import AnswerCache
-from stream.api.errors import install_error_handlers
+from stream.api.errors import QueryStringCap, install_error_handlers
 from stream.api.routes import PREFIX, ApiContext, build_router
 from stream.api.security import Guard
 from stream.inactivity import definitions_from
@@ -32,9 +32,14 @@ _DESCRIPTION: Final = (
 )
 
 
-def create_api(settings: Settings, tokens: list[Token], store: RedisStore | None = None) -> Any:
-    """The ASGI app: FastAPI wrapped in the people access log."""
-    store = store or RedisStore.from_settings(settings)
+def create_api(settings: Settings, tokens: list[Token]) -> Any:
+    """The ASGI app served: FastAPI behind the query-string cap and the people access log."""
+    return PeopleAccessLog(QueryStringCap(create_fastapi(settings, tokens)))
+
+
+def create_fastapi(settings: Settings, tokens: list[Token]) -> FastAPI:
+    """The routes, the probes and the error handlers."""
+    store = RedisStore.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,7 +75,7 @@ def create_api(settings: Settings, tokens: list[Token], store: RedisStore | None
 
     install_error_handlers(api)
     api.openapi = lambda: _document(api)  # type: ignore[method-assign]
-    return PeopleAccessLog(api)
+    return api
 
 
 def _document(api: FastAPI) -> dict[str, Any]:
@@ -94,9 +99,7 @@ def _document(api: FastAPI) -> dict[str, Any]:
 
 def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     """The document as served (docs/api/openapi.json holds a copy; a test keeps them equal)."""
-    app = create_api(settings or Settings(), [], store=None)
-    fastapi_app: FastAPI = app.app
-    document: dict[str, Any] = fastapi_app.openapi()
+    document: dict[str, Any] = create_fastapi(settings or Settings(), []).openapi()
     return document
 
 

@@ -88,3 +88,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("Unexpected error answering %s", request.url.path[:200], exc_info=exc)
         return error_response(500, f"unexpected {type(exc).__name__}")
+
+
+#: Longest query string served; the routes take at most four short parameters.
+MAX_QUERY_BYTES = 8192
+
+
+class QueryStringCap:
+    """ASGI middleware: a query string over MAX_QUERY_BYTES gets a 414 before anything parses it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            response = error_response(414, f"the query string is over {MAX_QUERY_BYTES} bytes")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -245,6 +245,7 @@ def _urls(document: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield template, template + "?from=0001-01-01&to=9999-12-31&metric=dau"
         yield template, template + "?limit=10&limit=1000000&offset=-5"
         yield template, template + "?" + "&".join(f"k{i}=v" for i in range(500))
+        yield template, template + "?metric=dau&from=" + "9" * 20_000
 
 
 class TestFuzz:

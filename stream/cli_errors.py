@@ -116,16 +116,18 @@ def _servers() -> tuple[str, str, tuple[str, ...]]:
         kafka, redis_url = settings.kafka_bootstrap, settings.redis_url
         key = settings.pseudonymize_key.get_secret_value()
         redis_password = settings.redis_password.get_secret_value()
+        kafka_password = settings.kafka_sasl_password.get_secret_value()
     except Exception:  # settings that do not parse are reported on their own
         kafka = os.environ.get("ESN_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
         redis_url = os.environ.get("ESN_REDIS_URL", "redis://127.0.0.1:6379/0")
         key = os.environ.get("ESN_PSEUDONYMIZE_KEY", "")
         redis_password = os.environ.get("ESN_REDIS_PASSWORD", "")
+        kafka_password = os.environ.get("ESN_KAFKA_SASL_PASSWORD", "")
     try:
         password = urlsplit(redis_url).password or ""
     except ValueError:
         password = ""
-    return kafka, redact_url(redis_url), (password, key, redis_password)
+    return kafka, redact_url(redis_url), (password, key, redis_password, kafka_password)
 
 
 def _cut(text: str, limit: int = _MAX_LINE // 2) -> str:

@@ -7,12 +7,13 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr, ValidationError
 
 from stream import clients
-from stream.cli_errors import BadConfig
+from stream.cli_errors import BadConfig, describe
 from stream.kafka_admin import Replication, _warn_under_replicated, replication_for
-from stream.settings import Settings
+from stream.settings import Settings, get_settings
 
 SASL = {
     "kafka_security_protocol": "SASL_SSL",
@@ -161,3 +162,21 @@ class TestReplication:
             _warn_under_replicated(described, 3, existing={"old", "fine"})
         assert 1 == len(caplog.records)
         assert "Topic old has replication factor 1, below the 3 wanted" in caplog.messages[0]
+
+
+class TestErrorLines:
+    def test_the_sasl_password_is_masked_in_an_error_line(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A server message that echoes the SASL password has it masked in the one line."""
+        monkeypatch.setenv("ESN_KAFKA_BOOTSTRAP", "127.0.0.1:2")
+        monkeypatch.setenv("ESN_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        monkeypatch.setenv("ESN_KAFKA_SASL_USERNAME", "esn")
+        monkeypatch.setenv("ESN_KAFKA_SASL_PASSWORD", "kafka-topsecret")
+        get_settings.cache_clear()
+        try:
+            failure = describe(KafkaError("the broker quoted kafka-topsecret back"))
+        finally:
+            get_settings.cache_clear()
+        assert "kafka-topsecret" not in failure.message
+        assert "quoted *** back" in failure.message

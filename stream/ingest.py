@@ -112,6 +112,8 @@ class ActivityIngest(Service):
         self.joined = asyncio.Event()
         self.redis_ok = False
         self.readiness = Readiness(settings.ready_stall_seconds)
+        #: The Redis server's run id when last asked: a new one means a restart or failover.
+        self._redis_run_id: str | None = None
         self._last_commit = 0.0
         self._max_event_ms = 0
 
@@ -181,6 +183,30 @@ class ActivityIngest(Service):
     async def _probe_kafka(self) -> None:
         up = await self.readiness.probe_kafka(self.consumer.topics)
         self.metrics.kafka_up.set(1 if up else 0)
+
+    @Service.timer(5.0)
+    async def _watch_redis_restarts(self) -> None:
+        """A Redis restart or failover may have lost the last writes: re-read the directory.
+
+        Activity needs no such watch (its fences are checked on every apply), but the directory
+        has no fence, and a partition whose activity was idle meanwhile would not notice.
+        """
+        try:
+            run_id = await self.store.run_id()
+        except (RedisError, OSError):
+            return  # unreachable: /ready says so; the next answer is compared
+        known, self._redis_run_id = self._redis_run_id, run_id
+        if known is None or known == run_id or not self.joined.is_set():
+            return
+        async with self.apply_lock:
+            owned = sorted(tp.partition for tp in self.consumer.assignment())
+            log.warning("Redis restarted or failed over: re-reading directory partitions %s", owned)
+            self.metrics.state_losses.inc()
+            try:
+                await self.directory.reread_partitions(owned)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("Directory re-read incomplete (%s); retrying", exc)
+                self._redis_run_id = known  # compared again at the next tick
 
     def records_waiting(self) -> int:
         """Records between the owned partitions' fences and their ends, as last fetched."""

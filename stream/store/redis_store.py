@@ -127,6 +127,11 @@ class RedisStore:
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
             return False
 
+    async def run_id(self) -> str:
+        """The Redis server's run id: it changes when the server restarts (or fails over)."""
+        info = await self.client.info("server")
+        return str(info.get("run_id", ""))
+
     async def load_fences(self, topic: str, partitions: list[int]) -> dict[int, int]:
         """Applied offset per partition; -1 where nothing was applied yet."""
         if not partitions:

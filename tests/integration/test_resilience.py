@@ -218,27 +218,50 @@ class TestScriptAtomicity:
         assert before == await snapshot_keys(store, settings.redis_prefix)
 
 
+def roster_of(users: list[str]) -> list[tuple[bytes | None, bytes]]:
+    """One enabled profile per user, as directory records."""
+    profile = {"status": "enabled", "created": "2026-01-01T00:00:00Z"}
+    return [
+        (u.encode(), jsonutil.dumps({**profile, "user_id": u, "updated": profile["created"]}))
+        for u in users
+    ]
+
+
 class TestStateLoss:
+    async def test_a_redis_restart_that_lost_directory_writes_is_repaired(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        worker_factory: Any,
+        local_stack: LocalStack,
+    ) -> None:
+        """No activity arrives to notice it: the new run id alone brings the directory back."""
+        users = [f"r{n:04d}" for n in range(200)]
+        directory = DirectoryStore(store)
+        worker = await worker_factory().started()
+        await produce_raw(
+            settings, roster_of(users), topic=TopicNames.from_settings(settings).directory
+        )
+
+        async def roster_folded() -> bool:
+            return len(await directory.profiles(users)) == len(users)
+
+        await eventually(roster_folded, 60, "the roster folded", worker.check_alive)
+        # What an AOF that lost its last second looks like to the directory: the writes gone,
+        # the Kafka offsets committed.
+        async for key in store.client.scan_iter(match=store.keys.profile_prefix + "*", count=1000):
+            await store.client.delete(key)
+        assert await asyncio.to_thread(local_stack.stop_redis)
+        await asyncio.to_thread(local_stack.start_redis)
+        await eventually(roster_folded, 60, "the roster back after the restart", worker.check_alive)
+
     async def test_keys_deleted_mid_stream_are_rebuilt_from_the_topic(
         self, settings: Settings, store: RedisStore, worker_factory: Any
     ) -> None:
         """A Redis emptied under a running worker: detected, re-read, exact again."""
         events = list(generate_events(users=300, days=20, start=START, seed=17))
         users = sorted({e["actor"] for e in events})
-        roster = [
-            (
-                user.encode(),
-                jsonutil.dumps(
-                    {
-                        "user_id": user,
-                        "status": "enabled",
-                        "created": "2026-01-01T00:00:00Z",
-                        "updated": "2026-01-01T00:00:00Z",
-                    }
-                ),
-            )
-            for user in users
-        ]
+        roster = roster_of(users)
         directory = DirectoryStore(store)
         half = len(events) // 2
         worker = await worker_factory().started()

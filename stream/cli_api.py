@@ -12,6 +12,7 @@ import click
 from stream.api.auth import (
     SCOPES,
     TokenConfigError,
+    TokenFileUnreadable,
     entry_for,
     is_loopback,
     load_tokens,
@@ -66,6 +67,8 @@ def serve(settings: Settings) -> None:
 
     try:
         tokens = load_tokens(settings)
+    except TokenFileUnreadable as exc:
+        raise BadConfig(str(exc), "point it at a readable file of token entries") from None
     except TokenConfigError as exc:
         raise BadConfig(f"API tokens: {exc}", "fix the entry (esn-pulse api token NAME)") from None
     host, port = settings.api_host, settings.api_port

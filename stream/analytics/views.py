@@ -220,18 +220,6 @@ async def communities_view(
     }
 
 
-async def community_view(
-    store: RedisStore, settings: Settings, definitions: Definitions, now_ms: int, community: str
-) -> dict[str, Any]:
-    """One community's health."""
-    for row in await all_communities(
-        store, now_ms, settings.community_window_days * 86_400_000, definitions.thresholds_ms[0]
-    ):
-        if row.community == community:
-            return {"now": iso_time(now_ms), **row.as_json()}
-    raise NotFound(f"community {community!r} is not known")
-
-
 async def content_view(store: RedisStore, first: int, last: int) -> dict[str, Any]:
     """Content mix over a range: totals by (type, object type) and per-day series by type."""
     days = await content_days(store, first, last)

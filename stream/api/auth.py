@@ -35,6 +35,10 @@ class TokenConfigError(ValueError):
     """A token entry does not parse; the message never contains the entry itself."""
 
 
+class TokenFileUnreadable(TokenConfigError):
+    """ESN_API_TOKENS_FILE cannot be read."""
+
+
 @dataclass(frozen=True)
 class Token:
     """A configured token: its name (logged), scopes and the SHA-256 of its secret."""
@@ -87,7 +91,9 @@ def load_tokens(settings: Settings) -> list[Token]:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-            raise TokenConfigError(f"ESN_API_TOKENS_FILE {path}: cannot read ({reason})") from None
+            raise TokenFileUnreadable(
+                f"ESN_API_TOKENS_FILE {path}: cannot read ({reason})"
+            ) from None
         tokens += parse_tokens(text, f"ESN_API_TOKENS_FILE {path}")
     names = [t.name for t in tokens]
     if len(set(names)) != len(names):

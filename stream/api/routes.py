@@ -125,8 +125,10 @@ def build_router(context: ApiContext, guard: Guard) -> APIRouter:
 
     @route("/communities", AGGREGATE, models.Communities, "Every community's health")
     async def communities(state: Annotated[models.CommunityState, Query()] = "all") -> Any:
-        now = await context.now_ms()
-        return await views.communities_view(store, settings, definitions, now, state)
+        listing = await every_community()
+        if state == "all":
+            return listing
+        return {**listing, "communities": [c for c in listing["communities"] if c[state]]}
 
     @route(
         "/communities/{community_id}",
@@ -136,8 +138,21 @@ def build_router(context: ApiContext, guard: Guard) -> APIRouter:
         not_found=True,
     )
     async def community(community_id: Id) -> dict[str, Any]:
-        now = await context.now_ms()
-        return await views.community_view(store, settings, definitions, now, community_id)
+        listing = await every_community()
+        for row in listing["communities"]:
+            if row["community"] == community_id:
+                return {"now": listing["now"], **row}
+        raise views.NotFound(f"community {community_id[:100]!r} is not known")
+
+    async def every_community() -> dict[str, Any]:
+        # Every community's figures read the whole membership: computed at most once per
+        # ESN_API_CACHE_SECONDS and shared by the listing, its filters and the one-community route.
+        async def compute() -> dict[str, Any]:
+            now = await context.now_ms()
+            return await views.communities_view(store, settings, definitions, now, "all")
+
+        _, listing = await context.cache.get("communities", compute)
+        return dict(listing)
 
     @route("/content", AGGREGATE, models.Content, "Content mix: events by type and object type")
     async def content(

@@ -304,6 +304,14 @@ class TestStart:
         (line,) = done.stderr.strip().splitlines()
         assert "ESN_API_TOKENS line 1" in line and "SECRETISH" not in line
 
+    def test_an_unreadable_token_file_is_refused(self, served: Served, tmp_path: Path) -> None:
+        """Exit 5 naming the file; nothing listens."""
+        missing = tmp_path / "no-such-tokens"
+        done = self._run(served.settings, ESN_API_TOKENS_FILE=str(missing), ESN_API_TOKENS="")
+        assert 5 == done.returncode
+        (line,) = done.stderr.strip().splitlines()
+        assert f"ESN_API_TOKENS_FILE {missing}: cannot read" in line
+
     def test_without_tokens_it_serves_loopback_openly_and_says_so(self, served: Served) -> None:
         """No token configured: a warning at start, answers without a token on 127.0.0.1."""
         api = ApiProcess(served.settings, REPO / ".esn-test" / "logs").start()

@@ -19,9 +19,10 @@ from typing import Any, Final
 from stream import jsonutil
 from stream.analytics.days import iso_time
 from stream.fold import MS_PER_DAY
-from stream.privacy import pseudonymizer_from
+from stream.privacy import looks_like_pseudonym, pseudonymizer_from
 from stream.settings import Settings
 from stream.store import RedisStore
+from stream.store.directory_store import DirectoryStore
 from stream.store.redis_store import text
 from stream.sweep import decode_state
 
@@ -103,6 +104,14 @@ def week_ends(start_ms: int, now_ms: int) -> list[int]:
     return ends
 
 
+async def _known_pseudonyms(store: RedisStore, user_ids: list[str]) -> set[str]:
+    """Those pseudonym-shaped ids that the store holds a user or profile record for."""
+    shaped = [u for u in user_ids if looks_like_pseudonym(u)]
+    if not shaped:
+        return set()
+    return set(await store.last_seen(shaped)) | set(await DirectoryStore(store).profiles(shaped))
+
+
 async def add_initiative(
     store: RedisStore, settings: Settings, name: str, start_ms: int, users: Iterable[str]
 ) -> Initiative:
@@ -110,7 +119,11 @@ async def add_initiative(
     if not NAME_PATTERN.match(name):
         raise ValueError(f"initiative name {name!r}: letters, digits, '_', '.', '-' (max 64)")
     pseudonymize = pseudonymizer_from(settings)
-    members = sorted({pseudonymize(u) if pseudonymize else u for u in users if u})
+    typed = sorted({u for u in users if u})
+    # A pseudonym copied from an output (the inactive CSV) is kept when the engine knows it; any
+    # other id, pseudonym-shaped or not, is hashed as the worker hashes it.
+    known = await _known_pseudonyms(store, typed) if pseudonymize else set()
+    members = sorted({u if u in known or not pseudonymize else pseudonymize(u) for u in typed})
     if not members:
         raise ValueError("an initiative needs at least one user")
     initiative = Initiative(name, start_ms, len(members), int(time.time() * 1000))

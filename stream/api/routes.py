@@ -17,7 +17,7 @@ from stream.api.auth import AGGREGATE, PEOPLE
 from stream.api.cache import AnswerCache
 from stream.api.security import Guard
 from stream.inactivity import Definitions, parse_duration_ms
-from stream.privacy import lookup_id
+from stream.privacy import looks_like_pseudonym, lookup_id
 from stream.queries import flagged_users
 from stream.settings import Settings
 from stream.store import RedisStore
@@ -99,7 +99,13 @@ def build_router(context: ApiContext, guard: Guard) -> APIRouter:
 
     @route("/users/{user_id}", PEOPLE, models.User, "One user", not_found=True)
     async def user(user_id: Id) -> dict[str, Any]:
-        return await views.user_view(store, settings, definitions, lookup_id(settings, user_id))
+        stored = lookup_id(settings, user_id)
+        if stored != user_id and looks_like_pseudonym(user_id):
+            try:
+                return await views.user_view(store, settings, definitions, stored)
+            except views.NotFound:
+                stored = user_id  # a pseudonym copied from a listing (/inactive)
+        return await views.user_view(store, settings, definitions, stored)
 
     @route("/inactive", PEOPLE, models.Inactive, "Flagged users, newest silence first, by page")
     async def inactive(

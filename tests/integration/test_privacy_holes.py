@@ -9,15 +9,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from pydantic import SecretStr
 
 from stream import jsonutil
+from stream.analytics.initiatives import add_initiative
+from stream.directory import decode_directory
 from stream.privacy import pseudonymizer
 from stream.settings import Settings
 from stream.store import RedisStore
+from stream.store.directory_store import DirectoryStore
 from stream.topics import DLQ_DETAIL, DLQ_REASON, TopicNames
+from tests.api_support import ApiProcess
 from tests.support import REPO, produce_raw, read_topic, settings_env, wait_fully_applied
 
 pytestmark = pytest.mark.integration
@@ -96,8 +101,34 @@ class TestNoRawIdPastTheKey:
         assert "key_mismatch" == headers[DLQ_REASON]
         assert f"record key {p(MALLORY)!r} is not the actor {p(ALICE)!r}" == headers[DLQ_DETAIL]
 
-        for typed, stored in ((ALICE, p(ALICE)), (p(ALICE), p(ALICE)), (LOOKALIKE, p(LOOKALIKE))):
+        lookups = ((ALICE, p(ALICE)), (p(ALICE), p(ALICE)), (LOOKALIKE, p(LOOKALIKE)))
+        for typed, stored in lookups:
             shown = esn(keyed, "user", typed, "--json")
             assert 0 == shown.returncode, shown.stderr
             doc = jsonutil.loads(shown.stdout)
             assert (stored, 1) == (doc["user_id"], doc["events"]), typed
+        # No token configured: esn-pulse api answers on loopback without authentication.
+        api = ApiProcess(keyed, REPO / ".esn-test" / "logs").start()
+        try:
+            for typed, stored in lookups:
+                status, doc = api.get_json(f"/api/v1/users/{quote(typed, safe='')}")
+                assert (200, stored) == (status, doc and doc["user_id"]), typed
+        finally:
+            api.stop()
+
+
+class TestInitiativeUsers:
+    async def test_copied_pseudonyms_are_kept_and_every_other_id_hashed(
+        self, settings: Settings, store: RedisStore
+    ) -> None:
+        """initiative add: a known pseudonym stays, a raw id and an unknown lookalike are hashed."""
+        keyed = settings.model_copy(update={"pseudonymize_key": SecretStr(KEY)})
+        p = pseudonymizer(KEY)
+        at = "2026-05-01T00:00:00Z"
+        profile = {"kind": "profile", "user_id": p(BOB), "status": "enabled",
+                   "created": at, "updated": at}  # fmt: skip
+        record = decode_directory(jsonutil.dumps(profile), p(BOB).encode())
+        await DirectoryStore(store).apply([record])
+        await add_initiative(store, keyed, "hostile-ids", 0, [p(BOB), ALICE, LOOKALIKE])
+        members = await store.client.smembers(store.keys.initiative_users("hostile-ids"))
+        assert {p(BOB), p(ALICE), p(LOOKALIKE)} == {m.decode() for m in members}

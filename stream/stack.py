@@ -173,10 +173,13 @@ class LocalStack:
         """Start the local Redis on its configured port, with its existing data."""
         self._start_redis()
 
-    def start_kafka(self) -> None:
-        """Start the local broker on its configured port with its log dirs; wait until it serves."""
-        self._start_kafka()
-        self._wait_kafka_ready(timeout=90)
+    def start_kafka(self, timeout: float = 300) -> None:
+        """Start the local broker on its configured port with its log dirs; wait until it serves.
+
+        After a SIGKILL the broker recovers every partition's log before it listens: on a broker
+        holding many topics that takes minutes, hence the longer default."""
+        self._start_kafka(timeout)
+        self._wait_kafka_ready(timeout=timeout)
 
     def send_signal(self, name: str, sig: signal.Signals) -> int | None:
         """Send ``sig`` to the service this stack started (fault drills); its pid, or None when
@@ -283,7 +286,7 @@ class LocalStack:
             f"{self.kafka_libs}/*",
         ]
 
-    def _start_kafka(self) -> None:
+    def _start_kafka(self, timeout: float = 90) -> None:
         self.kafka_home.mkdir(parents=True, exist_ok=True)
         self._ensure_kafka_jars()
         config = self._write_kafka_config()
@@ -296,14 +299,16 @@ class LocalStack:
             start_new_session=True,
         )
         self._pid_file("kafka").write_text(str(proc.pid))
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout
         while not self.kafka_up():
             if proc.poll() is not None:
                 raise StackError(
                     f"Kafka exited with {proc.returncode}; see {self.kafka_home / 'server.log'}"
                 )
             if time.monotonic() > deadline:
-                raise StackError(f"Kafka did not listen within 90 s; see {self.kafka_home}")
+                raise StackError(
+                    f"Kafka did not listen within {timeout:.0f} s; see {self.kafka_home}"
+                )
             time.sleep(0.3)
 
     def _wait_kafka_ready(self, timeout: float) -> None:

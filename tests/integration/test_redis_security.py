@@ -46,7 +46,7 @@ ESN_PASSWORD = "esn-pw-c41b9a"
 #: The ACL of docs/operations/security.md, with the deployment's prefix filled in.
 ACL_RULES = (
     "reset on >{password} resetkeys ~{prefix}* resetchannels -@all +@read +@write +@connection "
-    "+@transaction -@scripting +eval +evalsha +script|load +script|exists -@dangerous"
+    "+@transaction -@scripting +eval +evalsha +script|load +script|exists -@dangerous +info|server"
 )
 DOC = REPO / "docs" / "operations" / "security.md"
 
@@ -244,15 +244,19 @@ class TestTheAclHoldsTheUserToItsPrefix:
     async def test_other_keys_and_dangerous_commands_are_refused(
         self, secure: Settings, tls_redis: TlsRedis
     ) -> None:
-        """As the ESN user: another prefix's keys, FLUSHALL, KEYS, CONFIG are NOPERM."""
+        """As the ESN user: another prefix's keys, FLUSHALL, KEYS, CONFIG, INFO (but for its
+        server section) are NOPERM."""
         client = redis.Redis.from_url(secure.redis_url, **connection_options(secure))
         try:
             client.set(secure.redis_prefix + "probe", "1")
+            assert client.info("server")["run_id"], "the worker's restart watch reads it"
             for command in (
                 ("GET", "other:probe"),
                 ("FLUSHALL",),
                 ("KEYS", "*"),
                 ("CONFIG", "GET", "*"),
+                ("INFO",),
+                ("INFO", "clients"),
                 ("FUNCTION", "FLUSH"),
                 ("SCRIPT", "FLUSH"),
             ):

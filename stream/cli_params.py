@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from stream.cli_errors import BadConfig
-from stream.inactivity import Definitions, definitions_from, parse_duration_ms
+from stream.inactivity import Definitions, definitions_from
 from stream.settings import Settings
+from stream.timebounds import parse_duration_ms
 
 
 class Duration(click.ParamType):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from stream.settings import Settings
+from stream.timebounds import parse_duration_ms
 
 DAY_MS: Final = 86_400_000
 
@@ -259,12 +260,3 @@ def threshold_label(threshold_ms: int) -> str:
         if threshold_ms % size == 0:
             return f"{threshold_ms // size}{unit}"
     return f"{threshold_ms // 1000}s"
-
-
-def parse_duration_ms(text: str) -> int:
-    """'30d', '12h', '45m', '90s' -> milliseconds."""
-    units = {"d": DAY_MS, "h": 3_600_000, "m": 60_000, "s": 1000}
-    value, unit = text.strip()[:-1], text.strip()[-1:]
-    if unit not in units or not value.isdigit() or int(value) <= 0:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30d, 12h, 45m)")
-    return int(value) * units[unit]

@@ -263,10 +263,19 @@ class Settings(BaseSettings):
         parse_instant_ms(value)
         return value
 
-    @field_validator("max_future_skew", "allowed_lateness")
+    @field_validator("max_future_skew", "allowed_lateness", "never_active_grace")
     @classmethod
     def _a_duration(cls, value: str) -> str:
         parse_duration_ms(value)
+        return value
+
+    @field_validator("inactivity_thresholds")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        # Checked here, not where the engine reads them: a bad one is then one line (exit 5) at
+        # start, before the Faust app is even built.
+        for part in value.split(","):
+            parse_duration_ms(part)
         return value
 
     @property

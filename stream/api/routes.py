@@ -16,11 +16,12 @@ from stream.api import models
 from stream.api.auth import AGGREGATE, PEOPLE
 from stream.api.cache import AnswerCache
 from stream.api.security import Guard
-from stream.inactivity import Definitions, parse_duration_ms
+from stream.inactivity import Definitions
 from stream.privacy import looks_like_pseudonym, lookup_id
 from stream.queries import flagged_users
 from stream.settings import Settings
 from stream.store import RedisStore
+from stream.timebounds import parse_duration_ms
 
 PREFIX: Final = "/api/v1"
 #: Most rows of one /inactive page; past it, page with offset.

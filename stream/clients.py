@@ -12,7 +12,7 @@ import ssl
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import create_conn
@@ -63,6 +63,17 @@ def _options(settings: Settings, overrides: dict[str, Any]) -> dict[str, Any]:
 def new_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """A consumer of ``topics`` (none: assign or subscribe later) with ``overrides``."""
     return AIOKafkaConsumer(*topics, **_options(settings, overrides))
+
+
+async def assign_settled(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Assign ``tps`` and wait out the offset reset that ``assign()`` starts in the background.
+
+    Otherwise that reset may land after a following seek and move the position (seen: a read
+    meant to start at the beginning began at the end and found nothing).
+    """
+    consumer.assign(tps)
+    for tp in tps:
+        await consumer.position(tp)
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

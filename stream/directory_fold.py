@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from stream.batch import RawRecord, Reject
-from stream.clients import new_consumer
+from stream.clients import assign_settled, new_consumer
 from stream.directory import MembershipV1, ProfileV1, decode_directory, pseudonymized_record
 from stream.events import InvalidEvent
 from stream.privacy import pseudonymizer_from
@@ -89,12 +89,14 @@ class DirectoryFolder:
             return 0
         topic = TopicNames.from_settings(self.settings).directory
         tps = [TopicPartition(topic, p) for p in partitions]
-        consumer = new_consumer(self.settings, enable_auto_commit=False)
+        consumer = new_consumer(
+            self.settings, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await consumer.start()
         await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
         folded = 0
         try:
-            consumer.assign(tps)
+            await assign_settled(consumer, tps)
             ends = await consumer.end_offsets(tps)
             # Seek to the log start offsets found (retention may have dropped the oldest).
             starts = await consumer.beginning_offsets(tps)

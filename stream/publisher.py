@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
 
 from stream import jsonutil
-from stream.clients import new_consumer, new_producer
+from stream.clients import assign_settled, new_consumer, new_producer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text
@@ -206,7 +206,7 @@ class FlagPublisher:
         """The ``esn.seq`` of the last committed record in the output partition (0 when none)."""
         reader = await self._reader()
         tp = TopicPartition(self.topic, partition)
-        reader.assign([tp])
+        await assign_settled(reader, [tp])
         end = (await reader.end_offsets([tp]))[tp]  # read_committed: the last stable offset
         high, window = end, _TAIL_WINDOW
         while high > 0:

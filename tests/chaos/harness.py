@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream import jsonutil
+from stream.clients import assign_settled
 from stream.generator import directory_records, generate_events
 from stream.inactivity import Transition
 from stream.kafka_admin import ensure_topics
@@ -506,12 +507,16 @@ async def committed_flags(settings: Settings) -> list[Any]:
     topic = TopicNames.from_settings(settings).flagged
     tps = [TopicPartition(topic, p) for p in range(settings.activity_partitions)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed"
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     out: list[Any] = []
     try:
-        consumer.assign(tps)
+        # Else the reset assign() starts may land after the seek: a partition read from its
+        # end, its records counted as missing flags.
+        await assign_settled(consumer, tps)
         ends = await consumer.end_offsets(tps)
         for tp in tps:
             await consumer.seek_to_beginning(tp)

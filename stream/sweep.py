@@ -112,6 +112,7 @@ class InactivitySweeper:
         ):
             return ReleaseResult([], 0, False)  # lost a race with another worker: go again
         k, client = self.keys, self.store.client
+        version = await self._version(partition)
         raw_members: list[Any] = await client.zrangebyscore(
             k.reorder_buffer(partition), "-inf", watermark_ms, start=0, num=RELEASE_LIMIT
         )
@@ -131,7 +132,8 @@ class InactivitySweeper:
                 # a migration knows the instant they are as of (see migrate).
                 await self._commit(
                     keys=self._commit_keys(partition),
-                    args=[""] * 8 + [str(partition), self.encoded, self.encoded, str(limit)],
+                    args=[""] * 8
+                    + [str(partition), self.encoded, self.encoded, str(limit), version],
                 )
             return ReleaseResult([], 0, complete)
         stored = await client.hmget(k.inactivity_states(partition), users)
@@ -160,10 +162,12 @@ class InactivitySweeper:
                 self.encoded,
                 self.encoded,
                 str(limit),
+                version,
             ],
         )
         if int(seq) < 0:
-            return ReleaseResult([], 0, False)  # migrated by another worker since it was read
+            # Migrated or released by another worker since it was read: read it again.
+            return ReleaseResult([], 0, False)
         return ReleaseResult(transitions, len(changes), complete)
 
     async def migrate(
@@ -194,6 +198,7 @@ class InactivitySweeper:
         # The states are as of the last release; before markers existed it was not stored, and
         # the clock's now is the best bound (see docs/operations/config-changes.md).
         released = marker.released_ms if marker.released_ms is not None else watermark_ms
+        version = await self._version(partition)
         raw_states, due = await self.markers.partition_states(partition)
         states = {user: decode_state(raw) for user, raw in raw_states.items()}
         plan = migrate_partition(states, due, old, self.definitions, released)
@@ -216,6 +221,7 @@ class InactivitySweeper:
                 marker.definitions or "",
                 self.encoded,
                 "",
+                version,
             ],
         )
         if int(seq) < 0:
@@ -247,7 +253,13 @@ class InactivitySweeper:
             k.inactivity_counts,
             k.flag_history(partition),
             k.inactivity_definitions,
+            k.release_version(partition),
         ]
+
+    async def _version(self, partition: int) -> str:
+        """The partition's release version, read before its states (the commit's check)."""
+        raw = await self.store.client.get(self.keys.release_version(partition))
+        return text(raw) if raw is not None else "0"
 
     def _minute_lines(self, transitions: list[Transition]) -> list[str]:
         """Flags per minute of their (event) time: the inactivity-spike alert's windows."""

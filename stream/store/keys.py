@@ -175,6 +175,10 @@ class RedisKeys:
         """List of "seq\tjson" flag records waiting to be published."""
         return f"{self.prefix}outbox:{partition}"
 
+    def release_version(self, partition: int) -> str:
+        """Commits of a partition's inactivity releases: the compare-and-set of a release."""
+        return f"{self.prefix}relv:{partition}"
+
     def outbox_seq(self, partition: int) -> str:
         """Last sequence number given to a flag record of a partition."""
         return f"{self.prefix}seq:{partition}"

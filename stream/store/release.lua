@@ -2,22 +2,26 @@
 -- partition, atomically: user states, due crossings, released buffer members, new flag records
 -- (numbered), the gauges' counts, and the definitions the partition's states are now under.
 -- KEYS: 1 states hash, 2 due zset, 3 reorder buffer, 4 outbox list, 5 outbox seq, 6 counts hash,
---       7 flag history hash, 8 definitions hash (partition -> "definitions\treleased_ms")
+--       7 flag history hash, 8 definitions hash (partition -> "definitions\treleased_ms"),
+--       9 the partition's release version (counts the commits)
 -- ARGV: 1 states "user\tstate" lines, 2 due "user\tcrossing_ms" lines, 3 not due "user" lines,
 --       4 released buffer members (one per line), 5 flag records (JSON, one per line),
 --       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines,
 --       8 flags per minute of their time: "key\tminute\tcount\texpire_at" lines,
 --       9 partition, 10 the definitions the caller read the states under ('' when none stored),
 --       11 the definitions the states are under after this call,
---       12 the instant released up to ('' for a migration: it keeps the stored one)
+--       12 the instant released up to ('' for a migration: it keeps the stored one),
+--       13 the release version the caller read before it read the states ('' skips the check)
 -- Every argument is checked before the first write: a bad call fails and leaves nothing behind.
 -- Returns the outbox sequence number of the last record added, or -1 (nothing written) when the
--- partition's stored definitions are not ARGV[10] (another worker migrated it meanwhile).
+-- partition's stored definitions are not ARGV[10] (another worker migrated it meanwhile) or its
+-- release version is not ARGV[13] (another worker released it meanwhile: a zombie and the new
+-- owner sweeping at once would otherwise both commit the same transitions).
 local function fail(message)
   return redis.error_reply('release.lua: ' .. message)
 end
-if #KEYS ~= 8 or #ARGV ~= 12 then
-  return fail('expects 8 keys and 12 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS ~= 9 or #ARGV ~= 13 then
+  return fail('expects 9 keys and 13 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 
 local function parse(index, pattern, what)
@@ -67,6 +71,11 @@ if ARGV[11] == '' or string.find(ARGV[11], '[\t\n]') then
   return fail('ARGV[11] is not a definitions record')
 end
 if not string.match(ARGV[12], '^%-?%d*$') then return fail('ARGV[12] is not an instant') end
+if not string.match(ARGV[13], '^%d*$') then return fail('ARGV[13] is not a release version') end
+local version = redis.call('GET', KEYS[9]) or '0'
+if not string.match(version, '^%d+$') then
+  return fail('the release version ' .. KEYS[9] .. ' is not a number')
+end
 local seq_text = redis.call('GET', KEYS[5])
 if seq_text and not string.match(seq_text, '^%d+$') then
   return fail('the outbox sequence ' .. KEYS[5] .. ' is not a number')
@@ -78,6 +87,9 @@ if stored_definitions == nil then
   return fail('the stored definitions of partition ' .. ARGV[9] .. ' are unreadable')
 end
 if stored_definitions ~= ARGV[10] then
+  return -1
+end
+if ARGV[13] ~= '' and ARGV[13] ~= version then
   return -1
 end
 
@@ -116,4 +128,5 @@ if ARGV[12] ~= '' and (released == '' or tonumber(ARGV[12]) > tonumber(released)
   released = ARGV[12]
 end
 redis.call('HSET', KEYS[8], ARGV[9], ARGV[11] .. '\t' .. released)
+redis.call('INCR', KEYS[9])
 return seq

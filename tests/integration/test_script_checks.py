@@ -43,6 +43,7 @@ def release_args(encoded: str, **bad: str) -> list[Any]:
         encoded,
         encoded,
         "9000",
+        "",  # no release-version check unless a test asks for one
     ]
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value
@@ -61,6 +62,7 @@ class TestReleaseScript:
             {"a9": "p0"},  # the partition
             {"a11": ""},  # the definitions stored after
             {"a12": "later"},  # the released instant
+            {"a13": "v2"},  # the release version
         ],
     )
     async def test_a_bad_argument_writes_nothing(
@@ -79,13 +81,13 @@ class TestReleaseScript:
     async def test_too_few_arguments_write_nothing(
         self, settings: Settings, store: RedisStore
     ) -> None:
-        """A caller of the old layout (8 arguments) is refused, not half applied."""
+        """A caller of an old layout (8 arguments) is refused, not half applied."""
         sweeper = InactivitySweeper(store, definitions_from(settings))
         encoded = encode_definitions(sweeper.definitions)
         keys = sweeper._commit_keys(0)
         await sweeper._commit(keys=keys, args=release_args(encoded))
         before = await snapshot(store, settings.redis_prefix)
-        with pytest.raises(ResponseError, match="expects 8 keys and 12 arguments"):
+        with pytest.raises(ResponseError, match="expects 9 keys and 13 arguments"):
             await sweeper._commit(keys=keys, args=release_args(encoded)[:8])
         assert before == await snapshot(store, settings.redis_prefix)
 
@@ -100,6 +102,23 @@ class TestReleaseScript:
         before = await snapshot(store, settings.redis_prefix)
         stale = release_args(encoded, a10="v1;t=1;g=1")
         assert -1 == await sweeper._commit(keys=keys, args=stale)
+        assert before == await snapshot(store, settings.redis_prefix)
+
+    async def test_a_release_read_before_another_commit_writes_nothing(
+        self, settings: Settings, store: RedisStore
+    ) -> None:
+        """A zombie's release, read before the new owner's commit, cannot commit it again."""
+        sweeper = InactivitySweeper(store, definitions_from(settings))
+        encoded = encode_definitions(sweeper.definitions)
+        keys = sweeper._commit_keys(0)
+        # The partition under these definitions, as after its first release.
+        await sweeper._commit(keys=keys, args=release_args(encoded, a10=""))
+        read_by_both = await sweeper._version(0)
+        first = release_args(encoded, a13=read_by_both)
+        assert 0 < await sweeper._commit(keys=keys, args=first)
+        before = await snapshot(store, settings.redis_prefix)
+        again = release_args(encoded, a13=read_by_both)
+        assert -1 == await sweeper._commit(keys=keys, args=again)
         assert before == await snapshot(store, settings.redis_prefix)
 
 

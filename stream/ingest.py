@@ -441,6 +441,9 @@ class ActivityIngest(Service):
         self.metrics.redis_up.set(1)
         # The directory has no fence: what Redis lost of it (a restart from an older AOF, a
         # failover) comes back only by reading it again, before the activity that needs it.
+        # The run id this re-read is as of: a later one means a restart the watch re-reads for.
+        with contextlib.suppress(RedisError, OSError):
+            self._redis_run_id = await self.store.run_id()
         try:
             await self.directory.reread_partitions(partitions)
         except (KafkaError, OSError, TimeoutError) as exc:

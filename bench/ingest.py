@@ -24,14 +24,14 @@ from typing import Any
 
 from stream import jsonutil
 from stream.clients import new_admin
+from stream.flags.machine import definitions_from
+from stream.flags.release import InactivitySweeper
 from stream.generator import generate_events, live_events
-from stream.inactivity import definitions_from
 from stream.kafka_admin import ensure_topics
 from stream.produce import new_producer
 from stream.settings import Settings
 from stream.stack import LocalStack
 from stream.store import RedisStore
-from stream.sweep import InactivitySweeper
 from stream.topics import TopicNames
 from tests.support import free_port, produce_raw, settings_env
 

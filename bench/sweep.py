@@ -13,11 +13,12 @@ import asyncio
 import time
 import uuid
 
-from stream.inactivity import UserInactivity, definitions_from
+from stream.flags.machine import UserInactivity, definitions_from
+from stream.flags.release import InactivitySweeper
+from stream.flags.state_codec import encode_state
 from stream.settings import Settings
 from stream.stack import LocalStack
 from stream.store import RedisStore
-from stream.sweep import InactivitySweeper, encode_state
 
 DAY_MS = 86_400_000
 

@@ -20,7 +20,7 @@ from stream.analytics.refresh import AnalyticsRefresher
 from stream.batch import Reject
 from stream.clients import faust_broker_options
 from stream.directory_fold import DirectoryFolder
-from stream.inactivity import definitions_from
+from stream.flags.machine import definitions_from
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
 from stream.metrics import PipelineMetrics

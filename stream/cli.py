@@ -27,7 +27,7 @@ from stream import (
 )
 from stream.cli_errors import CliError, EsnGroup, quiet_library_logs
 from stream.cli_params import Duration, configured_definitions
-from stream.inactivity import UserInactivity
+from stream.flags.machine import UserInactivity
 from stream.queries import flags_of
 from stream.settings import get_settings
 from stream.stack import LocalStack, StackError
@@ -192,7 +192,7 @@ def inactive(
     output: str,
 ) -> None:
     """The users flagged right now, newest silence first."""
-    from stream.inactivity import threshold_label
+    from stream.flags.machine import threshold_label
     from stream.queries import inactive_users
     from stream.store import RedisStore
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from stream.cli_errors import BadConfig
-from stream.inactivity import Definitions, definitions_from
+from stream.flags.machine import Definitions, definitions_from
 from stream.settings import Settings
 from stream.timebounds import parse_duration_ms
 

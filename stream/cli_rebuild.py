@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from stream.cli_errors import BadConfig, CliError
-from stream.definitions import DOC, DeploymentRecord, deployment_record_from, refusal
+from stream.flags.definitions import DOC, DeploymentRecord, deployment_record_from, refusal
 from stream.settings import Settings, get_settings
 
 if TYPE_CHECKING:

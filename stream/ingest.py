@@ -27,8 +27,8 @@ from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partit
 from stream.clients import new_consumer
 from stream.directory_fold import DirectoryFolder
 from stream.flags.cycle import FlagCycle
+from stream.flags.machine import counting_types_from
 from stream.fold import PartitionDelta
-from stream.inactivity import counting_types_from
 from stream.logfilter import fold_library_repeats
 from stream.metrics import PipelineMetrics
 from stream.privacy import pseudonymizer_from

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.inactivity import Definitions, UserInactivity, threshold_label
+from stream.flags.machine import Definitions, UserInactivity, threshold_label
+from stream.flags.state_codec import decode_state
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
 from stream.store.redis_store import text
-from stream.sweep import decode_state
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from stream.clients import new_admin, new_consumer
-from stream.publisher import FlagPublisher
+from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import TopicNames

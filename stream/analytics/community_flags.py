@@ -16,7 +16,7 @@ from typing import Any, Final
 from stream import jsonutil
 from stream.analytics.communities import CommunityHealth
 from stream.analytics.days import iso_time
-from stream.publisher import FlagPublisher
+from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text

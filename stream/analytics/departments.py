@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Final
 
-from stream.inactivity import Definitions
+from stream.flags.machine import Definitions
+from stream.flags.state_codec import decode_state
 from stream.privacy import merge_small_groups
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
 from stream.store.redis_store import text
-from stream.sweep import decode_state
 
 DEPARTMENT_STATES: Final = ("enabled", "active", "inactive", "never_active")
 #: Department of enabled profiles that name none.

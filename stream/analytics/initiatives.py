@@ -18,13 +18,13 @@ from typing import Any, Final
 
 from stream import jsonutil
 from stream.analytics.days import iso_time
+from stream.flags.state_codec import decode_state
 from stream.fold import MS_PER_DAY
 from stream.privacy import looks_like_pseudonym, pseudonymizer_from
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.directory_store import DirectoryStore
 from stream.store.redis_store import text
-from stream.sweep import decode_state
 
 NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _FLAGGING: Final = frozenset("in")  # inactive at the first threshold, never active

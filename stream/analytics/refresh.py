@@ -15,8 +15,8 @@ from stream.analytics.days import clock_now_ms, day_of_ms
 from stream.analytics.departments import department_figures
 from stream.analytics.tiers import tier_counts
 from stream.analytics.trends import daily_counter
+from stream.flags.machine import Definitions
 from stream.fold import MS_PER_DAY
-from stream.inactivity import Definitions
 from stream.metrics import PipelineMetrics
 from stream.settings import Settings
 from stream.store import RedisStore

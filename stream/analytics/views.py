@@ -16,7 +16,7 @@ from stream.analytics.departments import department_figures
 from stream.analytics.initiatives import get_initiative, initiative_figures, list_initiatives
 from stream.analytics.tiers import tier_counts
 from stream.analytics.trends import TREND_METRICS, as_points, trend
-from stream.inactivity import Definitions, threshold_label
+from stream.flags.machine import Definitions, threshold_label
 from stream.queries import FlaggedUser, flags_of, inactivity_state, with_directory
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore

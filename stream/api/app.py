@@ -17,7 +17,7 @@ from stream.api.cache import AnswerCache
 from stream.api.errors import QueryStringCap, install_error_handlers
 from stream.api.routes import PREFIX, ApiContext, build_router
 from stream.api.security import Guard
-from stream.inactivity import definitions_from
+from stream.flags.machine import definitions_from
 from stream.settings import Settings
 from stream.store import RedisStore
 

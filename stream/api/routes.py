@@ -16,7 +16,7 @@ from stream.api import models
 from stream.api.auth import AGGREGATE, PEOPLE
 from stream.api.cache import AnswerCache
 from stream.api.security import Guard
-from stream.inactivity import Definitions
+from stream.flags.machine import Definitions
 from stream.privacy import looks_like_pseudonym, lookup_id
 from stream.queries import flagged_users
 from stream.settings import Settings

@@ -12,13 +12,13 @@ from collections.abc import Callable, Collection
 
 from aiokafka import TopicPartition
 
-from stream.inactivity import definitions_from, threshold_label
+from stream.flags.machine import definitions_from, threshold_label
+from stream.flags.publisher import FlagPublisher
+from stream.flags.release import InactivitySweeper
 from stream.metrics import PipelineMetrics
-from stream.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text
-from stream.sweep import InactivitySweeper
 from stream.timebounds import parse_duration_ms
 
 

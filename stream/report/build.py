@@ -18,7 +18,7 @@ from stream.analytics import views
 from stream.analytics.days import day_of_ms, iso_day, iso_time
 from stream.analytics.initiatives import list_initiatives
 from stream.analytics.trends import trend
-from stream.inactivity import Definitions
+from stream.flags.machine import Definitions
 from stream.settings import Settings
 from stream.store import RedisStore
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.definitions import FORMAT, DeploymentRecord
+from stream.flags.definitions import FORMAT, DeploymentRecord
 from stream.store.redis_store import RedisStore, text
 
 

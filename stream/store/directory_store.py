@@ -8,7 +8,7 @@ from importlib import resources
 
 from stream.directory import MembershipV1, ProfileV1, updated_ms
 from stream.events import epoch_ms
-from stream.inactivity import buffer_member_for_profile
+from stream.flags.machine import buffer_member_for_profile
 from stream.store.redis_store import RedisStore, text
 
 _DIRECTORY_SCRIPT = resources.files("stream.store").joinpath("directory.lua").read_text()

@@ -164,7 +164,7 @@ class RedisKeys:
         return f"{self.prefix}wm:{partition}"
 
     def inactivity_states(self, partition: int) -> str:
-        """Hash user id -> inactivity state (see stream/sweep.py) of one partition."""
+        """Hash user id -> inactivity state (see stream/flags/state_codec.py) of one partition."""
         return f"{self.prefix}inact:{partition}"
 
     def due(self, partition: int) -> str:

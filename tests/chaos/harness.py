@@ -29,8 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from stream import jsonutil
 from stream.clients import assign_settled
+from stream.flags.machine import Transition
 from stream.generator import directory_records, generate_events
-from stream.inactivity import Transition
 from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
 from stream.stack import LocalStack

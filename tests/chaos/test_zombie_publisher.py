@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream import jsonutil
-from stream.publisher import FlagPublisher
+from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import FLAG_SEQ, TopicNames

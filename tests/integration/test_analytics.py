@@ -28,8 +28,8 @@ import referencing
 from stream import jsonutil
 from stream.analytics.initiatives import flagged_at, reactivated_by, week_ends
 from stream.api.app import openapi_document
+from stream.flags.machine import Transition
 from stream.generator import directory_records, generate_events
-from stream.inactivity import Transition
 from stream.kafka_admin import ensure_topics
 from stream.privacy import merge_small_groups
 from stream.settings import Settings

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from stream import jsonutil
-from stream.definitions import encode_definitions
-from stream.generator import directory_records, generate_events
-from stream.inactivity import (
+from stream.flags.definitions import encode_definitions
+from stream.flags.machine import (
     Change,
     InactivityMachine,
     ProfileChange,
@@ -30,6 +29,7 @@ from stream.inactivity import (
     parse_duration_ms,
     threshold_label,
 )
+from stream.generator import directory_records, generate_events
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text

@@ -19,8 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from stream import jsonutil
 from stream.events import epoch_ms
-from stream.generator import directory_records, generate_events
-from stream.inactivity import (
+from stream.flags.machine import (
     Change,
     InactivityMachine,
     ProfileChange,
@@ -30,6 +29,7 @@ from stream.inactivity import (
     definitions_from,
     parse_duration_ms,
 )
+from stream.generator import directory_records, generate_events
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import FLAG_SEQ, TopicNames

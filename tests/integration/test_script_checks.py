@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from stream.definitions import encode_definitions
-from stream.inactivity import definitions_from
+from stream.flags.definitions import encode_definitions
+from stream.flags.machine import definitions_from
+from stream.flags.release import InactivitySweeper
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
-from stream.sweep import InactivitySweeper
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from stream.definitions import (
+from stream.flags.definitions import (
     DeploymentRecord,
     decode_definitions,
     encode_definitions,
     migrate_partition,
     refusal,
 )
-from stream.inactivity import (
+from stream.flags.machine import (
     DAY_MS,
     Change,
     Definitions,

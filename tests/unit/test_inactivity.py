@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stream.inactivity import (
+from stream.flags.machine import (
     DAY_MS,
     Change,
     Definitions,

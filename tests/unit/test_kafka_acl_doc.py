@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from stream.publisher import FlagPublisher
+from stream.flags.publisher import FlagPublisher
 from stream.rebuild import groups_of
 from stream.settings import Settings
 from stream.topics import TopicNames

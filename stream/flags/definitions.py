@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from stream.inactivity import (
+from stream.flags.machine import (
     Definitions,
     Transition,
     TransitionKind,

@@ -12,20 +12,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 from stream import jsonutil
-from stream.definitions import (
+from stream.flags.definitions import (
     PartitionMigration,
     decode_definitions,
     describe,
     encode_definitions,
     migrate_partition,
 )
-from stream.fold import MS_PER_DAY
-from stream.inactivity import (
+from stream.flags.machine import (
     Definitions,
     InactivityMachine,
     Transition,
@@ -34,48 +32,20 @@ from stream.inactivity import (
     parse_buffer_member,
     threshold_label,
 )
-from stream.store import DirectoryStore, Profile, RedisStore
+from stream.flags.records import HISTORY_CODES, flag_record, history_lines, iso_ms
+from stream.flags.state_codec import decode_state, encode_state
+from stream.fold import MS_PER_DAY
+from stream.store import DirectoryStore, RedisStore
 from stream.store.definitions_store import DefinitionsStore, PartitionDefinitions
 from stream.store.redis_store import text
 
 log = logging.getLogger(__name__)
 
 _RELEASE_SCRIPT = resources.files("stream.store").joinpath("release.lua").read_text()
-SCHEMA: str = "esn.users.flagged.v1"
 #: Days the per-minute flag counts are kept after their day (the spike alert looks back 7 days).
 FLAG_MINUTES_DAYS = 9
 #: At most this many buffered changes per release: bounds memory and the Lua call's duration.
 RELEASE_LIMIT = 5_000
-
-
-def encode_state(state: UserInactivity) -> str:
-    """created|enabled_since|enabled|last|flagged_count|never_active|profile_version."""
-    return "|".join(
-        "" if value is None else str(int(value))
-        for value in (
-            state.created_ms,
-            state.enabled_since_ms,
-            state.enabled,
-            state.last_ms,
-            state.flagged_count,
-            state.never_active,
-            state.profile_ms,
-        )
-    )
-
-
-def decode_state(raw: str) -> UserInactivity:
-    """The inverse of :func:`encode_state`."""
-    created, since, enabled, last, flagged, never, profile = raw.split("|")
-    return UserInactivity(
-        created_ms=int(created),
-        enabled_since_ms=int(since),
-        enabled=enabled == "1",
-        last_ms=int(last) if last else None,
-        flagged_count=int(flagged),
-        never_active=never == "1",
-        profile_ms=int(profile) if profile else None,
-    )
 
 
 @dataclass(frozen=True)
@@ -146,7 +116,7 @@ class InactivitySweeper:
         enrichment = await self.directory.profiles_and_roles(
             sorted({t.user_id for t in transitions})
         )
-        records = [_record(t, *enrichment[t.user_id]) for t in transitions]
+        records = [flag_record(t, *enrichment[t.user_id]) for t in transitions]
         seq = await self._commit(
             keys=self._commit_keys(partition),
             args=[
@@ -205,7 +175,7 @@ class InactivitySweeper:
         enrichment = await self.directory.profiles_and_roles(
             sorted({t.user_id for t in plan.transitions})
         )
-        records = [_record(t, *enrichment[t.user_id], migrated=True) for t in plan.transitions]
+        records = [flag_record(t, *enrichment[t.user_id], migrated=True) for t in plan.transitions]
         seq = await self._commit(
             keys=self._commit_keys(partition),
             args=[
@@ -234,7 +204,7 @@ class InactivitySweeper:
                 partition,
                 describe(old),
                 describe(self.definitions),
-                _iso(released),
+                iso_ms(released),
                 kinds.count("withdrawn"),
                 len(kinds) - kinds.count("withdrawn"),
                 len(plan.due) + len(plan.not_due),
@@ -278,56 +248,6 @@ class InactivitySweeper:
             f"{max(floor, (day + 1 + FLAG_MINUTES_DAYS) * 86_400)}"
             for (kind, day, minute), count in per_minute.items()
         ]
-
-
-#: Flag history entry codes: inactive at the first threshold, never active, reactivated, withdrawn.
-HISTORY_CODES = {"inactive": "i", "never_active": "n", "reactivated": "r", "withdrawn": "w"}
-
-
-def history_lines(transitions: list[Transition], definitions: Definitions) -> list[str]:
-    """ "user\tcode@ms" for the changes that decide whether a user is flagged at an instant."""
-    first = definitions.thresholds_ms[0]
-    return [
-        f"{t.user_id}\t{HISTORY_CODES[t.kind]}@{t.at_ms}"
-        for t in transitions
-        if t.kind != "inactive" or t.threshold_ms == first
-    ]
-
-
-def _record(
-    transition: Transition,
-    profile: Profile | None,
-    roles: dict[str, list[str]],
-    migrated: bool = False,
-) -> dict[str, Any]:
-    """The published JSON of a transition, enriched from the directory."""
-    record: dict[str, Any] = {
-        "schema": SCHEMA,
-        "kind": transition.kind,
-        "user_id": transition.user_id,
-        "at": _iso(transition.at_ms),
-        "last_seen": _iso(transition.last_seen_ms),
-        "created": _iso(transition.created_ms),
-        "department": profile.department if profile else None,
-        "communities": roles,
-        "event_id": f"{transition.user_id}:{transition.kind}:"
-        f"{transition.threshold_ms or ''}:{transition.at_ms}",
-    }
-    if transition.threshold_ms is not None:
-        record["threshold"] = threshold_label(transition.threshold_ms)
-        record["threshold_seconds"] = transition.threshold_ms // 1000
-    if transition.away_ms is not None:
-        record["away_seconds"] = transition.away_ms / 1000
-    if migrated and transition.kind == "withdrawn":
-        # Not a disabled profile: the definitions changed and no longer give this flag.
-        record["reason"] = "definitions_changed"
-    return record
-
-
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def _counted(state: UserInactivity, definitions: Definitions) -> set[str]:

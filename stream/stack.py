@@ -23,9 +23,12 @@ import redis
 from stream.cli_errors import redact_url
 from stream.clients import new_admin
 from stream.kafka_admin import ensure_topics
+from stream.local.resources import install
 from stream.settings import Settings
 from stream.store.connection import connection_options
 
+#: A checkout's deploy/ folder: read only by stream.prometheus_local, until its config and rules
+#: are shipped in the package like the Kafka files (stream/local/resources/).
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -206,8 +209,10 @@ class LocalStack:
             )
         staging = self.kafka_libs.with_suffix(".part")
         shutil.rmtree(staging, ignore_errors=True)
+        # The shipped pom, copied beside the jars: Maven needs a file, the package may be a wheel.
+        pom = install("kafka/pom.xml", self.kafka_home)
         command = [
-            "mvn", "-q", "-B", "-f", str(DEPLOY_DIR / "kafka" / "pom.xml"),
+            "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom),
             "dependency:copy-dependencies",
             f"-Dkafka.version={self.settings.kafka_version}",
             f"-DoutputDirectory={staging}",
@@ -275,12 +280,13 @@ class LocalStack:
 
     def _java(self) -> list[str]:
         log_file = self.kafka_home / "server.log"
+        log_config = install("kafka/log4j2.properties", self.kafka_home)
         return [
             "java",
             "-Xms256m",
             "-Xmx1g",
             "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'log4j2.properties'}",
+            f"-Dlog4j2.configurationFile={log_config}",
             f"-Dkafka.logs.file={log_file}",
             "-cp",
             f"{self.kafka_libs}/*",

@@ -1,8 +1,9 @@
 """``esn-pulse import``: real ESN exports into the activity and directory topics (or a file).
 
-Exit status (docs/operations/imports.md): 0 done; 1 nothing could be mapped; 4 bad input data (a
-file is cut short or corrupt), after the summary; the rest (2 usage, 3 Kafka unreachable, 1 an
---out that cannot be written) from the CLI's error layer, as for every command.
+A directory is read at its top only, and only the files its format defines (``file_patterns``).
+Exit status (docs/operations/imports.md): 0 done; 1 a directory with none of the format's files,
+or nothing mapped; 4 bad input data (a file is cut short or corrupt), after the summary; the rest
+(2 usage, 3 Kafka unreachable, 1 an --out that cannot be written) from the CLI's error layer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import IO, Any
 import click
 
 from stream import jsonutil
-from stream.cli_errors import PROG_NAME, ExitCode, one_line
+from stream.cli_errors import PROG_NAME, CliError, ExitCode, one_line
 from stream.settings import get_settings
 
 #: Every format ``--format`` takes; the README has a section on each, with its export steps.
@@ -126,13 +127,19 @@ def register(main: click.Group) -> None:
         """Import a file or directory of FORMAT records, streaming, with a final summary."""
         from stream.adapters.files import ByteMeter
         from stream.adapters.progress import ProgressBar, summary_text
-        from stream.adapters.runner import input_files, run_import
+        from stream.adapters.runner import input_files, left_out, run_import
         from stream.adapters.sinks import FileSink, KafkaSink
 
         if sum((to_kafka, out is not None, dry_run)) != 1:
             raise click.UsageError("choose exactly one of --to-kafka, --out FILE, --dry-run")
         adapter = _adapter(fmt, mapping, scim_id, slack_id)
-        files = input_files(source)
+        files = input_files(source, adapter.file_patterns)
+        if not files:
+            raise CliError(
+                f"{source.absolute()} holds no {fmt} file at its top (subfolders are not read)",
+                f"put the export's files there ({expected_files(adapter.file_patterns)}) or "
+                "name a file",
+            )
         meter = ByteMeter(total=sum(path.stat().st_size for path in files))
         bar = ProgressBar(meter, sys.stderr)
 
@@ -162,14 +169,41 @@ def register(main: click.Group) -> None:
 
         summary = asyncio.run(run())
         click.echo(summary_text(summary), err=True)
+        unread = left_out(source, adapter.file_patterns)
+        if unread:
+            names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in unread[:5])
+            more = f" and {len(unread) - 5} more" if len(unread) > 5 else ""
+            click.echo("  " + one_line(f"not read (not {fmt} files, or subfolders): {names}{more}"),
+                       err=True)  # fmt: skip
         click.echo(jsonutil.dumps(summary.as_json()).decode())
         done = "validated" if dry_run else "written" if out is not None else "sent"
         for broken in summary.broken:
             click.echo(broken_line(broken, done, checkpoint is not None, keep_going), err=True)
         if summary.broken:
             sys.exit(ExitCode.BAD_INPUT)
-        if summary.records_read and not (summary.activity_events or summary.directory_records):
+        if not (summary.activity_events or summary.directory_records or summary.resumed_past):
+            click.echo(nothing_mapped_line(summary, fmt, len(files)), err=True)
             sys.exit(ExitCode.FAILURE)
+
+
+def expected_files(patterns: tuple[str, ...]) -> str:
+    """A format's file patterns for a person: ``*.json, *.jsonl, each may be .gz``."""
+    plain = [pattern for pattern in patterns if not pattern.endswith(".gz")]
+    gzipped = len(plain) < len(patterns)
+    return ", ".join(plain) + (", each may be .gz" if gzipped else "")
+
+
+def nothing_mapped_line(summary: Any, fmt: str, files: int) -> str:
+    """The one line of an import that mapped nothing: what was read, and what to check."""
+    read = f"{summary.records_read:,} record" + ("" if summary.records_read == 1 else "s")
+    of = f"{files} file" + ("" if files == 1 else "s")
+    if summary.records_read:
+        why = f"{read} read from {of}, none mapped"
+        todo = f"check that they are {fmt} records (--format); --skipped FILE lists every reason"
+    else:
+        why = f"no record in {of}"
+        todo = "check that the export is not empty and that --format is right"
+    return one_line(f"{PROG_NAME}: nothing imported: {why}; {todo}")
 
 
 def broken_line(broken: Any, done: str, checkpointed: bool, keep_going: bool) -> str:

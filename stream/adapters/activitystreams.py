@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from stream.adapters.base import Output, Skip, SourceRecord, id_of, iso_time, type_name
+from stream.adapters.files import JSON_FILES
 from stream.adapters.jsonlines import json_object, json_records
 
 TYPE_MAP: Final = {
@@ -33,6 +34,7 @@ class ActivityStreamsAdapter:
     """Activity Streams 2.0 -> esn.activity.v1."""
 
     name = "activitystreams"
+    file_patterns = JSON_FILES
 
     def records(self, path: Path) -> Iterator[SourceRecord]:
         return json_records(path, ("orderedItems", "items"))

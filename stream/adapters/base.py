@@ -71,6 +71,8 @@ class Adapter(Protocol):
     """A format: how to read its records and how to map one."""
 
     name: str
+    #: The file names it reads in a directory (fnmatch patterns); other files there are left out.
+    file_patterns: tuple[str, ...]
 
     def records(self, path: Path) -> Iterator[SourceRecord]:
         """The file's records, in order, streaming."""

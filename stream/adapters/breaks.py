@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.adapters.base import Adapter, Broken, SourceRecord
-from stream.adapters.files import utf8_error_at
+from stream.adapters.files import location_of, utf8_error_at
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,10 @@ class RecordReader:
         return record
 
     def _located(self, exc: Exception) -> tuple[str, str]:
-        after = (
-            f"after record {self.count:,} ({self.last})" if self.last else "before its first record"
-        )
+        # The line already names the file by its full path: the last record by the file's name.
+        last = (self.last or "").removeprefix(location_of(self.path) + ":")
+        named = f"{self.path.name}:{last}" if last != self.last else last
+        after = f"after record {self.count:,} ({named})" if self.last else "before its first record"
         if isinstance(exc, Broken):
             return exc.where, exc.detail
         if isinstance(exc, UnicodeDecodeError):

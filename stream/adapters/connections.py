@@ -31,6 +31,7 @@ from stream.adapters.base import (
     required_text,
     type_name,
 )
+from stream.adapters.files import JSON_FILES
 from stream.adapters.jsonlines import json_object, json_records
 
 VERBS: Final = {
@@ -56,6 +57,7 @@ class ConnectionsAdapter:
     """Connections AS1.0 entries -> esn.activity.v1, and esn.directory.v1 memberships."""
 
     name = "connections"
+    file_patterns = JSON_FILES
 
     def records(self, path: Path) -> Iterator[SourceRecord]:
         return json_records(path, ("list", "items", "entry"))

@@ -18,6 +18,7 @@ import yaml
 
 from stream.adapters.base import Output, Skip, SourceRecord, iso_time, type_name
 from stream.adapters.csvrows import csv_records
+from stream.adapters.files import CSV_FILES
 
 FIELDS: Final = ("id", "type", "actor", "time", "object_type", "object_id", "community",
                  "target_user")  # fmt: skip
@@ -55,6 +56,7 @@ class CsvAdapter:
     """Generic CSV -> esn.activity.v1."""
 
     name = "csv"
+    file_patterns = CSV_FILES
 
     def __init__(self, mapping: Mapping[str, str], source: str = "csv") -> None:
         self.mapping = dict(mapping)
@@ -100,4 +102,7 @@ class CsvAdapter:
 
 
 def _row_id(location: str) -> str:
-    return "csv-" + hashlib.sha256(location.encode()).hexdigest()[:24]
+    # Of the file's name and row, not its full path: the same export imported from another
+    # folder gives the same ids (as it did when locations held only the name).
+    name_and_row = Path(location).name.replace(".gz:", ":", 1)
+    return "csv-" + hashlib.sha256(name_and_row.encode()).hexdigest()[:24]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from stream.adapters.base import Broken, SourceRecord, Unusable
-from stream.adapters.files import open_text, source_name, utf8_error_at
+from stream.adapters.files import location_of, open_text, utf8_error_at
 from stream.adapters.jsonstream import MAX_RECORD_BYTES
 
 #: Audit exports carry whole JSON documents in a cell, so the default 128 KiB is too small; a
@@ -26,7 +26,7 @@ csv.field_size_limit(FIELD_LIMIT)
 
 def csv_records(path: Path) -> Iterator[SourceRecord]:
     """Each row as {column: text}; the location is the physical line where the row ends."""
-    name = source_name(path)
+    name = location_of(path)
     with open_text(path, newline="") as handle:
         # strict: a quote left open at the end of the file is an error, not a last field that
         # silently holds the rest of the file.

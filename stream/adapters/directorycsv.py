@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from stream.adapters.base import Output, Skip, SourceRecord, Unusable, iso_time
 from stream.adapters.csvrows import cell, csv_records
+from stream.adapters.files import CSV_FILES
 
 PROFILE_FIELDS: Final = ("user_id", "status", "created", "updated", "department", "display_name")
 MEMBERSHIP_FIELDS: Final = ("user_id", "community", "role", "op", "updated")
@@ -32,6 +33,7 @@ class DirectoryCsvAdapter:
     """Directory CSV -> esn.directory.v1 profiles or memberships."""
 
     name = "directory-csv"
+    file_patterns = CSV_FILES
 
     def __init__(self, mapping: Mapping[str, str] | None = None) -> None:
         self.mapping = dict(mapping or {})

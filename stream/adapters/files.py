@@ -8,6 +8,7 @@ a :class:`ByteMeter` for the duration of an import, so progress is measured in b
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import gzip
 import io
 from contextvars import ContextVar
@@ -73,8 +74,33 @@ def open_text(path: Path, newline: str | None = None) -> IO[str]:
 
 
 def source_name(path: Path) -> str:
-    """The name a file's records are located by: without .gz, which says nothing of the format."""
+    """A file's name without .gz, which says nothing of the format (adapters dispatch on it)."""
     return path.name[:-3] if path.name.endswith(".gz") else path.name
+
+
+def location_of(path: Path) -> str:
+    """The file part of a record's location: its full path, so a user can open it."""
+    return str(path.absolute())
+
+
+def defines(patterns: tuple[str, ...], path: Path) -> bool:
+    """Whether a file's name is one a format defines: a pattern as written (``Users.xml``), or
+    an extension pattern in any case (``*.json`` matches ``EXPORT.JSON``)."""
+    name = path.name
+    return any(
+        fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name.lower(), pattern)
+        for pattern in patterns
+    )
+
+
+def with_gzip(*patterns: str) -> tuple[str, ...]:
+    """The patterns, and each gzipped (exports are often downloaded compressed)."""
+    return patterns + tuple(f"{pattern}.gz" for pattern in patterns)
+
+
+#: The file patterns of the formats that read JSON (a document, or JSON Lines).
+JSON_FILES = with_gzip("*.json", "*.jsonl", "*.ndjson")
+CSV_FILES = with_gzip("*.csv")
 
 
 def utf8_error_at(path: Path) -> str:

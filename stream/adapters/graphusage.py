@@ -31,6 +31,7 @@ from stream.adapters.base import (
     day_start,
 )
 from stream.adapters.csvrows import cell, csv_records
+from stream.adapters.files import CSV_FILES, JSON_FILES
 from stream.adapters.jsonlines import json_records
 
 #: The report's JSON field for each CSV column.
@@ -47,6 +48,7 @@ class GraphUsageAdapter:
     """getYammerActivityUserDetail snapshots -> day-resolution activity and directory profiles."""
 
     name = "graph-usage"
+    file_patterns = CSV_FILES + JSON_FILES
 
     def __init__(self) -> None:
         #: user -> the last activity day already sent, and the profile (status, created) sent.

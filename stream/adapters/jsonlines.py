@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from stream import jsonutil
 from stream.adapters.base import Skip, SourceRecord, Unusable
-from stream.adapters.files import open_binary, source_name
+from stream.adapters.files import location_of, open_binary
 from stream.adapters.jsonstream import CHUNK, MAX_RECORD_BYTES, Origin, document_items
 
 BOM = b"\xef\xbb\xbf"
@@ -89,7 +89,7 @@ def json_records(path: Path, list_keys: tuple[str, ...]) -> Iterator[SourceRecor
     is a whole page gives its items); anything else (an array, a pretty-printed document) is a
     document.
     """
-    name = source_name(path)
+    name = location_of(path)
     with open_binary(path) as handle:
         lines = _Lines(handle)
         head = lines.next()

@@ -25,6 +25,7 @@ from stream.adapters.base import (
     type_name,
 )
 from stream.adapters.csvrows import csv_records
+from stream.adapters.files import CSV_FILES, JSON_FILES
 from stream.adapters.jsonlines import json_object, json_records
 
 YAMMER_RECORD_TYPE: Final = 22
@@ -49,6 +50,7 @@ class M365AuditAdapter:
     """Unified audit log Viva Engage records -> esn.activity.v1."""
 
     name = "m365-audit"
+    file_patterns = JSON_FILES + CSV_FILES
 
     def records(self, path: Path) -> Iterator[SourceRecord]:
         if path.suffix.lower() == ".csv" or path.name.lower().endswith(".csv.gz"):

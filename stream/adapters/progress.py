@@ -51,7 +51,8 @@ def render(meter: ByteMeter, records: int, elapsed: float) -> str:
     eta = time.strftime("%H:%M:%S", time.gmtime(max(0.0, left))) if fraction < 1 else "done"
     return (
         f"[{'#' * filled}{'.' * (WIDTH - filled)}] {fraction:4.0%} "
-        f"{_size(meter.done)}/{_size(meter.total)}  {records:,} records  {rate:,.0f}/s  ETA {eta}"
+        f"{_size(meter.done)}/{_size(meter.total)}  {plural(records, 'record')}  {rate:,.0f}/s  "
+        f"ETA {eta}"
     )
 
 
@@ -63,7 +64,7 @@ def summary_text(summary: ImportSummary) -> str:
 
     skipped, ignored = sum(summary.skipped.values()), sum(summary.ignored.values())
     text = (
-        f"{summary.records_read:,} records read: {summary.records_mapped:,} mapped "
+        f"{plural(summary.records_read, 'record')} read: {summary.records_mapped:,} mapped "
         f"({summary.activity_events:,} activity events, {summary.directory_records:,} directory "
         f"records), {ignored:,} ignored, {skipped:,} skipped"
     )
@@ -76,6 +77,11 @@ def summary_text(summary: ImportSummary) -> str:
     if summary.resumed_past:
         text += f"\n  resumed past {summary.resumed_past:,} records done before"
     return text
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 record``, ``2,048 records``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _size(count: float) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from stream import jsonutil
 from stream.adapters.base import Adapter, Ignored, Output, Skip, Unusable
 from stream.adapters.breaks import BrokenFile, RecordReader
-from stream.adapters.files import ByteMeter, bind_meter
+from stream.adapters.files import ByteMeter, bind_meter, defines
 from stream.decode import decode_activity
 from stream.directory import decode_directory
 from stream.events import InvalidEvent
@@ -70,11 +70,29 @@ class ImportSummary:
         }
 
 
-def input_files(path: Path) -> list[Path]:
-    """A file, or every file of a directory (sorted, hidden ones left out)."""
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return [path]
+def input_files(path: Path, patterns: tuple[str, ...] = ("*",)) -> list[Path]:
+    """A file as given, or the files at the top of a directory whose names match ``patterns``
+    (sorted, hidden ones left out), as full paths.
+
+    Subfolders are not read: a folder of several exports (sites, tenants) would mix records
+    whose ids collide.
+    """
+    if not path.is_dir():
+        return [path.absolute()]
+    return [entry.absolute() for entry in _entries(path) if entry.is_file() and
+            defines(patterns, entry)]  # fmt: skip
+
+
+def left_out(path: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """What :func:`input_files` does not read at the top of a directory: subfolders, and files
+    whose names the format does not define."""
+    if not path.is_dir():
+        return []
+    return [entry for entry in _entries(path) if not (entry.is_file() and defines(patterns, entry))]
+
+
+def _entries(directory: Path) -> list[Path]:
+    return sorted(entry for entry in directory.iterdir() if not entry.name.startswith("."))
 
 
 def validated(output: Output) -> bytes:

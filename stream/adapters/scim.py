@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from stream.adapters.base import Output, Skip, SourceRecord, iso_time
+from stream.adapters.files import JSON_FILES
 from stream.adapters.jsonlines import json_object, json_records
 
 ENTERPRISE: Final = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -21,6 +22,7 @@ class ScimAdapter:
     """SCIM 2.0 User -> esn.directory.v1 profile."""
 
     name = "scim"
+    file_patterns = JSON_FILES
 
     def __init__(self, id_attribute: str = "userName") -> None:
         self.id_attribute = id_attribute

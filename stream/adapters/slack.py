@@ -35,6 +35,7 @@ from stream.adapters.base import (
     required_text,
     type_name,
 )
+from stream.adapters.files import JSON_FILES
 from stream.adapters.jsonlines import json_object, json_records
 
 #: Audit actions a member performs, and our event type for each.
@@ -68,6 +69,7 @@ class SlackAuditAdapter:
     """Slack Audit Logs API entries -> esn.activity.v1, and esn.directory.v1 profiles."""
 
     name = "slack-audit"
+    file_patterns = JSON_FILES
 
     def __init__(self, id_field: str = "email") -> None:
         self.id_field = id_field
@@ -125,6 +127,7 @@ class SlackAnalyticsAdapter:
     """Slack member analytics (one NDJSON file per day) -> day-resolution esn.activity.v1."""
 
     name = "slack-analytics"
+    file_patterns = JSON_FILES
 
     def __init__(self, id_field: str = "email") -> None:
         self.id_field = id_field

@@ -30,10 +30,12 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
 from stream.adapters.base import Broken, Ignored, Output, Skip, SourceRecord, Unusable, iso_time
-from stream.adapters.files import open_binary, source_name
+from stream.adapters.files import location_of, open_binary, source_name, with_gzip
 from stream.adapters.jsonstream import MAX_RECORD_BYTES
 
 FILES: Final = ("Users.xml", "Posts.xml", "Comments.xml", "Badges.xml")
+#: Every file of a site's dump (the dump's readme); those not in FILES are one ignored record.
+DUMP_FILES: Final = (*FILES, "Votes.xml", "Tags.xml", "PostLinks.xml", "PostHistory.xml")
 QUESTION, ANSWER = "1", "2"
 
 
@@ -41,6 +43,7 @@ class StackExchangeAdapter:
     """Stack Exchange dump XML -> esn.directory.v1 profiles and esn.activity.v1."""
 
     name = "stackexchange"
+    file_patterns = with_gzip(*DUMP_FILES)
 
     @staticmethod
     def file_order(path: Path) -> tuple[int, str]:
@@ -51,10 +54,11 @@ class StackExchangeAdapter:
     def records(self, path: Path) -> Iterator[SourceRecord]:
         name = source_name(path)
         if name not in FILES:
-            yield SourceRecord(name, None)
+            yield SourceRecord(location_of(path), None)
             return
         with open_binary(path) as handle:
             number = 0
+            where = location_of(path)
             # defusedxml: a dump declares no entities; one that does (a billion laughs, an
             # external entity reading a local file or a URL) is refused before any expands.
             parser = iterparse(handle, events=("start", "end"), forbid_dtd=True)
@@ -69,7 +73,7 @@ class StackExchangeAdapter:
                         continue
                     number += 1
                     row = dict(element.attrib)
-                    location = f"{name}:row {number}"
+                    location = f"{where}:row {number}"
                     if sum(len(value) for value in row.values()) > MAX_RECORD_BYTES:
                         detail = f"a row of more than {MAX_RECORD_BYTES:,} characters"
                         yield SourceRecord(location, Unusable("too_large", detail))

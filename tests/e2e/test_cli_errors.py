@@ -22,7 +22,7 @@ SECRET = "s3cret-Pa55"
 
 
 def run_cli(
-    settings: Settings, *args: str, env: dict[str, str] | None = None
+    settings: Settings, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
     """``esn-pulse ARGS`` as a user runs it, with ``settings`` as its environment."""
     return subprocess.run(
@@ -30,7 +30,7 @@ def run_cli(
         env={**settings_env(settings), **(env or {})},
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=cwd,
         timeout=120,
     )
 

@@ -187,5 +187,6 @@ class TestImportCommand:
         assert len(out.read_text().splitlines()) == 8
         assert len(out.with_suffix(".directory.jsonl").read_text().splitlines()) == 3
         assert [line.split("\t")[0] for line in skipped.read_text().splitlines()] == [
-            "Users.xml:row 5", "Posts.xml:row 3", "Comments.xml:row 3",
+            f"{FIXTURES}/stackexchange/{name}"
+            for name in ("Users.xml:row 5", "Posts.xml:row 3", "Comments.xml:row 3")
         ]  # fmt: skip

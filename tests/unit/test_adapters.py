@@ -67,11 +67,10 @@ class TestActivityStreams:
         summary, sent = imported(ActivityStreamsAdapter(), "activitystreams/as2.jsonl")
         assert summary.records_read == 8 and summary.activity_events == 5
         assert dict(summary.skipped) == {"missing_time": 1, "not_json": 1, "missing_actor": 1}
-        assert [loc for loc, _, _ in summary.examples] == [
-            "as2.jsonl:7",
-            "as2.jsonl:8",
-            "as2.jsonl:9",
-        ]
+        where = FIXTURES / "activitystreams" / "as2.jsonl"
+        assert [f"{where}:7", f"{where}:8", f"{where}:9"] == [
+            loc for loc, _, _ in summary.examples
+        ], "located by the file's full path"
         post, like, follow, tentative, view = sent
         assert (post["type"], post["object"], post["community"], post["target_user"]) == (
             "post", {"type": "post", "id": "https://esn.example/notes/1"},
@@ -154,10 +153,8 @@ class TestCsv:
         ]
         assert sent[1]["time"] == "2026-03-02T10:00:00+00:00"
         assert dict(summary.skipped) == {"missing_actor": 1, "bad_time": 1}
-        assert {loc for loc, _, _ in summary.examples} == {
-            "activity.csv:line 5",
-            "activity.csv:line 6",
-        }
+        where = FIXTURES / "csv" / "activity.csv"
+        assert {f"{where}:line 5", f"{where}:line 6"} == {loc for loc, _, _ in summary.examples}
         again = imported(CsvAdapter(parse_mapping(self.MAPPING)), "csv/activity.csv")[1]
         assert [e["id"] for e in again] == [e["id"] for e in sent], "re-import, same ids"
 

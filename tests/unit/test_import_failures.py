@@ -99,7 +99,7 @@ class TestBrokenFiles:
         summary, sent = as2(tmp_path / "a.jsonl.gz")
         [broken] = summary.broken
         assert 0 < len(sent) < 3000 and broken.records_before == len(sent)
-        assert f"after record {len(sent):,} (a.jsonl:{len(sent)})" == broken.where
+        assert f"after record {len(sent):,} (a.jsonl.gz:{len(sent)})" == broken.where
         assert "cut short" in broken.detail
 
     def test_a_gzip_crc_error(self, tmp_path: Path) -> None:

@@ -118,7 +118,11 @@ class TestConnections:
         }  # fmt: skip
         assert dict(summary.ignored) == {"verb_delete": 1}
         assert summary.examples == [
-            ("community-stream.json:item 6", "missing_time", "published is missing")
+            (
+                f"{FIXTURES}/connections/community-stream.json:item 6",
+                "missing_time",
+                "published is missing",
+            )
         ]
         assert accounted(summary)
 
@@ -154,8 +158,8 @@ class TestM365Audit:
         assert sent[4]["object"] == {"type": "community", "id": "Product"}
         assert dict(summary.ignored) == {"admin_operation": 1, "not_viva_engage": 1}
         assert {(loc, reason) for loc, reason, _ in summary.examples} == {
-            ("audit-content-blob.json:item 5", "missing_actor"),
-            ("purview-audit-export.csv:line 22", "not_json"),
+            (f"{FIXTURES}/m365/audit-content-blob.json:item 5", "missing_actor"),
+            (f"{FIXTURES}/m365/purview-audit-export.csv:line 22", "not_json"),
         }
         assert accounted(summary)
 
@@ -200,7 +204,7 @@ class TestSlack:
         ]  # fmt: skip
         assert {e["time"][11:] for e in analytics} == {"00:00:00+00:00"}
         assert summary.ignored["inactive_day"] == 2
-        assert ("member-analytics-2026-06-10.json:3", "missing_time") in {
+        assert (f"{FIXTURES}/slack/member-analytics-2026-06-10.json.gz:3", "missing_time") in {
             (loc, reason) for loc, reason, _ in summary.examples
         }
         again = imported(SlackAnalyticsAdapter(), FIXTURES / "slack")[1]
@@ -308,7 +312,8 @@ class TestStackExchange:
         assert dict(summary.ignored) == {"badge": 2, "other_post_type": 1, "system_user": 1,
                                          "unused_file": 1}  # fmt: skip
         assert {loc for loc, _, _ in summary.examples} == {
-            "Comments.xml:row 3", "Posts.xml:row 3", "Users.xml:row 5",
+            f"{FIXTURES}/stackexchange/{name}" for name in
+            ("Comments.xml:row 3", "Posts.xml:row 3", "Users.xml:row 5")
         }  # fmt: skip
         assert accounted(summary)
 
@@ -353,7 +358,8 @@ class TestDirectoryCsv:
         mtime = (FIXTURES / "directory" / "hr-export.csv").stat().st_mtime
         assert sent[0]["updated"] == datetime.fromtimestamp(mtime, UTC).isoformat()
         assert {(loc, reason) for loc, reason, _ in summary.examples} == {
-            ("hr-export.csv:line 7", "missing_user"), ("hr-export.csv:line 8", "bad_time"),
+            (f"{FIXTURES}/directory/hr-export.csv:line 7", "missing_user"),
+            (f"{FIXTURES}/directory/hr-export.csv:line 8", "bad_time"),
         }  # fmt: skip
 
     def test_memberships_in_the_contract_columns(self) -> None:

@@ -19,6 +19,7 @@ from stream.analytics.days import iso_time
 from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
+from stream.store.outbox_store import OutboxKeys
 from stream.store.redis_store import text
 from stream.topics import TopicNames
 
@@ -78,7 +79,7 @@ class CommunityFlagger:
             self.settings,
             self.store,
             topic=TopicNames.from_settings(self.settings).communities_flagged,
-            outbox=lambda _partition: keys.community_outbox,
+            outbox=OutboxKeys.communities(keys),
             key_field="community",
         )
         await self.publisher.start()

@@ -8,9 +8,11 @@ number in the ``esn.seq`` header, through a transactional producer of its own pe
 partition (``transactional.id = {app_id}-flags-{topic}-{p}``). Starting that producer fences
 every older one with the same id (a zombie's next send or commit fails with ProducerFenced, and
 it drops the partition) and resolves its open transaction; only then is the partition's last
-committed record read (read_committed): anything up to its sequence number was sent before and is
-dropped from the outbox instead of being sent again. docs/operations/exactly-once.md says what
-consumers of the flag topics can rely on.
+committed record read (read_committed). An outbox entry numbered at or below it was either sent
+before a crash (trimmed only now) or, when Redis lost writes and released again, numbered anew from
+an older point: the outbox is then reconciled with the topic by event id (what the topic holds is
+dropped, the rest renumbered after its tail; see store/outbox_reconcile.lua), never skipped by
+number. docs/operations/exactly-once.md says what consumers of the flag topics can rely on.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -29,12 +29,16 @@ from stream import jsonutil
 from stream.clients import assign_settled, new_consumer, new_producer
 from stream.settings import Settings
 from stream.store import RedisStore
-from stream.store.redis_store import text
+from stream.store.outbox_store import (
+    BehindPublished,
+    OutboxKeys,
+    OutboxStore,
+    Reconciled,
+)
 from stream.topics import FLAG_SEQ, TopicNames
 
 log = logging.getLogger(__name__)
 
-_TRIM_SCRIPT = resources.files("stream.store").joinpath("outbox_trim.lua").read_text()
 #: Outbox entries per transaction: one commit marker per this many records, and a bound on what
 #: a read_committed consumer waits for before it sees the first of them.
 _TXN_RECORDS = 5000
@@ -48,6 +52,8 @@ _FENCED_HOLDOFF_S = 30.0
 #: The last committed record may sit behind commit markers and aborted batches: the tail is
 #: searched backwards in windows growing from this many offsets.
 _TAIL_WINDOW = 16
+#: Reads of the topic a reconciliation may need: a stale view is corrected by the next read.
+_RECONCILE_ATTEMPTS = 3
 
 
 class FlagPublisher:
@@ -58,15 +64,13 @@ class FlagPublisher:
         settings: Settings,
         store: RedisStore,
         topic: str | None = None,
-        outbox: Callable[[int], str] | None = None,
+        outbox: OutboxKeys | None = None,
         key_field: str = "user_id",
     ) -> None:
         self.settings = settings
         self.topic = topic or TopicNames.from_settings(settings).flagged
-        self.store = store
-        self.outbox = outbox or store.keys.outbox
+        self.outbox = OutboxStore(store, outbox or OutboxKeys.users(store.keys))
         self.key_field = key_field
-        self._trim = store.client.register_script(_TRIM_SCRIPT)
         #: partition -> the esn.seq last committed to it (by this producer or read from the tail).
         self.published: dict[int, int] = {}
         self._producers: dict[int, AIOKafkaProducer] = {}
@@ -101,28 +105,26 @@ class FlagPublisher:
         """Send every pending record of one partition; returns what was committed."""
         if time.monotonic() < self._fenced_until.get(partition, 0.0):
             return []
-        outbox = self.outbox(partition)
         sent: list[dict[str, Any]] = []
         try:
             while True:
-                raw = await self.store.client.lrange(outbox, 0, _TXN_RECORDS - 1)
-                if not raw:
+                pending = await self.outbox.head(partition, _TXN_RECORDS)
+                if not pending:
                     return sent
                 producer = await self._producer(partition)
-                last_seq = self.published[partition]
-                pending = [
-                    (int(seq_text), record)
-                    for seq_text, record in (text(e).split("\t", 1) for e in raw)
-                    if int(seq_text) > last_seq  # sent before a crash, trimmed only now
-                ]
-                if pending:
-                    docs = await asyncio.wait_for(
-                        self._send_in_transaction(producer, partition, pending), _TXN_TIMEOUT_S
-                    )
-                    sent.extend(docs)
-                    self.published[partition] = pending[-1][0]
-                await self._trim(keys=[outbox], args=[self.published[partition]])
-                if len(raw) < _TXN_RECORDS:
+                if pending[0][0] <= self.published[partition]:
+                    # Sent before a crash, or numbered anew after Redis lost writes.
+                    await self._reconcile(partition, pending[0][0])
+                    pending = await self.outbox.head(partition, _TXN_RECORDS)
+                    if not pending or pending[0][0] <= self.published[partition]:
+                        return sent  # not settled yet: the next publish goes on
+                docs = await asyncio.wait_for(
+                    self._send_in_transaction(producer, partition, pending), _TXN_TIMEOUT_S
+                )
+                sent.extend(docs)
+                self.published[partition] = pending[-1][0]
+                await self.outbox.trim(partition, self.published[partition])
+                if len(pending) < _TXN_RECORDS:
                     return sent
         except ProducerFenced:
             # A newer publisher of this partition started: it owns it and re-reads the tail.
@@ -145,6 +147,85 @@ class FlagPublisher:
             # left open) and re-read the committed tail before the next attempt.
             self.forget(partition)
             raise
+
+    async def _reconcile(self, partition: int, from_seq: int) -> None:
+        """Bring the outbox in line with the topic from ``from_seq`` on (see the module doc)."""
+        behind: BehindPublished | None = None
+        for _attempt in range(_RECONCILE_ATTEMPTS):
+            # Read again, not remembered: only the committed tail after our fence is final.
+            tail = await self.last_published_seq(partition)
+            topic_ids = await self._event_ids_since(partition, from_seq)
+            done = await self.outbox.reconcile(partition, tail, from_seq, topic_ids)
+            if isinstance(done, Reconciled):
+                self.published[partition] = tail
+                if done.kept and done.dropped < len(topic_ids):
+                    # Not the ordinary repeat after a crash: Redis had lost records it numbered.
+                    log.warning(
+                        "Flag outbox of %s[%d] was behind the topic (Redis lost writes): %d "
+                        "records already published dropped, %d renumbered after esn.seq %d",
+                        self.topic,
+                        partition,
+                        done.dropped,
+                        done.kept,
+                        tail,
+                    )
+                return
+            if done is None:  # the outbox starts earlier now: read further back
+                head = await self.outbox.head(partition, 1)
+                if not head:
+                    return
+                from_seq = min(from_seq, head[0][0])
+                continue
+            behind = done
+        if behind is None:
+            return  # the outbox kept moving back: the next publish goes on from here
+        # Still below what was committed and trimmed: the topic itself lost records (retention
+        # deleted them, or it was recreated). What the outbox holds up to there was committed.
+        log.warning(
+            "Flag topic %s[%d] ends at esn.seq %d, below the %d already published (retention "
+            "or a recreated topic); numbering goes on after %d",
+            self.topic,
+            partition,
+            tail,
+            behind.published_seq,
+            behind.published_seq,
+        )
+        self.published[partition] = behind.published_seq
+        await self.outbox.trim(partition, behind.published_seq)
+
+    async def _event_ids_since(self, partition: int, from_seq: int) -> list[str]:
+        """The event ids of the committed records numbered ``from_seq`` or more, in order."""
+        reader = await self._reader()
+        tp = TopicPartition(self.topic, partition)
+        await assign_settled(reader, [tp])
+        high = (await reader.end_offsets([tp]))[tp]
+        window = _TAIL_WINDOW
+        found: list[tuple[int, str]] = []
+        while high > 0:
+            low = max(0, high - window)
+            batch = await self._records_between(reader, tp, low, high)
+            found = batch + found
+            if low == 0 or (batch and batch[0][0] < from_seq):
+                break
+            high, window = low, window * 4
+        return [event_id for seq, event_id in found if seq >= from_seq]
+
+    async def _records_between(
+        self, reader: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int
+    ) -> list[tuple[int, str]]:
+        """(esn.seq, event id) of the committed records in offsets [low, high)."""
+        reader.seek(tp, low)
+        out: list[tuple[int, str]] = []
+        deadline = time.monotonic() + 30
+        while await reader.position(tp) < high:
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"could not read {self.topic}[{tp.partition}] to {high}")
+            batch = await reader.getmany(tp, timeout_ms=500)
+            for record in batch.get(tp, []):
+                if record.offset < high:
+                    doc = jsonutil.loads(record.value)
+                    out.append((int(dict(record.headers)[FLAG_SEQ]), str(doc["event_id"])))
+        return out
 
     async def _send_in_transaction(
         self, producer: AIOKafkaProducer, partition: int, pending: list[tuple[int, str]]

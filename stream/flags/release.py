@@ -103,7 +103,7 @@ class InactivitySweeper:
                 await self._commit(
                     keys=self._commit_keys(partition),
                     args=[""] * 8
-                    + [str(partition), self.encoded, self.encoded, str(limit), version],
+                    + [str(partition), self.encoded, self.encoded, str(limit), version, ""],
                 )
             return ReleaseResult([], 0, complete)
         stored = await client.hmget(k.inactivity_states(partition), users)
@@ -133,6 +133,7 @@ class InactivitySweeper:
                 self.encoded,
                 str(limit),
                 version,
+                "\n".join(r["event_id"] for r in records),
             ],
         )
         if int(seq) < 0:
@@ -192,6 +193,7 @@ class InactivitySweeper:
                 self.encoded,
                 "",
                 version,
+                "\n".join(r["event_id"] for r in records),
             ],
         )
         if int(seq) < 0:
@@ -224,6 +226,7 @@ class InactivitySweeper:
             k.flag_history(partition),
             k.inactivity_definitions,
             k.release_version(partition),
+            k.flags_ahead(partition),
         ]
 
     async def _version(self, partition: int) -> str:

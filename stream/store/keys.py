@@ -97,6 +97,16 @@ class RedisKeys:
         """Last sequence number given to a community flag record."""
         return self.prefix + "cseq"
 
+    @property
+    def community_flags_ahead(self) -> str:
+        """Set of event ids the community flag topic holds beyond what Redis remembers."""
+        return self.prefix + "cahead"
+
+    @property
+    def community_published_seq(self) -> str:
+        """Highest sequence number the community flag publisher trimmed after a commit."""
+        return self.prefix + "cpub"
+
     def flag_history(self, partition: int) -> str:
         """Hash user id -> "kind@ms,..." of the user's flag changes (for initiatives)."""
         return f"{self.prefix}hist:{partition}"
@@ -182,6 +192,16 @@ class RedisKeys:
     def outbox_seq(self, partition: int) -> str:
         """Last sequence number given to a flag record of a partition."""
         return f"{self.prefix}seq:{partition}"
+
+    def flags_ahead(self, partition: int) -> str:
+        """Set of event ids the flag topic holds beyond what Redis remembers (after it lost
+        writes): a release that makes one of them again commits it without a new record."""
+        return f"{self.prefix}ahead:{partition}"
+
+    def published_seq(self, partition: int) -> str:
+        """Highest sequence number of a partition's flags trimmed after a commit: a stale
+        publisher that renumbers the outbox from a lower one is refused."""
+        return f"{self.prefix}pub:{partition}"
 
     @property
     def inactivity_counts(self) -> str:

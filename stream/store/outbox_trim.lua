@@ -2,12 +2,21 @@
 -- transaction holds. By sequence, not by count, so that a stale publisher trimming late (paused
 -- between its commit and its trim while another took over and trimmed further) cannot remove
 -- records that were never sent.
--- KEYS: 1 outbox list ("seq\trecord" entries, ascending seq)
+-- The highest sequence trimmed is kept (KEYS[2]): outbox_reconcile.lua refuses a caller whose
+-- view of the topic is older than that.
+-- KEYS: 1 outbox list ("seq\trecord" entries, ascending seq), 2 published seq
 -- ARGV: 1 last published sequence number
 -- Returns how many entries were removed.
-local last = tonumber(ARGV[1])
-if last == nil then
+if not string.match(ARGV[1] or '', '^%d+$') then
   return redis.error_reply('outbox_trim: ARGV[1] must be a number')
+end
+local last = tonumber(ARGV[1])
+local published = redis.call('GET', KEYS[2]) or '0'
+if not string.match(published, '^%d+$') then
+  return redis.error_reply('outbox_trim: the published seq ' .. KEYS[2] .. ' is not a number')
+end
+if last > tonumber(published) then
+  redis.call('SET', KEYS[2], last)
 end
 local removed = 0
 while true do

@@ -3,7 +3,8 @@
 -- (numbered), the gauges' counts, and the definitions the partition's states are now under.
 -- KEYS: 1 states hash, 2 due zset, 3 reorder buffer, 4 outbox list, 5 outbox seq, 6 counts hash,
 --       7 flag history hash, 8 definitions hash (partition -> "definitions\treleased_ms"),
---       9 the partition's release version (counts the commits)
+--       9 the partition's release version (counts the commits), 10 the "ahead" set of event ids
+--       already on the flag topic though Redis lost them (see outbox_reconcile.lua)
 -- ARGV: 1 states "user\tstate" lines, 2 due "user\tcrossing_ms" lines, 3 not due "user" lines,
 --       4 released buffer members (one per line), 5 flag records (JSON, one per line),
 --       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines,
@@ -11,7 +12,10 @@
 --       9 partition, 10 the definitions the caller read the states under ('' when none stored),
 --       11 the definitions the states are under after this call,
 --       12 the instant released up to ('' for a migration: it keeps the stored one),
---       13 the release version the caller read before it read the states ('' skips the check)
+--       13 the release version the caller read before it read the states ('' skips the check),
+--       14 the event id of each flag record of ARGV[5], one per line in the same order
+-- A record whose event id is in the ahead set is already published: its transition is committed,
+-- the record is not queued again (and the id leaves the set).
 -- Every argument is checked before the first write: a bad call fails and leaves nothing behind.
 -- Returns the outbox sequence number of the last record added, or -1 (nothing written) when the
 -- partition's stored definitions are not ARGV[10] (another worker migrated it meanwhile) or its
@@ -20,8 +24,8 @@
 local function fail(message)
   return redis.error_reply('release.lua: ' .. message)
 end
-if #KEYS ~= 9 or #ARGV ~= 13 then
-  return fail('expects 9 keys and 13 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS ~= 10 or #ARGV ~= 14 then
+  return fail('expects 10 keys and 14 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 
 local function parse(index, pattern, what)
@@ -50,6 +54,7 @@ local specs = {
   {6, '^([^\t]+)\t' .. INT .. '$', 'field<TAB>delta'},
   {7, '^([^\t]+)\t([inrw]@%-?%d+)$', 'user<TAB>code@ms'},
   {8, '^([^\t]+)\t(%d+)\t(%d+)\t(%d+)$', 'key<TAB>minute<TAB>count<TAB>expire_at'},
+  {14, '^([^\n]+)$', 'an event id'},
 }
 local lines = {}
 for _, spec in ipairs(specs) do
@@ -61,6 +66,9 @@ for n, line in ipairs(lines[1]) do
   if not string.match(line[2], STATE) then
     return fail('ARGV[1] line ' .. n .. ' has no valid state: ' .. line[2])
   end
+end
+if #lines[14] ~= #lines[5] then
+  return fail('ARGV[14] has ' .. #lines[14] .. ' event ids for ' .. #lines[5] .. ' records')
 end
 for n, line in ipairs(lines[8]) do
   if tonumber(line[2]) >= 1440 then return fail('ARGV[8] line ' .. n .. ': minute >= 1440') end
@@ -107,11 +115,18 @@ for _, line in ipairs(lines[4]) do
   redis.call('ZREM', KEYS[3], line[1])
 end
 local seq = tonumber(seq_text or '0')
-for _, line in ipairs(lines[5]) do
-  seq = seq + 1
-  redis.call('RPUSH', KEYS[4], seq .. '\t' .. line[1])
+local check_ahead = #lines[5] > 0 and redis.call('EXISTS', KEYS[10]) == 1
+local queued = 0
+for n, line in ipairs(lines[5]) do
+  if check_ahead and redis.call('SREM', KEYS[10], lines[14][n][1]) == 1 then
+    -- published before Redis lost it: the transition is committed, the record not queued again
+  else
+    seq = seq + 1
+    queued = queued + 1
+    redis.call('RPUSH', KEYS[4], seq .. '\t' .. line[1])
+  end
 end
-if #lines[5] > 0 then redis.call('SET', KEYS[5], seq) end
+if queued > 0 then redis.call('SET', KEYS[5], seq) end
 for _, line in ipairs(lines[6]) do
   redis.call('HINCRBY', KEYS[6], line[1], line[2])
 end

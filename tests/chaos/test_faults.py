@@ -14,22 +14,7 @@ from tests.chaos.harness import SCENARIOS, run_scenario
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-#: Open finding (docs/operations/chaos.md): after a rollback to an older AOF the outbox numbering
-#: goes back behind what the flag topic holds; when the re-release numbers its transitions
-#: differently, the publisher's skip by esn.seq drops or repeats some. Seen in one clean-clone run
-#: of three; kept running and reported, not hidden, until the publisher reconciles by content.
-_ROLLBACK = pytest.mark.xfail(
-    strict=False, reason="flag numbering after an AOF rollback: open finding in chaos.md"
-)
-
-
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        pytest.param(name, marks=_ROLLBACK) if name == "redis-sigkill-older-aof" else name
-        for name in SCENARIOS
-    ],
-)
+@pytest.mark.parametrize("scenario", SCENARIOS)
 async def test_the_pipeline_ends_exact_after(
     scenario: str, stack_settings: Settings, chaos_stack: LocalStack, drill_logs: Path
 ) -> None:

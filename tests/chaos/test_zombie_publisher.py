@@ -10,63 +10,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream import jsonutil
 from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import FLAG_SEQ, TopicNames
-from tests.support import eventually
+from tests.chaos.flag_topic import add_to_outbox, committed_seqs
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
-
-
-async def add_to_outbox(store: RedisStore, partition: int, seqs: range) -> None:
-    """Outbox entries as the release script writes them: "seq\\tJSON"."""
-    key = store.keys.outbox(partition)
-    for seq in seqs:
-        record = {"kind": "inactive", "user_id": f"u{seq}", "at": seq}
-        await store.client.rpush(key, f"{seq}\t{jsonutil.dumps(record).decode()}")
-
-
-async def committed_seqs(settings: Settings, partition: int) -> list[int]:
-    """esn.seq of every committed record of one flag partition, in offset order, once no
-    transaction is left open on it (a commit returns before its markers are written)."""
-    tp = TopicPartition(TopicNames.from_settings(settings).flagged, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        end = -1
-
-        async def settled() -> bool:
-            nonlocal end
-            end = (await consumer.end_offsets([tp]))[tp]
-            return end == await log_end(settings, tp)
-
-        await eventually(settled, 30, f"no open transaction on {tp}")
-        await consumer.seek_to_beginning(tp)
-        seqs: list[int] = []
-        while await consumer.position(tp) < end:
-            for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                seqs.append(int(dict(record.headers)[FLAG_SEQ]))
-        return seqs
-    finally:
-        await consumer.stop()
-
-
-async def log_end(settings: Settings, tp: TopicPartition) -> int:
-    """The partition's high watermark (read_uncommitted), commit markers included."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran
-    try:
-        return int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
 
 
 class TestZombiePublisher:
@@ -156,7 +107,7 @@ class TestZombiePublisher:
             await owner.publish(2)
             await add_to_outbox(store, 2, range(4, 6))
             # The zombie's late trim, for the three records it had committed: nothing to drop.
-            await owner._trim(keys=[store.keys.outbox(2)], args=[3])
+            await owner.outbox.trim(2, 3)
             left: list[Any] = await store.client.lrange(store.keys.outbox(2), 0, -1)
             assert [b"4", b"5"] == [entry.split(b"\t", 1)[0] for entry in left]
         finally:

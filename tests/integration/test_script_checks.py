@@ -44,6 +44,7 @@ def release_args(encoded: str, **bad: str) -> list[Any]:
         encoded,
         "9000",
         "",  # no release-version check unless a test asks for one
+        "u1:inactive:2592000000:9000",
     ]
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value
@@ -63,6 +64,7 @@ class TestReleaseScript:
             {"a11": ""},  # the definitions stored after
             {"a12": "later"},  # the released instant
             {"a13": "v2"},  # the release version
+            {"a14": ""},  # an event id per record
         ],
     )
     async def test_a_bad_argument_writes_nothing(
@@ -87,7 +89,7 @@ class TestReleaseScript:
         keys = sweeper._commit_keys(0)
         await sweeper._commit(keys=keys, args=release_args(encoded))
         before = await snapshot(store, settings.redis_prefix)
-        with pytest.raises(ResponseError, match="expects 9 keys and 13 arguments"):
+        with pytest.raises(ResponseError, match="expects 10 keys and 14 arguments"):
             await sweeper._commit(keys=keys, args=release_args(encoded)[:8])
         assert before == await snapshot(store, settings.redis_prefix)
 

@@ -1,14 +1,14 @@
-"""The ``esn-pulse`` command group, with stack, worker, user and inactive.
+"""The ``esn-pulse`` command group, with stack, worker and user.
 
 Other commands live in a module per group, registered at the bottom: produce and generate
-(:mod:`stream.cli_produce`), the analytics (:mod:`stream.cli_analytics`), import, dlq, rebuild,
-demo. Every failure ends in :mod:`stream.cli_errors`: one line and a documented exit code.
+(:mod:`stream.cli_produce`), inactive (:mod:`stream.cli_inactive`), the analytics
+(:mod:`stream.cli_analytics`), import, dlq, rebuild, demo. Every failure ends in
+:mod:`stream.cli_errors`: one line and a documented exit code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -18,15 +18,17 @@ import click
 from stream import (
     cli_analytics,
     cli_api,
+    cli_config,
     cli_demo,
     cli_dlq,
     cli_import,
+    cli_inactive,
     cli_produce,
     cli_rebuild,
     jsonutil,
 )
 from stream.cli_errors import CliError, EsnGroup, quiet_library_logs
-from stream.cli_params import Duration, configured_definitions
+from stream.cli_params import configured_definitions
 from stream.flags.machine import UserInactivity
 from stream.queries import flags_of
 from stream.settings import get_settings
@@ -34,8 +36,16 @@ from stream.stack import LocalStack, StackError
 
 
 @click.group(cls=EsnGroup)
+@click.version_option(package_name="esn-pulse", prog_name="esn-pulse")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    default=None,
+    help="A .toml or .env file of settings (as ESN_CONFIG_FILE); environment variables win.",
+)
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, config_file: str | None) -> None:
     """ESN Pulse: real-time engagement engine for enterprise social networks.
 
     Exit codes: 0 done, 1 failed, 2 usage error, 3 Kafka or Redis unreachable, 4 bad input
@@ -44,6 +54,7 @@ def main(ctx: click.Context) -> None:
     # The worker logs through Faust; every other command speaks in its own one-line errors.
     if ctx.invoked_subcommand != "worker":
         quiet_library_logs()
+    cli_config.use_config_file(config_file)
 
 
 # --- stack ---------------------------------------------------------------------------------
@@ -172,110 +183,20 @@ def _user_state(inactivity: UserInactivity | None) -> str:
     return "flagged" if inactivity.flagged else "active"
 
 
-@main.command()
-@click.option(
-    "--threshold",
-    "threshold_ms",
-    type=Duration(),
-    default=None,
-    help="e.g. 30d (default: the smallest configured).",
-)
-@click.option("--never-active", is_flag=True, help="Enabled profiles that never acted instead.")
-@click.option("--community", default=None, help="Only users with a role in this community.")
-@click.option("--department", default=None, help="Only users of this department.")
-@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table")
-def inactive(
-    threshold_ms: int | None,
-    never_active: bool,
-    community: str | None,
-    department: str | None,
-    output: str,
-) -> None:
-    """The users flagged right now, newest silence first."""
-    from stream.flags.machine import threshold_label
-    from stream.queries import inactive_users
-    from stream.store import RedisStore
-
-    settings = get_settings()
-    definitions = configured_definitions(settings)
-    if threshold_ms is not None and threshold_ms not in definitions.thresholds_ms:
-        configured = ", ".join(threshold_label(t) for t in definitions.thresholds_ms)
-        raise click.BadParameter(
-            f"{threshold_label(threshold_ms)} is not a configured threshold ({configured}; "
-            "ESN_INACTIVITY_THRESHOLDS sets them)",
-            param_hint="'--threshold'",
-        )
-
-    async def read() -> list[Any]:
-        store = RedisStore.from_settings(settings)
-        try:
-            return await inactive_users(
-                store,
-                settings,
-                definitions,
-                threshold_ms=threshold_ms,
-                never_active=never_active,
-                community=community,
-                department=department,
-            )
-        finally:
-            await store.close()
-
-    rows = [
-        {
-            "user_id": row.user_id,
-            "last_seen": _iso(row.last_seen_ms) if row.last_seen_ms else None,
-            "created": _iso(row.created_ms),
-            "department": row.department,
-            "flags": row.flags,
-            "owner": row.roles["owner"],
-            "member": row.roles["member"],
-            "follower": row.roles["follower"],
-        }
-        for row in asyncio.run(read())
-    ]
-    if output == "json":
-        click.echo(jsonutil.dumps(rows).decode())
-    elif output == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["user_id", "last_seen", "created", "department", "flags", "owner",
-                         "member", "follower"])  # fmt: skip
-        for r in rows:
-            cells = [r["user_id"], r["last_seen"] or "", r["created"], r["department"] or "",
-                     " ".join(r["flags"]), " ".join(r["owner"]), " ".join(r["member"]),
-                     " ".join(r["follower"])]  # fmt: skip
-            writer.writerow([spreadsheet_safe(cell) for cell in cells])
-    else:
-        click.echo(f"{'user':12} {'last seen':24} {'created':24} {'department':14} owns")
-        for r in rows:
-            click.echo(
-                f"{r['user_id']:12} {r['last_seen'] or '-':24} {r['created']:24} "
-                f"{r['department'] or '-':14} {','.join(r['owner']) or '-'}"
-            )
-        click.echo(f"{len(rows)} users")
-
-
-#: A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """A CSV cell a spreadsheet shows as text: a leading formula character gets a quote."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
-
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 # Analytics commands live in their own module; registered here so `esn-pulse --help` lists them.
 cli_produce.register(main)
+cli_inactive.register(main)
 cli_analytics.register(main)
 cli_import.register(main)
 cli_dlq.register(main)
 cli_rebuild.register(main)
 cli_demo.register(main)
 cli_api.register(main)
+cli_config.register(main)
 
 
 if __name__ == "__main__":

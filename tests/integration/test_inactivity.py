@@ -208,7 +208,7 @@ class TestEventClockReplay:
         ):
             listed = esn(event_settings, "inactive", *args, "--format", "json")
             assert 0 == listed.returncode, listed.stderr
-            rows = jsonutil.loads(listed.stdout)
+            rows = jsonutil.loads(listed.stdout)["users"]
             assert {u for u, flags in held.items() if flag in flags} == {r["user_id"] for r in rows}
             seen = [r["last_seen"] or r["created"] for r in rows]
             assert sorted(seen, reverse=True) == seen, "newest silence first"
@@ -217,19 +217,21 @@ class TestEventClockReplay:
                 assert len(rows) == gauge(worker, "esn_users_inactive", label)
             else:
                 assert len(rows) == gauge(worker, "esn_users_never_active")
-        everyone = jsonutil.loads(esn(event_settings, "inactive", "--format", "json").stdout)
+        everyone = jsonutil.loads(esn(event_settings, "inactive", "--json").stdout)["users"]
         department = everyone[0]["department"]
         in_department = esn(
             event_settings, "inactive", "--department", department, "--format", "json"
         )
         assert [r for r in everyone if r["department"] == department] == jsonutil.loads(
             in_department.stdout
+        )["users"]
+        community = next(
+            c for r in everyone for c in r["communities"]["member"] + r["communities"]["owner"]
         )
-        community = next(c for r in everyone for c in r["member"] + r["owner"])
         in_community = esn(event_settings, "inactive", "--community", community, "--format", "json")
         assert [
-            r for r in everyone if community in r["member"] + r["owner"] + r["follower"]
-        ] == jsonutil.loads(in_community.stdout)
+            r for r in everyone if any(community in ids for ids in r["communities"].values())
+        ] == jsonutil.loads(in_community.stdout)["users"]
         some_user = next(u for u, flags in held.items() if flags)
         shown = jsonutil.loads(esn(event_settings, "user", some_user, "--json").stdout)
         assert ("flagged", sorted(held[some_user])) == (shown["state"], sorted(shown["flags"]))

@@ -12,8 +12,8 @@ from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
-from faust.sensors.prometheus import setup_prometheus_sensors
-from prometheus_client import CollectorRegistry
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.exceptions import RedisError
 
 from stream.analytics.refresh import AnalyticsRefresher
@@ -24,6 +24,7 @@ from stream.flags.machine import definitions_from
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
 from stream.metrics import PipelineMetrics
+from stream.metrics_auth import CHALLENGE, basic_auth_check
 from stream.privacy import dlq_detail_redactor
 from stream.settings import Settings, get_settings
 from stream.store import RedisStore
@@ -128,7 +129,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             for done in applied:
                 pipeline.metrics.directory_records.labels(done.kind).inc()
 
-    setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="faust")
+    # What faust's setup_prometheus_sensors does, with the page ours: it may ask for basic auth.
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    metrics_auth = basic_auth_check(settings)  # ESN_METRICS_USERNAME / ESN_METRICS_PASSWORD
+
+    @app.page("/metrics")
+    async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        if metrics_auth is not None and not metrics_auth(request.headers.get("Authorization")):
+            body = {"error": {"status": 401, "message": "/metrics needs basic auth credentials"}}
+            return self.json(body, status=401, headers=dict(CHALLENGE))
+        # As a header: aiohttp refuses a charset inside content_type=.
+        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     analytics = AnalyticsRefresher(
         settings, pipeline.store, pipeline.metrics, definitions_from(settings)
     )

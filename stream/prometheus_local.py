@@ -1,11 +1,13 @@
 """A local Prometheus (Debian's package) with ESN Pulse's rules, for `make run` and the tests.
 
 The configuration is deploy/prometheus/prometheus.yml with loopback targets, this repository's
-rule files and shorter intervals, so what runs locally is what ships.
+rule files and shorter intervals, so what runs locally is what ships. With ESN_METRICS_USERNAME
+set, it scrapes with those basic auth credentials, the password in a file only it reads.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -20,16 +22,29 @@ from typing import Any
 
 import yaml
 
+from stream.settings import Settings, get_settings
 from stream.stack import DEPLOY_DIR, StackError
 
 PROMETHEUS_DIR = DEPLOY_DIR / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 
 
+#: Where LocalPrometheus.start writes the scrape password (0600), relative to its home.
+PASSWORD_FILE = "metrics-password"
+
+
 def local_config(
-    targets: dict[str, list[str]], scrape_interval: str, rule_files: list[Path] | None = None
+    targets: dict[str, list[str]],
+    scrape_interval: str,
+    rule_files: list[Path] | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """The shipped configuration with loopback targets (per env) and this checkout's rules."""
+    """The shipped configuration with loopback targets (per env) and this checkout's rules.
+
+    The scrape credentials are those of ``settings`` (default: the environment's), as the
+    workers it scrapes read them; the password stays in memory until :meth:`LocalPrometheus.start`
+    writes it to a file of its own.
+    """
     config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = scrape_interval
     config["global"]["evaluation_interval"] = scrape_interval
@@ -38,6 +53,13 @@ def local_config(
     job["static_configs"] = [
         {"targets": hosts, "labels": {"env": env}} for env, hosts in targets.items()
     ]
+    settings = settings or get_settings()
+    job.pop("basic_auth", None)  # the shipped one reads a compose secret file
+    if settings.metrics_username:
+        job["basic_auth"] = {
+            "username": settings.metrics_username,
+            "password": settings.metrics_password.get_secret_value(),
+        }
     return config
 
 
@@ -61,7 +83,7 @@ class LocalPrometheus:
             raise StackError("prometheus is missing: run  sudo apt-get install -y prometheus")
         self.home.mkdir(parents=True, exist_ok=True)
         config_path = self.home / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        config_path.write_text(yaml.safe_dump(self._password_to_file(config), sort_keys=False))
         log = (self.home / "prometheus.log").open("ab")
         self.proc = subprocess.Popen(
             [
@@ -85,6 +107,19 @@ class LocalPrometheus:
                 raise StackError(f"prometheus not ready after {timeout:.0f}s; see {log.name}")
             time.sleep(0.2)
         return self
+
+    def _password_to_file(self, config: dict[str, Any]) -> dict[str, Any]:
+        # An inline scrape password would sit in prometheus.yml: move it to a 0600 file.
+        out = copy.deepcopy(config)
+        for job in out.get("scrape_configs", []):
+            auth = job.get("basic_auth") or {}
+            if "password" in auth:
+                path = self.home / PASSWORD_FILE
+                path.touch(mode=0o600)
+                path.chmod(0o600)
+                path.write_text(auth.pop("password"))
+                auth["password_file"] = str(path)
+        return out
 
     def ready(self) -> bool:
         """True when /-/ready answers 200."""

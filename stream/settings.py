@@ -1,4 +1,5 @@
-"""Every knob of ESN Pulse in one frozen settings object, read from ``ESN_*`` environment variables.
+"""Every knob of ESN Pulse in one frozen settings object, read from ``ESN_*`` environment variables
+and, under them, an optional config file (:mod:`stream.config_file`).
 
 The README's configuration table is checked against this class by a unit test, so a new field here
 must be documented there.
@@ -10,9 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from stream.config_file import ConfigFileSource, explain
 from stream.timebounds import parse_duration_ms, parse_instant_ms
 
 
@@ -90,6 +92,12 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Interface of the worker's web server.")
     web_port: int = Field(6066, description="Port of /metrics, /health and /ready.")
+    metrics_username: str = Field(
+        "", description="When set, /metrics asks for HTTP basic auth as this user; empty: open."
+    )
+    metrics_password: SecretStr = Field(
+        SecretStr(""), description="Password of ESN_METRICS_USERNAME on /metrics; never printed."
+    )
     api_host: str = Field(
         "127.0.0.1",
         description="Interface of `esn-pulse api` (/api/v1); a non-loopback one needs API tokens.",
@@ -224,6 +232,23 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(
         9090, description="Port of the local Prometheus that `make run` starts (loopback)."
     )
+    config_file: str = Field(
+        "",
+        description="A .toml or .env file of settings under the environment variables, which "
+        "win; empty: ./esn-pulse.toml if present. Also `esn-pulse --config FILE`.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the config file: the first that sets one wins."""
+        return init_settings, env_settings, ConfigFileSource(settings_cls)
 
     @field_validator("kafka_sasl_password")
     @classmethod
@@ -232,6 +257,14 @@ class Settings(BaseSettings):
         sasl = str(info.data.get("kafka_security_protocol", "")).startswith("SASL_")
         if sasl and not (info.data.get("kafka_sasl_username") and value.get_secret_value()):
             raise ValueError("a SASL_* protocol needs ESN_KAFKA_SASL_USERNAME and this password")
+        return value
+
+    @field_validator("metrics_password")
+    @classmethod
+    def _metrics_credentials_in_pairs(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        # One without the other would leave /metrics open (or unusable) without saying so.
+        if bool(info.data.get("metrics_username")) != bool(value.get_secret_value()):
+            raise ValueError("set both ESN_METRICS_USERNAME and ESN_METRICS_PASSWORD, or neither")
         return value
 
     @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
@@ -294,5 +327,9 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment and the config file."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # A bad value from the config file is reported with its file and line.
+        raise explain(exc, Settings) from None

@@ -1,7 +1,8 @@
 """A local Prometheus (Debian's package) with ESN Pulse's rules, for `make run` and the tests.
 
-The configuration is deploy/prometheus/prometheus.yml with loopback targets, this repository's
-rule files and shorter intervals, so what runs locally is what ships. With ESN_METRICS_USERNAME
+The configuration is the shipped prometheus.yml (stream/local/resources/prometheus, the same
+bytes as deploy/prometheus's) with loopback targets, the shipped rule files and shorter
+intervals, so what runs locally is what ships. With ESN_METRICS_USERNAME
 set, it scrapes with those basic auth credentials, the password in a file only it reads.
 """
 
@@ -22,11 +23,12 @@ from typing import Any
 
 import yaml
 
+from stream.local.resources import install_dir, packaged_text
 from stream.settings import Settings, get_settings
-from stream.stack import DEPLOY_DIR, StackError
+from stream.stack import StackError
 
-PROMETHEUS_DIR = DEPLOY_DIR / "prometheus"
-RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+#: Where LocalPrometheus.start copies the shipped rule files, relative to its home.
+RULES_DIR = "rules"
 
 
 #: Where LocalPrometheus.start writes the scrape password (0600), relative to its home.
@@ -39,16 +41,18 @@ def local_config(
     rule_files: list[Path] | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """The shipped configuration with loopback targets (per env) and this checkout's rules.
+    """The shipped configuration with loopback targets (per env) and the shipped rules.
 
     The scrape credentials are those of ``settings`` (default: the environment's), as the
     workers it scrapes read them; the password stays in memory until :meth:`LocalPrometheus.start`
     writes it to a file of its own.
     """
-    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config: dict[str, Any] = yaml.safe_load(packaged_text("prometheus/prometheus.yml"))
     config["global"]["scrape_interval"] = scrape_interval
     config["global"]["evaluation_interval"] = scrape_interval
-    config["rule_files"] = [str(path) for path in (rule_files or RULE_FILES)]
+    # Relative paths are resolved from the config file's folder: the home, where start() copies
+    # the shipped rules (a wheel's files are not meant to be pointed at by another program).
+    config["rule_files"] = [str(path) for path in rule_files or [Path(RULES_DIR, "*.yml")]]
     (job,) = config["scrape_configs"]
     job["static_configs"] = [
         {"targets": hosts, "labels": {"env": env}} for env, hosts in targets.items()
@@ -82,6 +86,7 @@ class LocalPrometheus:
         if not Path(binary).exists():
             raise StackError("prometheus is missing: run  sudo apt-get install -y prometheus")
         self.home.mkdir(parents=True, exist_ok=True)
+        install_dir("prometheus/rules", ".yml", self.home / RULES_DIR)
         config_path = self.home / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self._password_to_file(config), sort_keys=False))
         log = (self.home / "prometheus.log").open("ab")

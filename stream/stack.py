@@ -27,9 +27,6 @@ from stream.local.resources import install
 from stream.settings import Settings
 from stream.store.connection import connection_options
 
-#: A checkout's deploy/ folder: read only by stream.prometheus_local, until its config and rules
-#: are shipped in the package like the Kafka files (stream/local/resources/).
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 

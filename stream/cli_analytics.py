@@ -13,6 +13,8 @@ import click
 from stream import jsonutil
 from stream.cli_errors import BadConfig, BadInput, CliError
 from stream.cli_params import Instant, configured_definitions
+from stream.cli_tables import table
+from stream.privacy import OTHER_GROUP
 from stream.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -62,16 +64,24 @@ def register(main: click.Group) -> None:
         click.echo(f"{out}: {data['from']} to {data['to']}, {out.stat().st_size // 1024} KiB")
 
     @main.command()
-    def summary() -> None:
-        """Headline figures now, as JSON (what /api/v1/summary serves)."""
+    @click.option("--json", "as_json", is_flag=True, help="The JSON of /api/v1/summary.")
+    def summary(as_json: bool) -> None:
+        """Headline figures now: users, flags, activity tiers, communities, departments."""
         from stream.analytics.days import clock_now_ms
         from stream.analytics.views import summary as summary_view
+        from stream.api.models import Summary
 
         async def read(store: Any, settings: Settings) -> dict[str, Any]:
             now_ms = await clock_now_ms(store, settings)
             return await summary_view(store, settings, configured_definitions(settings), now_ms)
 
-        click.echo(jsonutil.dumps(_with_store(read)).decode())
+        # Through the API's response model, as the API answers: computed now, so 0 s old.
+        answer = Summary.model_validate({**_with_store(read), "cached_seconds": 0.0})
+        doc = answer.model_dump(mode="json", by_alias=True)
+        if as_json:
+            click.echo(jsonutil.dumps(doc).decode())
+        else:
+            click.echo("\n".join(summary_lines(doc)))
 
     @main.group()
     def initiative() -> None:
@@ -164,3 +174,32 @@ def register(main: click.Group) -> None:
             )
         for user_id in user_ids:
             click.echo(f"{user_id}\t{pseudonymize(user_id)}")
+
+
+def summary_lines(doc: dict[str, Any]) -> list[str]:
+    """The summary for a terminal: one aligned section per subject."""
+    users = doc["users"]
+    lines = [f"ESN Pulse at {doc['now']} ({doc['clock']} clock)", "", "Users"]
+    people = [("enabled", users["enabled"])]
+    people += [(f"inactive {label}", count) for label, count in users["inactive"].items()]
+    people.append(("never active", users["never_active"]))
+    lines += table(("", "users"), people, indent="  ")[1:]
+    windows = list(doc["tiers"])
+    tiers = list(next(iter(doc["tiers"].values()), {}))
+    lines += ["", "Activity (users per window)"]
+    lines += table(("", *windows), [(tier, *(doc["tiers"][w][tier] for w in windows))
+                                    for tier in tiers], indent="  ")  # fmt: skip
+    lines.append(f"  stickiness (DAU / MAU)  {doc['stickiness']:.2f}")
+    communities = doc["communities"]
+    lines += ["", "Communities"]
+    lines += table(tuple(communities), [tuple(communities.values())], indent="  ")
+    departments = doc["departments"]
+    minimum = doc["min_group_size"]
+    lines += ["", f"Departments (under {minimum} people: merged into '{OTHER_GROUP}', or left out)"]
+    if departments:
+        states = list(next(iter(departments.values())))
+        rows = [(name, *(figures[s] for s in states)) for name, figures in departments.items()]
+        lines += table(("department", *(s.replace("_", " ") for s in states)), rows, "  ")
+    else:
+        lines.append("  none to show (no enabled profile, or all in groups too small)")
+    return lines

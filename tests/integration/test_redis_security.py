@@ -228,7 +228,7 @@ class TestPipelineThroughTlsAndAcl:
         shown = esn(secure, "user", actor, "--json")
         assert 0 == shown.returncode, shown.stderr
         assert sum(oracle.counts[actor].values()) == jsonutil.loads(shown.stdout)["events"]
-        summary = esn(secure, "summary")
+        summary = esn(secure, "summary", "--json")
         assert 0 == summary.returncode, summary.stderr
         assert jsonutil.loads(summary.stdout)
         for output in ("table", "csv", "json"):

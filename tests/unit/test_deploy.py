@@ -140,6 +140,11 @@ class TestKubernetes:
             for group in doc["spec"]["groups"]:
                 assert group["name"] and group["rules"]
             return
+        if doc["kind"] == "ServiceMonitor":
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+            (endpoint,) = doc["spec"]["endpoints"]
+            assert ("http", "/metrics") == (endpoint["port"], endpoint["path"])
+            return
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
     def test_worker_has_probes_resources_and_config_references(self) -> None:
@@ -161,9 +166,9 @@ class TestKubernetes:
         pod = docs[("Deployment", "esn-pulse-api")]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert ["api"] == container["args"]
-        env = {e["name"]: e["value"] for e in container["env"]}
-        (volume,) = pod["volumes"]
-        (mount,) = container["volumeMounts"]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "api-tokens"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "api-tokens"]
         assert volume["name"] == mount["name"] and mount["readOnly"]
         assert env["ESN_API_TOKENS_FILE"].startswith(mount["mountPath"] + "/")
         secret = volume["secret"]["secretName"]

@@ -77,6 +77,18 @@ def outside_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def dockerfile_build_inputs() -> list[str]:
+    """The checkout paths the Dockerfile's build stage copies (COPY lines before the 2nd FROM)."""
+    lines = (REPO / "deploy" / "docker" / "Dockerfile").read_text().splitlines()
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    copies = [
+        line.split()[1:-1] for line in lines[stages[0] : stages[1]] if line.startswith("COPY ")
+    ]
+    inputs = [path.rstrip("/") for paths in copies for path in paths]
+    assert {"pyproject.toml", "stream"} <= set(inputs), inputs
+    return inputs
+
+
 def _pip(*args: str) -> subprocess.CompletedProcess[str]:
     # The project venv's pip drives the new venv (--python): the new one needs no pip of its own.
     return subprocess.run(
@@ -101,11 +113,12 @@ def installed(
     # What deploy/docker/Dockerfile copies, and nothing else: the wheel must not need more.
     source = root / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    shutil.copytree(
-        REPO / "stream", source / "stream", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for name in dockerfile_build_inputs():
+        if (REPO / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(REPO / name, source / name, ignore=ignore)
+        else:
+            shutil.copy2(REPO / name, source / name)
     started = time.monotonic()
     dist = root / "dist"
     _checked(_pip("wheel", "--no-deps", "-q", "-w", str(dist), str(source)), "pip wheel")

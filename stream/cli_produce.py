@@ -13,7 +13,7 @@ from typing import IO, Any
 import click
 
 from stream import jsonutil
-from stream.cli_errors import BadInput
+from stream.cli_errors import BadInput, one_line
 from stream.settings import get_settings
 
 
@@ -59,10 +59,28 @@ def produce(file: IO[bytes], rate: float | None, no_validate: bool, directory: b
     finally:
         bar.close()
     click.echo(f"sent {summary.sent}, rejected {len(summary.rejected)} in {summary.seconds:.1f}s")
-    for number, reason in summary.rejected[:50]:
-        click.echo(f"  line {number}: {reason}")
-    if len(summary.rejected) > 50:
-        click.echo(f"  ... and {len(summary.rejected) - 50} more")
+    for number, reason in summary.rejected[:_LISTED]:
+        click.echo(f"  line {number}: {one_line(reason)}")
+    if len(summary.rejected) > _LISTED:
+        click.echo(f"  ... and {len(summary.rejected) - _LISTED} more")
+    if summary.rejected:
+        raise BadInput(rejected_line(file.name, summary.sent, summary.rejected),
+                       "fix those lines and send them again (the others were sent: sending "
+                       "them again would count them twice)")  # fmt: skip
+
+
+#: Rejected lines listed one by one on stdout; the rest are counted.
+_LISTED = 50
+
+
+def rejected_line(name: str, sent: int, rejected: list[tuple[int, str]]) -> str:
+    """What a run that rejected lines says: how many, where (the first few line numbers)."""
+    source = "stdin" if name in ("-", "<stdin>") else name
+    numbers = ", ".join(str(number) for number, _ in rejected[:5])
+    more = f" and {len(rejected) - 5:,} more" if len(rejected) > 5 else ""
+    lines = "line" if len(rejected) == 1 else "lines"
+    return (f"{len(rejected):,} {lines} of {source} rejected ({lines} {numbers}{more}, "
+            f"reasons listed above), {sent:,} sent")  # fmt: skip
 
 
 def _csv_lines(file: IO[bytes]) -> list[bytes]:
@@ -86,7 +104,8 @@ class _LazyProgress:
     """A progress bar on stderr that appears with the first line sent.
 
     A command that fails before sending anything (Kafka unreachable) prints its one error line,
-    not a bar's label as well.
+    not a bar's label as well. Off a terminal (a log, a pipe) there is no bar: click would print
+    only its label, a line that says nothing above the final one.
     """
 
     def __init__(self, length: int, label: str) -> None:
@@ -95,6 +114,8 @@ class _LazyProgress:
         self.bar: Any = None
 
     def update(self, count: int) -> None:
+        if self.bar is None and not sys.stderr.isatty():
+            return
         if self.bar is None:
             self.bar = click.progressbar(length=self.length, label=self.label, file=sys.stderr)
             self.bar.__enter__()

@@ -13,7 +13,7 @@ from typing import Protocol
 from stream.decode import decode_activity
 from stream.events import Activity, InvalidEvent
 from stream.fold import PartitionDelta
-from stream.privacy import Pseudonymize
+from stream.privacy import Pseudonymize, person_object_id
 from stream.timebounds import TimeBounds
 
 #: How an object key of a person starts ("object_type:object_id" with the type ``profile``).
@@ -89,6 +89,8 @@ def fold_partition(
             activity = decode_activity(record.value, record.key, bounds)
             if pseudonymize is not None:
                 activity = pseudonymized(activity, pseudonymize)
+            else:
+                activity = with_person_as_profile(activity)
             delta.add(activity)
         except InvalidEvent as exc:
             if rejects is not None:
@@ -128,9 +130,21 @@ def fold_fetch(
     return out
 
 
+def with_person_as_profile(activity: Activity) -> Activity:
+    """The activity with an object that is a person (see :func:`person_object_id`) keyed as the
+    ``profile`` of that user id, so that every reader knows the top item names a person."""
+    if activity.object_key is None:
+        return activity
+    person = person_object_id(activity.object_key, activity.target_user)
+    if person is None:
+        return activity
+    return activity._replace(object_key=PROFILE_KEY + person, object_type="profile")
+
+
 def pseudonymized(activity: Activity, pseudonymize: Pseudonymize) -> Activity:
     """The activity with its actor, target and any person it acts on (a ``profile`` object)
     replaced by their pseudonyms (after the key check)."""
+    activity = with_person_as_profile(activity)
     target, object_key = activity.target_user, activity.object_key
     if object_key is not None and object_key.startswith(PROFILE_KEY):
         # A profile's id is a person's: the top-items list would otherwise name them.

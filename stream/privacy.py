@@ -26,6 +26,27 @@ OTHER_GROUP: Final = "other"
 
 Pseudonymize = Callable[[str], str]
 
+#: Object types by which sources name a person (ActivityStreams' Person, Connections' person,
+#: Slack's user); the contract's own is "profile", which every one of them is folded under.
+PERSON_OBJECT_TYPES: Final = frozenset({"profile", "person", "user", "people"})
+#: What marks a Connections person URN (``urn:lsid:lconn.ibm.com:profiles.person:<user id>``).
+PERSON_URN_MARK: Final = "profiles.person:"
+
+
+def person_object_id(object_key: str, target_user: str | None) -> str | None:
+    """The user id an event's object (``type:id``) names when that object is a person, else None.
+
+    A person is an object of a person type, a Connections person URN (its user id, so that it
+    gets the pseudonym the person has as an actor), or the event's target user (the actor is not
+    compared: numeric ids of posts and of users can coincide in one source).
+    """
+    object_type, _, object_id = object_key.partition(":")
+    if PERSON_URN_MARK in object_id:
+        return object_id.rsplit(PERSON_URN_MARK, 1)[-1] or object_id
+    if object_type.lower() in PERSON_OBJECT_TYPES or object_id == target_user:
+        return object_id
+    return None
+
 
 def pseudonymizer(key: str) -> Pseudonymize:
     """A cached keyed-hash function: user id -> ``p_`` + 32 hex digits."""

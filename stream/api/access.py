@@ -13,6 +13,9 @@ from stream import jsonutil
 from stream.api.auth import PEOPLE
 
 ACCESS_LOGGER: Final = "esn_pulse.api.access"
+#: Set in a request's state by an aggregate route whose answer named people (a people-scope
+#: caller's /content/top with profiles in it): that request is logged too.
+NAMED_PEOPLE: Final = "named_people"
 log = logging.getLogger(ACCESS_LOGGER)
 
 Scope = dict[str, Any]
@@ -63,8 +66,9 @@ class PeopleAccessLog:
         finally:
             route = scope.get("route")
             extra = getattr(route, "openapi_extra", None) or {}
-            if extra.get("x-scope") == PEOPLE:
-                state = scope.get("state") or {}
+            state = scope.get("state") or {}
+            # A people route, or an aggregate one that named people to this caller.
+            if extra.get("x-scope") == PEOPLE or state.get(NAMED_PEOPLE):
                 token = str(state.get("api_token", "-"))
                 # The route's template (/api/v1/users/{user_id}), never the path it was called by.
                 log.info(access_record(token, str(route.path), status, self.clock()))  # type: ignore[union-attr]

@@ -182,9 +182,12 @@ class Content(_Model):
 
 
 class TopItem(_Model):
-    item: str
+    item: str = Field(description='"object_type:id"; "profile" for a person withheld (id null)')
     object_type: str
-    id: str
+    id: str | None = Field(
+        description="null for a profile (a person) unless the token holds the people scope; "
+        "such an answer is then written to the access log"
+    )
     interactions: Count
 
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from stream.analytics import views
 from stream.analytics.days import clock_now_ms, day_of_ms
 from stream.api import models
+from stream.api.access import NAMED_PEOPLE
 from stream.api.auth import AGGREGATE, PEOPLE
 from stream.api.cache import AnswerCache
 from stream.api.security import Guard
@@ -24,6 +25,8 @@ from stream.store import RedisStore
 from stream.timebounds import parse_duration_ms
 
 PREFIX: Final = "/api/v1"
+#: The object type of a person among the top items (stream.batch folds every person under it).
+PROFILE: Final = "profile"
 #: Most rows of one /inactive page; past it, page with offset.
 INACTIVE_MAX_LIMIT: Final = 1000
 #: Path ids and free-text parameters longer than this are refused before Redis is asked.
@@ -172,13 +175,15 @@ def build_router(context: ApiContext, guard: Guard) -> APIRouter:
 
     @route("/content/top", AGGREGATE, models.TopItems, "Most-interacted-with items of a period")
     async def top(
+        request: Request,
         period: Annotated[Literal["day", "week"], Query()] = "day",
         day: Annotated[date | None, Query(alias="date", description="A day of the period.")] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 10,
     ) -> dict[str, Any]:
         now = await context.now_ms()
         first = views.parse_date("date", _iso(day), day_of_ms(now))
-        return await views.top_view(store, period, first, limit)
+        answer = await views.top_view(store, period, first, limit)
+        return people_items_for(request, answer)
 
     @route("/initiatives", AGGREGATE, models.Initiatives, "Stored initiatives")
     async def initiatives() -> dict[str, Any]:
@@ -195,6 +200,22 @@ def build_router(context: ApiContext, guard: Guard) -> APIRouter:
         return await views.initiative_view(store, settings, name, await context.now_ms())
 
     return router
+
+
+def people_items_for(request: Request, answer: dict[str, Any]) -> dict[str, Any]:
+    """Top items as this caller may see them: a profile is a person, so its id (a pseudonym, or
+    the raw id without ESN_PSEUDONYMIZE_KEY) goes to a people-scope token only, and is logged."""
+    profiles = [item for item in answer["items"] if item["object_type"] == PROFILE]
+    if not profiles:
+        return answer
+    if PEOPLE in getattr(request.state, "api_scopes", frozenset()):
+        setattr(request.state, NAMED_PEOPLE, True)
+        return answer
+    items = [
+        {**item, "item": PROFILE, "id": None} if item["object_type"] == PROFILE else item
+        for item in answer["items"]
+    ]
+    return {**answer, "items": items}
 
 
 def _threshold(settings: Settings, definitions: Definitions, raw: str | None) -> int | None:

@@ -8,7 +8,7 @@ from typing import Final
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stream.api.auth import Token, find_token
+from stream.api.auth import SCOPES, Token, find_token
 from stream.api.errors import ApiError
 
 SCHEME_NAME: Final = "bearer"
@@ -49,16 +49,20 @@ class Guard:
             request: Request,
             credentials: HTTPAuthorizationCredentials | None = Security(bearer, scopes=[scope]),  # noqa: B008
         ) -> str:
-            name = self._admit(credentials, scope)
-            # Read by the access log (stream.api.access) once the answer is sent.
+            name, scopes = self._admit(credentials, scope)
+            # Read by the access log (stream.api.access) once the answer is sent, and by routes
+            # that name people only to a people-scope token (/content/top's profiles).
             request.state.api_token = name
+            request.state.api_scopes = scopes
             return name
 
         return check
 
-    def _admit(self, credentials: HTTPAuthorizationCredentials | None, scope: str) -> str:
+    def _admit(
+        self, credentials: HTTPAuthorizationCredentials | None, scope: str
+    ) -> tuple[str, frozenset[str]]:
         if self.open:
-            return OPEN_CALLER
+            return OPEN_CALLER, frozenset(SCOPES)
         if credentials is None or not credentials.credentials:
             raise ApiError(401, "a bearer token is required (Authorization: Bearer ...)",
                            headers=_CHALLENGE)  # fmt: skip
@@ -67,4 +71,4 @@ class Guard:
             raise ApiError(401, "the bearer token is not known", headers=_CHALLENGE)
         if scope not in token.scopes:
             raise ApiError(403, f"token {token.name!r} lacks the {scope!r} scope")
-        return token.name
+        return token.name, token.scopes

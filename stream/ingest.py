@@ -18,10 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
-from redis.exceptions import RedisError
 
 from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
 from stream.clients import new_consumer
@@ -29,6 +27,9 @@ from stream.directory_fold import DirectoryFolder
 from stream.flags.cycle import FlagCycle
 from stream.flags.machine import counting_types_from
 from stream.fold import PartitionDelta
+from stream.ingest_rebalance import RefenceOnRebalance
+from stream.ingest_recovery import apply_one_by_one, reread_lost_partition
+from stream.ingest_tasks import IngestTasks
 from stream.logfilter import fold_library_repeats
 from stream.metrics import PipelineMetrics
 from stream.privacy import pseudonymizer_from
@@ -64,24 +65,6 @@ def new_activity_consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seeks each newly owned partition to its Redis fence; drains the in-flight batch first."""
-
-    def __init__(self, ingest: ActivityIngest) -> None:
-        self.ingest = ingest
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self.ingest.apply_lock:
-            await self.ingest.commit_fences()
-            for tp in revoked:
-                self.ingest.fences.pop(tp.partition, None)
-                self.ingest.forget_partition(tp)
-                self.ingest.flags.forget(tp.partition)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.ingest.seek_to_fences(assigned)
-
-
 class ActivityIngest(Service):
     """Consumes esn.activity.v1 and folds it into Redis, exactly once in effect."""
 
@@ -113,14 +96,18 @@ class ActivityIngest(Service):
         self.redis_ok = False
         self.readiness = Readiness(settings.ready_stall_seconds)
         #: The Redis server's run id when last asked: a new one means a restart or failover.
-        self._redis_run_id: str | None = None
+        self.redis_run_id: str | None = None
         self._last_commit = 0.0
         self._max_event_ms = 0
+
+    def on_init_dependencies(self) -> list[Service]:
+        """The periodic work (sweeps, probes, gauges) starts and stops with the ingest."""
+        return [IngestTasks(self, loop=self.loop, beacon=self.beacon)]
 
     async def on_start(self) -> None:
         fold_library_repeats()  # Faust has set up its log handlers by now
         await self.flags.start()
-        self.consumer.subscribe([self.topics.activity], listener=_Rebalance(self))
+        self.consumer.subscribe([self.topics.activity], listener=RefenceOnRebalance(self))
         await self.consumer.start()
 
     async def on_stop(self) -> None:
@@ -162,52 +149,6 @@ class ActivityIngest(Service):
                 with contextlib.suppress(StoppedWhileRetrying):
                     await asyncio.shield(applying)
 
-    @Service.task
-    async def _sweep_loop(self) -> None:
-        while not self.should_stop:
-            await self.sleep(self.settings.sweep_interval_seconds)
-            # mode's sleep returns early when the service stops: a sweep started then would run
-            # (a backfill's worth of releases) after on_stop closed the consumer and producer.
-            if self.should_stop:
-                break
-            if self.joined.is_set():
-                try:
-                    await self.flags.sweep(
-                        self.consumer.assignment, self.apply_lock, lambda: self.should_stop
-                    )
-                except (RedisError, OSError, KafkaError) as exc:
-                    # Nothing is lost: the buffer and the outbox wait for the next sweep.
-                    log.warning("Sweep incomplete (%s); retrying at the next one", exc)
-
-    @Service.timer(5.0)
-    async def _probe_kafka(self) -> None:
-        up = await self.readiness.probe_kafka(self.consumer.topics)
-        self.metrics.kafka_up.set(1 if up else 0)
-
-    @Service.timer(5.0)
-    async def _watch_redis_restarts(self) -> None:
-        """A Redis restart or failover may have lost the last writes: re-read the directory.
-
-        Activity needs no such watch (its fences are checked on every apply), but the directory
-        has no fence, and a partition whose activity was idle meanwhile would not notice.
-        """
-        try:
-            run_id = await self.store.run_id()
-        except (RedisError, OSError):
-            return  # unreachable: /ready says so; the next answer is compared
-        known, self._redis_run_id = self._redis_run_id, run_id
-        if known is None or known == run_id or not self.joined.is_set():
-            return
-        async with self.apply_lock:
-            owned = sorted(tp.partition for tp in self.consumer.assignment())
-            log.warning("Redis restarted or failed over: re-reading directory partitions %s", owned)
-            self.metrics.state_losses.inc()
-            try:
-                await self.directory.reread_partitions(owned)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                log.warning("Directory re-read incomplete (%s); retrying", exc)
-                self._redis_run_id = known  # compared again at the next tick
-
     def records_waiting(self) -> int:
         """Records between the owned partitions' fences and their ends, as last fetched."""
         waiting = 0
@@ -222,16 +163,6 @@ class ActivityIngest(Service):
         """Why this worker should get no traffic now (empty: ready)."""
         self.readiness.assigned = self.joined.is_set()
         return self.readiness.reasons(redis_answers, self.records_waiting())
-
-    @Service.timer(5.0)
-    async def _refresh_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            fence = self.fences.get(tp.partition)
-            if end is None or fence is None:
-                continue
-            labels = (tp.topic, str(tp.partition))
-            self.metrics.consumer_lag.labels(*labels).set(max(0, end - fence - 1))
 
     def fold(
         self, fetched: dict[TopicPartition, list[Any]]
@@ -270,10 +201,10 @@ class ActivityIngest(Service):
                 if r.record.partition in current
                 and r.record.offset > self.fences.get(r.record.partition, -1)
             ]
-            await self._send_rejects(folded.rejects)
+            await self.send_rejects(folded.rejects)
             await self._apply(folded, records)
 
-    async def _send_rejects(self, rejects: list[Reject]) -> None:
+    async def send_rejects(self, rejects: list[Reject]) -> None:
         """Dead-letter before the fence moves past them, so a crash can only repeat, never lose."""
         if not rejects:
             return
@@ -287,17 +218,17 @@ class ActivityIngest(Service):
         pending = folded.deltas
         times = folded.event_times_ms
         while pending:
-            results = await self._apply_with_retry(pending)
+            results = await self.apply_with_retry(pending)
             retry: list[PartitionDelta] = []
             for delta, result in zip(pending, results, strict=True):
                 if result.outcome is ApplyOutcome.STATE_LOST:
-                    await self._reread_lost_partition(delta, result.applied_before)
+                    await reread_lost_partition(self, delta, result.applied_before)
                 elif result.outcome is ApplyOutcome.REFUSED:
-                    await self._apply_one_by_one(
-                        delta, records[delta.topic, delta.partition], folded.bounds
+                    await apply_one_by_one(
+                        self, delta, records[delta.topic, delta.partition], folded.bounds
                     )
                 elif result.outcome is ApplyOutcome.APPLIED:
-                    self._count_applied(delta, times.get(delta.partition, []))
+                    self.count_applied(delta, times.get(delta.partition, []))
                     self.fences[delta.partition] = delta.last_offset
                 elif result.outcome is ApplyOutcome.ALREADY_APPLIED:
                     self.metrics.batches.labels("replayed").inc()
@@ -328,72 +259,7 @@ class ActivityIngest(Service):
                 labels = (delta.topic, str(delta.partition))
                 self.metrics.applied_offset.labels(*labels).set(self.fences[delta.partition])
 
-    async def _reread_lost_partition(self, delta: PartitionDelta, found: int) -> None:
-        """Redis is behind what this worker applied: read the partition again from its fence."""
-        applied = self.fences.get(delta.partition, -1)
-        log.warning(
-            "%s[%d]: the Redis fence is at %d but %d was applied (Redis restarted empty, from "
-            "an older AOF, or failed over to a replica that was behind); re-reading from %s",
-            delta.topic,
-            delta.partition,
-            found,
-            applied,
-            found + 1 if found >= 0 else "the beginning",
-        )
-        self.metrics.state_losses.inc()
-        try:
-            await self.directory.reread_partitions([delta.partition])
-        except (KafkaError, OSError, TimeoutError) as exc:
-            log.warning("Directory re-read incomplete (%s); the next assignment reads again", exc)
-        await self._seek(TopicPartition(delta.topic, delta.partition), found)
-
-    async def _apply_one_by_one(
-        self, delta: PartitionDelta, records: Sequence[RawRecord], bounds: TimeBounds | None
-    ) -> None:
-        """The script refused a batch: find the records it refuses, dead-letter them, go on.
-
-        Nothing was written by the refused call (the script checks all its input first), so
-        applying the same records one at a time is exact; only the failure path pays for it.
-        """
-        log.error(
-            "%s[%d]: the fold script refused offsets %d-%d; applying them one by one",
-            delta.topic,
-            delta.partition,
-            delta.first_offset,
-            delta.last_offset,
-        )
-        partition = delta.partition
-        for record in records:
-            if not delta.first_offset <= record.offset <= delta.last_offset:
-                continue
-            if record.offset <= self.fences.get(partition, -1):
-                continue
-            single, times_ms = fold_partition(
-                delta.topic,
-                partition,
-                [record],
-                None,
-                self.counting_types,
-                self.pseudonymize,
-                bounds,
-            )
-            (result,) = await self._apply_with_retry([single])
-            if result.outcome is ApplyOutcome.REFUSED:
-                reject = Reject(record, "internal_error", result.error[:500], "RedisScriptError")
-                await self._send_rejects([reject])
-                empty = PartitionDelta(delta.topic, partition, record.offset, record.offset)
-                (result,) = await self._apply_with_retry([empty])
-            if result.outcome is ApplyOutcome.STATE_LOST:
-                await self._reread_lost_partition(single, result.applied_before)
-                return
-            if result.outcome is ApplyOutcome.APPLIED:
-                self._count_applied(single, times_ms)
-                self.fences[partition] = record.offset
-            else:  # another owner got this far: it applies the rest
-                self.fences[partition] = max(result.applied_before, self.fences.get(partition, -1))
-                return
-
-    async def _apply_with_retry(self, deltas: list[PartitionDelta]) -> list[Any]:
+    async def apply_with_retry(self, deltas: list[PartitionDelta]) -> list[Any]:
         """Apply until Redis takes it: never skip a batch, never commit past one."""
         started = time.perf_counter()
         fences = self.fences
@@ -416,7 +282,7 @@ class ActivityIngest(Service):
         self.metrics.redis_up.set(0)
         self.metrics.redis_errors.inc()
 
-    def _count_applied(self, delta: PartitionDelta, times_ms: list[int]) -> None:
+    def count_applied(self, delta: PartitionDelta, times_ms: list[int]) -> None:
         self.metrics.batches.labels("applied").inc()
         if delta.events:
             self.metrics.last_applied.set(time.time())
@@ -429,32 +295,7 @@ class ActivityIngest(Service):
             self._max_event_ms = delta.max_event_ms
             self.metrics.last_event_timestamp.set(delta.max_event_ms / 1000)
 
-    async def seek_to_fences(self, assigned: list[TopicPartition]) -> None:
-        """Position each partition just past its applied offset (Redis is the source of truth)."""
-        partitions = [tp.partition for tp in assigned]
-        fences = await until_redis_answers(
-            lambda: self.store.load_fences(self.topics.activity, partitions),
-            self.settings.redis_retry_max_seconds,
-            "Reading fences",
-        )
-        self.redis_ok = True
-        self.metrics.redis_up.set(1)
-        # The directory has no fence: what Redis lost of it (a restart from an older AOF, a
-        # failover) comes back only by reading it again, before the activity that needs it.
-        # The run id this re-read is as of: a later one means a restart the watch re-reads for.
-        with contextlib.suppress(RedisError, OSError):
-            self._redis_run_id = await self.store.run_id()
-        try:
-            await self.directory.reread_partitions(partitions)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            log.warning("Directory re-read incomplete (%s); the next assignment reads again", exc)
-        for tp in assigned:
-            await self._seek(tp, fences[tp.partition])
-        self.metrics.assigned_partitions.set(len(self.consumer.assignment()))
-        self.joined.set()
-        log.info("Assigned %s at fences %s", sorted(partitions), fences)
-
-    async def _seek(self, tp: TopicPartition, fence: int) -> None:
+    async def seek(self, tp: TopicPartition, fence: int) -> None:
         """Position a partition just past a fence; what was fetched before is stale from now."""
         self.fences[tp.partition] = fence
         self.generations[tp.partition] = self.generations.get(tp.partition, 0) + 1
@@ -462,13 +303,6 @@ class ActivityIngest(Service):
             self.consumer.seek(tp, fence + 1)
         else:
             await self.consumer.seek_to_beginning(tp)
-
-    def forget_partition(self, tp: TopicPartition) -> None:
-        """Drop per-partition gauges of a partition this worker no longer owns."""
-        labels = (tp.topic, str(tp.partition))
-        for gauge in (self.metrics.consumer_lag, self.metrics.applied_offset):
-            with contextlib.suppress(KeyError):  # never set for this partition
-                gauge.remove(*labels)
 
     async def commit_fences(self) -> None:
         """Tell Kafka how far Redis got (a hint for lag tooling; Redis stays authoritative)."""

@@ -14,6 +14,7 @@ from stream.flags.machine import definitions_from
 from stream.flags.release import InactivitySweeper
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
+from stream.store.outbox_store import BehindPublished, OutboxKeys, OutboxStore
 
 pytestmark = pytest.mark.integration
 
@@ -193,4 +194,44 @@ class TestCommunityFlagsScript:
         before = await snapshot(store, settings.redis_prefix)
         with pytest.raises(ResponseError, match=r"community_flags\.lua"):
             await commit(keys=keys, args=[bad])
+        assert before == await snapshot(store, settings.redis_prefix)
+
+
+class TestOutboxReconcileScript:
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"tail": "x"},  # the topic's tail
+            {"from_seq": "-1"},  # where the given ids start
+            {"entry": '4\t{"kind": "inactive"}'},  # an outbox entry without its event id
+            {"entry": "4\tnot json"},
+            {"entry": "no seq"},
+        ],
+    )
+    async def test_a_bad_argument_or_entry_writes_nothing(
+        self, settings: Settings, store: RedisStore, bad: dict[str, str]
+    ) -> None:
+        """Entries before the bad one would be dropped or renumbered: none is, nothing changes."""
+        outbox = OutboxStore(store, OutboxKeys.users(store.keys))
+        k = store.keys
+        for seq, user in ((2, "a"), (3, "b")):
+            await store.client.rpush(k.outbox(0), f'{seq}\t{{"event_id": "{user}"}}')
+        if "entry" in bad:
+            await store.client.rpush(k.outbox(0), bad["entry"])
+        await store.client.sadd(k.flags_ahead(0), "z")
+        before = await snapshot(store, settings.redis_prefix)
+        with pytest.raises(ResponseError, match=r"outbox_reconcile\.lua"):
+            await outbox._reconcile(
+                keys=[k.outbox(0), k.outbox_seq(0), k.flags_ahead(0), k.published_seq(0)],
+                args=[bad.get("tail", "3"), bad.get("from_seq", "2"), "a\nb", "event_id", 60],
+            )
+        assert before == await snapshot(store, settings.redis_prefix)
+
+    async def test_a_stale_tail_writes_nothing(self, settings: Settings, store: RedisStore) -> None:
+        """A caller whose tail is below what was committed and trimmed is refused."""
+        outbox = OutboxStore(store, OutboxKeys.users(store.keys))
+        await store.client.rpush(store.keys.outbox(0), '6\t{"event_id": "f"}')
+        await outbox.trim(0, 5)  # the owner committed up to 5
+        before = await snapshot(store, settings.redis_prefix)
+        assert BehindPublished(5) == await outbox.reconcile(0, 3, 3, [])
         assert before == await snapshot(store, settings.redis_prefix)

@@ -1,8 +1,8 @@
-"""The ``esn-pulse`` command group, with stack, worker and user.
+"""The ``esn-pulse`` command group, with stack and worker.
 
 Other commands live in a module per group, registered at the bottom: produce and generate
-(:mod:`stream.cli_produce`), inactive (:mod:`stream.cli_inactive`), the analytics
-(:mod:`stream.cli_analytics`), import, dlq, rebuild, demo. Every failure ends in
+(:mod:`stream.cli_produce`), user (:mod:`stream.cli_user`), inactive (:mod:`stream.cli_inactive`),
+the analytics (:mod:`stream.cli_analytics`), import, dlq, rebuild, demo. Every failure ends in
 :mod:`stream.cli_errors`: one line and a documented exit code.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
-from typing import Any
 
 import click
 
@@ -25,12 +23,9 @@ from stream import (
     cli_inactive,
     cli_produce,
     cli_rebuild,
-    jsonutil,
+    cli_user,
 )
 from stream.cli_errors import CliError, EsnGroup, quiet_library_logs
-from stream.cli_params import configured_definitions
-from stream.flags.machine import UserInactivity
-from stream.queries import flags_of
 from stream.settings import get_settings
 from stream.stack import LocalStack, StackError
 
@@ -120,75 +115,9 @@ def worker() -> None:
     BoundedStopWorker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
-# --- user ----------------------------------------------------------------------------------
-
-
-@main.command()
-@click.argument("user_id")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def user(user_id: str, as_json: bool) -> None:
-    """What Redis knows about one user."""
-    from stream.privacy import looks_like_pseudonym, lookup_id
-    from stream.store import RedisStore
-
-    settings = get_settings()
-
-    async def read(stored_id: str) -> Any:
-        from stream.queries import inactivity_state
-
-        store = RedisStore.from_settings(settings)
-        try:
-            state = await store.user_state(stored_id)
-            return state, await inactivity_state(store, settings, stored_id)
-        finally:
-            await store.close()
-
-    # Under ESN_PSEUDONYMIZE_KEY the engine stores pseudonyms: look up the typed id's, or, for
-    # a pseudonym copied from an output, that one as it is.
-    stored = lookup_id(settings, user_id)
-    state, inactivity = asyncio.run(read(stored))
-    if state is None and inactivity is None and stored != user_id and looks_like_pseudonym(user_id):
-        stored = user_id
-        state, inactivity = asyncio.run(read(stored))
-    if state is None and inactivity is None:
-        raise CliError(
-            f"no activity known for user {user_id!r}",
-            "check the id (ids are exact, and pseudonymised under ESN_PSEUDONYMIZE_KEY: see "
-            "esn-pulse pseudonym) and ESN_REDIS_PREFIX",
-        )
-    doc: dict[str, Any] = {
-        "user_id": stored,
-        "first_seen": _iso(state.first_seen_ms) if state else None,
-        "last_seen": _iso(state.last_seen_ms) if state else None,
-        "events": sum(state.counts.values()) if state else 0,
-        "counts": state.counts if state else {},
-        "state": _user_state(inactivity),
-        "flags": flags_of(inactivity, configured_definitions(settings)) if inactivity else [],
-    }
-    if as_json:
-        click.echo(jsonutil.dumps(doc).decode())
-        return
-    for key in ("user_id", "first_seen", "last_seen", "events", "state"):
-        click.echo(f"{key:11} {doc[key]}")
-    click.echo(f"{'flags':11} {', '.join(doc['flags']) or '-'}")
-    for event_type, count in doc["counts"].items():
-        click.echo(f"  {event_type:9} {count}")
-
-
-def _user_state(inactivity: UserInactivity | None) -> str:
-    if inactivity is None:
-        return "unknown to the inactivity engine (not swept yet)"
-    if not inactivity.enabled:
-        return "disabled"
-    return "flagged" if inactivity.flagged else "active"
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
-
-
 # Analytics commands live in their own module; registered here so `esn-pulse --help` lists them.
 cli_produce.register(main)
+cli_user.register(main)
 cli_inactive.register(main)
 cli_analytics.register(main)
 cli_import.register(main)

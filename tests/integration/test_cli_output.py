@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -157,8 +158,30 @@ class TestSameJsonAsTheApi:
         assert answer == doc
         assert {"30d": 2, "90d": 0} == doc["users"]["inactive"]
 
+    @pytest.mark.parametrize("user", sorted(PEOPLE))
+    def test_user_json_is_the_apis_user(self, flagged: Flagged, user: str) -> None:
+        """user --json is GET /api/v1/users/{id}: activity, flags, directory, communities."""
+        status, answer = flagged.api.get_json(f"/api/v1/users/{quote(user, safe='')}")
+        assert 200 == status
+        shown = esn(flagged.settings, "user", user, "--json")
+        assert (0, "") == (shown.returncode, shown.stderr)
+        assert answer == json.loads(shown.stdout)
+
 
 class TestTables:
+    def test_user_lines(self, flagged: Flagged) -> None:
+        """One aligned fact a line, state and roles in words, counts by type at the end."""
+        shown = esn(flagged.settings, "user", "alice.quiet@corp.example")
+        assert (0, "") == (shown.returncode, shown.stderr)
+        facts = {line[:11].strip(): line[12:] for line in shown.stdout.splitlines()[:11]}
+        assert "flagged" == facts["state"]
+        assert "inactive:30d" == facts["flags"]
+        assert "2026-04-01T09:00:00.000+00:00" == facts["last seen"]
+        assert "owner: c-sales; member: c-all" == facts["communities"]
+        assert ["post", "1"] == shown.stdout.splitlines()[11].split()
+        never = esn(flagged.settings, "user", "carol").stdout.splitlines()
+        assert "last seen   never" in never and "department  Engineering\\x9b31m" in never
+
     def test_inactive_is_an_aligned_table(self, flagged: Flagged) -> None:
         """User, last seen date, days silent, department, roles; columns line up; '2 users'."""
         shown = esn(flagged.settings, "inactive")

@@ -234,7 +234,7 @@ class TestEventClockReplay:
         ] == jsonutil.loads(in_community.stdout)["users"]
         some_user = next(u for u, flags in held.items() if flags)
         shown = jsonutil.loads(esn(event_settings, "user", some_user, "--json").stdout)
-        assert ("flagged", sorted(held[some_user])) == (shown["state"], sorted(shown["flags"]))
+        assert (True, sorted(held[some_user])) == (shown["enabled"], sorted(shown["flags"]))
 
     async def test_a_sigkill_mid_replay_neither_loses_nor_repeats_a_flag(
         self, event_settings: Settings, store: RedisStore, worker_factory: Any

@@ -13,7 +13,7 @@ import click
 from stream import jsonutil
 from stream.cli_errors import BadConfig, BadInput, CliError
 from stream.cli_params import Instant, configured_definitions
-from stream.cli_tables import table
+from stream.cli_tables import plural, table
 from stream.privacy import OTHER_GROUP
 from stream.settings import Settings, get_settings
 
@@ -132,20 +132,27 @@ def register(main: click.Group) -> None:
         click.echo(f"initiative {stored.name}: {stored.users} users from {start}")
 
     @initiative.command("list")
-    def initiative_list() -> None:
-        """The stored initiatives."""
+    @click.option("--json", "as_json", is_flag=True, help="The JSON of /api/v1/initiatives.")
+    def initiative_list(as_json: bool) -> None:
+        """The stored initiatives: name, start and how many users each targets."""
         from stream.analytics.views import initiatives_view
+        from stream.api.models import Initiatives
 
         async def read(store: Any, settings: Settings) -> dict[str, Any]:
             return await initiatives_view(store)
 
-        for row in _with_store(read)["initiatives"]:
-            click.echo(f"{row['name']:24} {row['start']:30} {row['users']:>8} users")
+        doc = Initiatives.model_validate(_with_store(read)).model_dump(mode="json", by_alias=True)
+        if as_json:
+            click.echo(jsonutil.dumps(doc).decode())
+            return
+        rows = [(r["name"], r["start"] or "-", r["users"]) for r in doc["initiatives"]]
+        lines = table(("initiative", "start", "users"), rows) if rows else []
+        click.echo("\n".join([*lines, plural(len(rows), "initiative")]))
 
     @initiative.command("show")
     @click.argument("name")
     def initiative_show(name: str) -> None:
-        """An initiative's figures against everyone else, as JSON."""
+        """An initiative's figures against everyone else, as JSON (/api/v1/initiatives/NAME)."""
         from stream.analytics.days import clock_now_ms
         from stream.analytics.views import NotFound, initiative_view
 
@@ -158,7 +165,10 @@ def register(main: click.Group) -> None:
                 hint = "esn-pulse initiative list shows the stored ones"
                 raise CliError(str(exc), hint) from None
 
-        click.echo(jsonutil.dumps(_with_store(read)).decode())
+        from stream.api.models import Initiative
+
+        doc = Initiative.model_validate(_with_store(read)).model_dump(mode="json", by_alias=True)
+        click.echo(jsonutil.dumps(doc).decode())
 
     @main.command()
     @click.argument("user_ids", nargs=-1, required=True)

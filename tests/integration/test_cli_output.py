@@ -73,8 +73,11 @@ def activity() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def flagged(local_stack: Any, stack_settings: Settings) -> Iterator[Flagged]:
-    """Alice and bob flagged inactive at 30d, carol never active; the worker stopped after."""
+def flagged(
+    local_stack: Any, stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flagged]:
+    """Alice and bob flagged inactive at 30d, carol never active, an initiative for alice and
+    bob; the worker stopped after."""
     settings = isolated(stack_settings, "out", clock="event", activity_partitions=1,
                         inactivity_thresholds="30d,90d", never_active_grace="14d",
                         sweep_interval_seconds=0.3, min_group_size=1)  # fmt: skip
@@ -102,6 +105,11 @@ def flagged(local_stack: Any, stack_settings: Settings) -> Iterator[Flagged]:
     try:
         asyncio.run(run())
         worker.stop()  # nothing moves from here on: the CLI and the API read the same state
+        users = tmp_path_factory.mktemp("initiative") / "users.csv"
+        users.write_text("user_id\nalice.quiet@corp.example\nbob\n")
+        added = esn(settings, "initiative", "add", "quiet-drive", "--start", "2026-04-15",
+                    "--users", str(users))  # fmt: skip
+        assert 0 == added.returncode, added.stderr
         api.start()
         yield Flagged(settings, api)
     finally:
@@ -167,8 +175,24 @@ class TestSameJsonAsTheApi:
         assert (0, "") == (shown.returncode, shown.stderr)
         assert answer == json.loads(shown.stdout)
 
+    def test_initiatives_json_is_the_apis(self, flagged: Flagged) -> None:
+        """initiative list --json and initiative show are /api/v1/initiatives[/NAME]."""
+        listed = esn(flagged.settings, "initiative", "list", "--json")
+        assert (200, json.loads(listed.stdout)) == flagged.api.get_json("/api/v1/initiatives")
+        shown = esn(flagged.settings, "initiative", "show", "quiet-drive")
+        status, answer = flagged.api.get_json("/api/v1/initiatives/quiet-drive")
+        assert (200, answer) == (status, json.loads(shown.stdout))
+        assert 2 == answer["users"]
+
 
 class TestTables:
+    def test_initiative_list(self, flagged: Flagged) -> None:
+        """A table of name, start and users, and '1 initiative'."""
+        lines = esn(flagged.settings, "initiative", "list").stdout.splitlines()
+        assert ["initiative", "start", "users"] == lines[0].split()
+        assert ["quiet-drive", "2026-04-15T00:00:00.000+00:00", "2"] == lines[1].split()
+        assert "1 initiative" == lines[-1]
+
     def test_user_lines(self, flagged: Flagged) -> None:
         """One aligned fact a line, state and roles in words, counts by type at the end."""
         shown = esn(flagged.settings, "user", "alice.quiet@corp.example")

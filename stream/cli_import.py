@@ -124,7 +124,8 @@ def register(main: click.Group) -> None:
         skipped_file: IO[str] | None,
         keep_going: bool,
     ) -> None:
-        """Import a file or directory of FORMAT records, streaming, with a final summary."""
+        """Import a FORMAT file, or the FORMAT files at the top of a directory (not its
+        subfolders), streaming, with a final summary."""
         from stream.adapters.files import ByteMeter
         from stream.adapters.progress import ProgressBar, summary_text
         from stream.adapters.runner import input_files, left_out, run_import

@@ -60,6 +60,19 @@ class TestPackageData:
         assert "pyyaml" in names
 
 
+class TestNoCheckoutPaths:
+    def test_no_module_finds_files_relative_to_its_own_location(self) -> None:
+        """Files beside the code are read through importlib.resources: a path built from
+        ``__file__`` (``parent.parent / "deploy"``) only exists in a checkout."""
+        offenders = [
+            f"{path.relative_to(REPO)}:{number}"
+            for path in sorted((REPO / "stream").rglob("*.py"))
+            for number, line in enumerate(path.read_text().splitlines(), start=1)
+            if "__file__" in line and not line.lstrip().startswith("#")
+        ]
+        assert [] == offenders
+
+
 class TestInstall:
     def test_install_copies_and_rewrites_only_a_changed_file(self, tmp_path: Path) -> None:
         """A copy is made once; a stale one is replaced; an identical one is left untouched."""

@@ -44,7 +44,9 @@ def register(main: click.Group) -> None:
     @click.option("--to", "last", default=None, help="Last UTC day (default: the clock's today).")
     @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="report.html",
                   show_default=True)  # fmt: skip
-    def report(first: str | None, last: str | None, out: Path) -> None:
+    @click.option("--people", is_flag=True,
+                  help="Add who to contact (names people; CSV export in the page).")  # fmt: skip
+    def report(first: str | None, last: str | None, out: Path, people: bool) -> None:
         """Write a self-contained HTML engagement report (charts work offline)."""
         from stream.analytics.days import clock_now_ms
         from stream.analytics.views import BadRequest, parse_range
@@ -57,7 +59,7 @@ def register(main: click.Group) -> None:
             except BadRequest as exc:
                 raise click.BadParameter(exc.message, param_hint=f"'--{exc.param}'") from None
             definitions = configured_definitions(settings)
-            return await collect(store, settings, definitions, start, end, now_ms)
+            return await collect(store, settings, definitions, start, end, now_ms, people)
 
         data = _with_store(build)
         out.write_text(render(data))

@@ -1,9 +1,10 @@
 """Collect a period's figures and render them into one HTML file that opens offline.
 
 The figures come from the same read models as the API; the charts are drawn by Chart.js, inlined
-from stream/report/vendor (MIT), so the file needs no network. The page records in
-``<html data-charts-drawn>`` how many of its canvases hold pixels once drawn, which the tests read
-from headless Chromium.
+from stream/report/vendor (MIT), so the file needs no network. Each chart element gets
+``data-rendered`` ("drawn" once its canvas holds pixels, "empty" when the period has no data for
+it), and ``<html data-charts-drawn>`` counts the drawn ones, which the tests read from Chromium.
+With ``people`` the report also names who to contact (docs/operations/report.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from stream.analytics.days import day_of_ms, iso_day, iso_time
 from stream.analytics.initiatives import list_initiatives
 from stream.analytics.trends import trend
 from stream.flags.machine import Definitions
+from stream.report.contacts import as_csv, as_rows, contacts
+from stream.report.headline import headline
 from stream.settings import Settings
 from stream.store import RedisStore
 
@@ -34,8 +37,9 @@ async def collect(
     first: int,
     last: int,
     now_ms: int,
+    people: bool = False,
 ) -> dict[str, Any]:
-    """Everything the report shows, as plain JSON-able data."""
+    """Everything the report shows, as plain JSON-able data (people named only with ``people``)."""
     days = [iso_day(d) for d in range(first, last + 1)]
     series = {m: await trend(store, m, first, last) for m in _TREND_SERIES}
     summary = await views.summary(store, settings, definitions, now_ms)
@@ -50,6 +54,7 @@ async def collect(
         for i in await list_initiatives(store)
     ]
     top = await views.top_view(store, "week", min(last, day_of_ms(now_ms)), 10)
+    contact_rows = await contacts(store, settings, definitions, now_ms) if people else None
     return {
         "title": "ESN Pulse engagement report",
         "from": iso_day(first),
@@ -62,6 +67,11 @@ async def collect(
         "communities": {"counts": communities["counts"], "worst": worst},
         "initiatives": initiatives,
         "top_items": top,
+        "headline": await headline(store, settings, first, last, now_ms),
+        "departments": summary["departments"],
+        "min_group_size": settings.min_group_size,
+        "contacts": None if contact_rows is None else as_rows(contact_rows, now_ms),
+        "contacts_csv": None if contact_rows is None else as_csv(contact_rows, now_ms),
     }
 
 

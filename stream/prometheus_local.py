@@ -134,6 +134,19 @@ class LocalPrometheus:
         except (urllib.error.URLError, OSError):
             return False
 
+    def page_url(self, page: str) -> str:
+        """The URL of a web UI page that answers: ``/alerts`` on a build with the React UI,
+        ``/classic/alerts`` on Debian's (its package ships only the classic UI, and /alerts is
+        a 404 there)."""
+        for candidate in (f"{self.url}/{page}", f"{self.url}/classic/{page}"):
+            try:
+                with urllib.request.urlopen(candidate, timeout=5) as response:
+                    if response.status == 200:
+                        return candidate
+            except (urllib.error.URLError, OSError):
+                continue
+        raise StackError(f"prometheus at {self.url} serves no {page} page (nor classic/{page})")
+
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path>; returns the "data" member, raises on an error status."""
         query = urllib.parse.urlencode(params)

@@ -43,6 +43,10 @@ demo-real: install ## Like run, on a Stack Exchange dump (DUMP=dir of a real sit
 test: install ## Run the whole suite (unit, integration, e2e) against a real Kafka and Redis
 	$(BIN)/pytest tests
 
+.PHONY: wheel
+wheel: install ## Build dist/esn_pulse-<version>-py3-none-any.whl (then: pipx install dist/esn_pulse-*.whl)
+	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+
 .PHONY: lint
 lint: install ## ruff and mypy --strict
 	$(BIN)/ruff check stream tests bench

@@ -28,6 +28,8 @@ VARIABLE = "ESN_CONFIG_FILE"
 #: Read from the working directory when ESN_CONFIG_FILE is not set.
 DEFAULT_FILE = Path("esn-pulse.toml")
 _PREFIX = "ESN_"
+#: A settings file is a few KiB; anything this large is the wrong file, not read into memory.
+_MAX_BYTES = 1 << 20
 #: The field that holds VARIABLE itself: a file naming another file is refused.
 _SELF = "config_file"
 
@@ -66,6 +68,11 @@ def read_config_file(fields: dict[str, FieldInfo], path: Path | None) -> ConfigF
     if path is None:
         return ConfigFile(None)
     try:
+        if path.stat().st_size > _MAX_BYTES:
+            raise ConfigFileError(
+                f"the config file {path} is over {_MAX_BYTES >> 20} MiB",
+                f"point {VARIABLE} at the settings file (NAME=value lines or TOML)",
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"

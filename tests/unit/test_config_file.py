@@ -101,6 +101,20 @@ class TestRefusals:
         with pytest.raises(ConfigFileError, match="is not a readable file"):
             get_settings()
 
+    def test_an_oversized_or_binary_file_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The wrong file named (a dump, a binary) is one line, not a memory spike or a crash."""
+        big = write(tmp_path / "big.env", "# x\n" * 300_000)
+        monkeypatch.setenv("ESN_CONFIG_FILE", str(big))
+        with pytest.raises(ConfigFileError, match="over 1 MiB"):
+            get_settings()
+        binary = tmp_path / "bin.env"
+        binary.write_bytes(b"\xff\xfe\x00ESN")
+        monkeypatch.setenv("ESN_CONFIG_FILE", str(binary))
+        with pytest.raises(ConfigFileError, match="not UTF-8 text"):
+            get_settings()
+
     def test_a_bad_environment_value_stays_the_variables_error(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

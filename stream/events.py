@@ -44,7 +44,7 @@ OTHER: Final = "other"
 #: The object_type label and field of events that carry no object.
 NO_OBJECT: Final = "none"
 
-#: The engagement ladder (see README, "Engagement tiers"): every active user is at least "active";
+#: The engagement ladder (see docs/reference/analytics.md): every active user is at least "active";
 #: these types make a user "participating" that day, and these "contributing" (who creates content
 #: also participates: the tiers nest).
 PARTICIPATING_TYPES: Final = frozenset({"like", "comment", "follow", "join", "mention", "share"})

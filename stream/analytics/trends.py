@@ -12,7 +12,7 @@ from typing import Final
 from stream.analytics.days import iso_day
 from stream.store import RedisStore
 
-#: metric -> what it is (the API's enum and the README's table).
+#: metric -> what it is (the API's enum and docs/reference/analytics.md).
 TREND_METRICS: Final = {
     "dau": "Users active that UTC day (exact).",
     "wau": "Users active in the 7 days ending that day (HyperLogLog, 0.81% standard error).",

@@ -60,4 +60,4 @@ def test_every_alert_has_severity_and_runbook_and_is_in_the_readme(rule: dict[st
     assert rule["labels"]["severity"] in ("warning", "critical")
     for key in ("summary", "description", "runbook"):
         assert rule["annotations"].get(key), key
-    assert f"`{rule['alert']}`" in (REPO / "README.md").read_text()
+    assert f"`{rule['alert']}`" in (REPO / "docs" / "operations" / "monitoring.md").read_text()

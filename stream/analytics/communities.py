@@ -1,7 +1,7 @@
 """Community health: members by role, active members, health ratio, idle and orphaned.
 
-Definitions (docs/reference/analytics.md, "Communities"), all at the clock's now with W = ESN_COMMUNITY_WINDOW_DAYS and
-T = the first ESN_INACTIVITY_THRESHOLDS:
+Definitions (docs/reference/analytics.md, "Communities"), all at the clock's now with
+W = ESN_COMMUNITY_WINDOW_DAYS and T = the first ESN_INACTIVITY_THRESHOLDS:
 - people: distinct users holding any role (owner, member, follower);
 - active members: people with an enabled (or unknown) profile whose last activity is within W;
 - health: active members / people;

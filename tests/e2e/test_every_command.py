@@ -7,6 +7,7 @@ traceback. A command added to the CLI without a row here fails the first test.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,9 @@ from stream.cli_errors import ExitCode
 from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
 from stream.store import RedisStore
+from tests.api_support import ApiProcess
 from tests.e2e.test_cli_errors import one_line_error, run_cli
-from tests.support import REPO, free_port, isolated, settings_env
+from tests.support import REPO, WorkerProcess, eventually, free_port, isolated, settings_env
 
 pytestmark = pytest.mark.e2e
 
@@ -57,10 +59,7 @@ CASES: dict[str, Case] = {
     "stack down": Case(),
     # A report, not a failure: the services' states on stdout, exit 1 when one is down.
     "stack status": Case(redis_down=FAILED, kafka_down=FAILED),
-    "worker": Case(
-        not_run="waits for Kafka and Redis by design (/health up, /ready 503); "
-        "tests/integration/test_resilience.py"
-    ),
+    "worker": Case(not_run="waits for Kafka and Redis by design: TestServing below"),
     "user": Case(
         ("every.nobody",),
         redis_down=UNREACHABLE,
@@ -114,7 +113,7 @@ CASES: dict[str, Case] = {
         bad=("--users", "0"),
         named="'--users'",
     ),
-    "api": Case(not_run="serves: /api/v1 answers 503 while Redis is away, and reads no Kafka"),
+    "api": Case(not_run="serves, answering 503 while Redis is away: TestServing below"),
     "api token": Case(
         ("every-client", "--scope", "aggregate"),
         bad=("every-client", "--scope", "everything"),
@@ -220,6 +219,43 @@ class TestEveryCommand:
         assert USAGE == result.returncode, line
         assert case.named in line
         assert f"'esn-pulse {command} --help'" in line
+
+
+class TestServing:
+    async def test_the_worker_waits_for_redis_and_stops_on_sigterm(
+        self, servers: Servers, tmp_path: Path
+    ) -> None:
+        """Redis unreachable: /health answers, /ready is 503; SIGTERM ends it with 0 and no
+        traceback in its log."""
+        worker = WorkerProcess(servers.redis_down, tmp_path).start()
+        try:
+
+            async def waiting() -> bool:
+                health = await asyncio.to_thread(worker.get, "/health")
+                ready = await asyncio.to_thread(worker.get, "/ready")
+                return (health[0], ready[0]) == (200, 503)
+
+            await eventually(waiting, 90, "/health 200 and /ready 503", worker.check_alive)
+        finally:
+            worker.stop()
+        assert worker.proc is not None and OK == worker.proc.returncode
+        assert "Traceback" not in worker.log_path.read_text()
+
+    def test_the_api_answers_503_while_redis_is_away(
+        self, servers: Servers, tmp_path: Path
+    ) -> None:
+        """Redis unreachable: each route is a 503 JSON error, /ready too; SIGTERM shuts it down
+        cleanly (uvicorn then ends by the signal it caught), no traceback in its log."""
+        api = ApiProcess(servers.redis_down, tmp_path).start()
+        try:
+            status, body = api.get_json("/api/v1/summary")
+            assert (503, 503) == (status, body["error"]["status"])
+            assert 503 == api.get("/ready")[0]
+        finally:
+            api.stop()
+        assert api.proc is not None and api.proc.returncode in (OK, -signal.SIGTERM)
+        assert "Application shutdown complete" in api.log()
+        assert "Traceback" not in api.log()
 
 
 class TestProduceRejects:

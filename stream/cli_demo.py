@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
-from stream import jsonutil
 from stream.cli_errors import CliError
 from stream.cli_produce import default_start
+from stream.generator import DEMO_SEED as SEED
 from stream.settings import get_settings
 from stream.stack import LocalStack, StackError
 
@@ -36,9 +36,9 @@ from stream.stack import LocalStack, StackError
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
-    default=50.0,
-    show_default=True,
-    help="Live events per second after.",
+    default=None,
+    help="Live events per second after the history [default: the history's own pace, so today "
+    "is a day like the others; more makes today busier than any day before].",
 )
 @click.option(
     "--stackexchange",
@@ -47,13 +47,17 @@ from stream.stack import LocalStack, StackError
     default=None,
     help="Import this Stack Exchange dump instead (written first, made up, if it is missing).",
 )
-def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
+def demo(users: int, days: int, rate: float | None, dump: Path | None) -> None:
     """Bring up the stack and a worker, replay history, then stream live events until Ctrl-C.
 
-    With --stackexchange, the history is a Stack Exchange site's dump and nothing live follows.
+    The live events come from the history's own organisation: only its active people speak,
+    at the history's pace unless --rate says otherwise. With --stackexchange, the history is a
+    Stack Exchange site's dump and nothing live follows.
     """
-    from stream.generator import directory_records, generate_events, live_events
-    from stream.produce import produce_events, produce_lines, topic_is_empty
+    from stream.demo_console import Phase, second_shell
+    from stream.demo_history import recorded_history, replay_history
+    from stream.generator import live_events, live_rate
+    from stream.produce import produce_events
 
     # The history is replayed faster than it happened: with the event clock it flags exactly
     # what a live run would have (the wall clock would flag everyone whose rest of history has
@@ -70,9 +74,12 @@ def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
     api_proc: subprocess.Popen[bytes] | None = None
     prometheus: Any = None
     try:
+        phase = Phase("Kafka and Redis", "starting (the first run fetches Kafka from Maven)")
         started = stack_.up()
+        phase.done("ready", f"started {', '.join(started)}" if started else "already running")
         log_path = Path(settings.state_dir) / "worker.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        phase = Phase("worker", "starting")
         worker_proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker"],
             stdout=log_path.open("ab"),
@@ -81,7 +88,9 @@ def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
         )
         base_url = f"http://{settings.web_host}:{settings.web_port}"
         _wait_ready(f"{base_url}/ready", worker_proc)
+        phase.done("ready", f"log: {log_path}")
         # /api/v1 is its own process; without ESN_API_TOKENS* it answers on loopback only.
+        phase = Phase("api", "starting")
         api_proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "api"],
             stdout=(Path(settings.state_dir) / "api.log").open("ab"),
@@ -90,49 +99,63 @@ def demo(users: int, days: int, rate: float, dump: Path | None) -> None:
         )
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _wait_ready(f"{api_url}/ready", api_proc, what="api")
+        phase.done("ready")
+        phase = Phase("Prometheus", "starting")
         prometheus = _start_prometheus(settings)
-        prometheus_url = prometheus.url
+        phase.done("ready")
+        links = _links(prometheus)
+        first_day = default_start(days)
         if dump is not None:
-            _demo_real(settings, dump, api_url, prometheus_url, log_path)  # until Ctrl-C
-        elif asyncio.run(topic_is_empty(settings)):
-            first_day = default_start(days)
-            roster = (jsonutil.dumps(r) for r in directory_records(users, first_day, days, 7))
-            asyncio.run(produce_lines(settings, roster, validate=False, directory=True))
-            # Up to now, not to the end of today: the event clock must not run ahead of the
-            # live events that follow.
-            cutoff = datetime.now(UTC)
-            history = (
-                event
-                for event in generate_events(users, days, first_day, 7)
-                if datetime.fromisoformat(event["time"]) <= cutoff
-            )
-            sent = asyncio.run(produce_events(settings, history)).sent
-            replayed = f"replayed a directory and {sent} events of {users} users over {days} days"
+            _demo_real(settings, dump, api_url, links, log_path)  # until Ctrl-C
+        elif asyncio.run(
+            replay_history(settings, users, days, first_day, datetime.now(UTC), worker_proc)
+        ):
+            replayed = f"history: a directory and events of {users} users over {days} days"
         else:
-            # Re-sending the same history would count it twice: it is already in the topic.
-            replayed = "history already in the topic (kept from an earlier run)"
+            # Re-sending the same history would count it twice: it is already in the topic. The
+            # live traffic must come from the organisation that history was drawn from.
+            replayed = "history: already in the topic (kept from an earlier run)"
+            earlier = recorded_history(settings)
+            if earlier is not None:
+                users, days, first_day = earlier.users, earlier.days, earlier.first_day
+                replayed += f": {users} users over {days} days from {first_day}"
+            else:
+                replayed += "; which organisation is not recorded: live people may not match"
         _demo_initiative(settings, users, days)
+        today = datetime.now(UTC).date()
+        pace = live_rate(users, days, first_day, SEED, today)
+        live = rate or pace
+        exports, secrets = second_shell(settings, os.environ)
+        also = f"\n  (and {', '.join(secrets)} as in this shell)" if secrets else ""
         click.echo(
             f"""
 ESN Pulse is running.
   metrics:    {base_url}/metrics
   API:        {api_url}/api/v1/summary   (OpenAPI: {api_url}/api/v1/openapi.json)
-  Prometheus: {prometheus_url}   (rules and alerts: {prometheus_url}/alerts)
+  Prometheus: {links["graph"]}   (rules: {links["rules"]}, alerts: {links["alerts"]})
   ready:      {base_url}/ready
   worker log: {log_path}
-  {replayed}; now {rate:g} live events/s.
-Try, in another shell (source .venv/bin/activate):
+  {replayed}
+  live:       {_live_line(live, pace, rate)}
+In another shell, from this folder:
+  source .venv/bin/activate
+  {exports}{also}
+then try:
   esn-pulse inactive                  # who went quiet, newest silence first
   esn-pulse inactive --never-active
   esn-pulse user u000001
-  esn-pulse report --out report.html  # an offline HTML engagement report
+  esn-pulse report --out report.html  # an offline HTML engagement report (today is partial)
   esn-pulse initiative show demo-onboarding
   curl -s '{api_url}/api/v1/communities?state=orphaned'
   kcat -b {settings.kafka_bootstrap} -C -t {settings.topic_prefix}esn.users.flagged.v1 -e
   curl -s {base_url}/metrics | grep -E '^esn_(events_total|users|flags|tier)'
 Ctrl-C stops everything this command started."""
         )
-        asyncio.run(produce_events(settings, live_events(users), rate=rate))
+        stream = live_events(users, SEED, days=days, start=first_day)
+        asyncio.run(produce_events(settings, stream, rate=live))
+        click.echo("live: nobody in the organisation is active today; waiting for Ctrl-C")
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         click.echo("\nstopping...")
     except StackError as exc:
@@ -150,13 +173,27 @@ Ctrl-C stops everything this command started."""
         click.echo(f"stopped the worker, the api and {', '.join(stopped) or 'no stack service'}")
 
 
+def _live_line(live: float, pace: float, asked: float | None) -> str:
+    """What the live traffic is, against the history's pace."""
+    per_day = f"{pace * 86_400:,.0f} events a day"
+    if asked is None:
+        return f"{live:.3g} events/s, the history's pace ({per_day}; --rate N for more)"
+    return f"{live:g} events/s (--rate; the history's pace is {pace:.3g}/s, {per_day})"
+
+
+def _links(prometheus: Any) -> dict[str, str]:
+    """Links to the pages of this Prometheus's UI that answer (Debian's serves /classic/...)."""
+    return {page: prometheus.page_url(page) for page in ("graph", "rules", "alerts")}
+
+
 def _demo_real(
-    settings: Any, dump: Path, api_url: str, prometheus_url: str, log_path: Path
+    settings: Any, dump: Path, api_url: str, links: dict[str, str], log_path: Path
 ) -> None:
     """``make demo-real``: a Stack Exchange dump through the import, then wait for Ctrl-C."""
     from stream.adapters.runner import input_files, run_import
     from stream.adapters.sinks import KafkaSink
     from stream.adapters.stackexchange import StackExchangeAdapter
+    from stream.demo_console import second_shell
     from stream.produce import topic_is_empty
     from stream.sedump import write_dump
 
@@ -184,10 +221,12 @@ def _demo_real(
         f"""
 ESN Pulse is running on a Stack Exchange site's history ({done}).
   API:        {api_url}/api/v1/summary
-  Prometheus: {prometheus_url}
+  Prometheus: {links["graph"]}   (alerts: {links["alerts"]})
   worker log: {log_path}
-Try, in another shell (source .venv/bin/activate; export ESN_TOPIC_PREFIX={settings.topic_prefix} \
-ESN_REDIS_PREFIX={settings.redis_prefix}):
+In another shell, from this folder:
+  source .venv/bin/activate
+  {second_shell(settings, os.environ)[0]}
+then try:
   esn-pulse inactive                  # members who went quiet, newest silence first
   esn-pulse inactive --never-active   # joined, never came back
   esn-pulse summary

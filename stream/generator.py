@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -40,6 +40,8 @@ _OBJECT_FOR_TYPE: dict[str, tuple[str, ...]] = {
 _OFFSETS = (UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5)),
             timezone(timedelta(hours=5, minutes=30)))  # fmt: skip
 _SOURCES = ("connections", "viva-engage", "slack", "intranet")
+#: The seed of ``esn-pulse demo``'s organisation: its directory, history and live traffic.
+DEMO_SEED = 7
 
 
 @dataclass
@@ -101,7 +103,7 @@ def generate_events(users: int, days: int, start: date, seed: int = 7) -> Iterat
     sequence = 0
     for day_index in range(days):
         day = start + timedelta(days=day_index)
-        rhythm = 0.12 if day.weekday() >= 5 else 1.0
+        rhythm = daily_rhythm(day)
         batch: list[tuple[float, dict[str, Any]]] = []
         for person in org.people:
             if person.never_active or day < person.created:
@@ -136,20 +138,66 @@ def _poisson(rng: random.Random, lam: float) -> int:
     return count
 
 
-def live_events(users: int, seed: int = 7, clock: Any = None) -> Iterator[dict[str, Any]]:
-    """An endless stream of events stamped with the current time, weighted like the history."""
+def active_on(org: Organisation, day: date) -> list[Person]:
+    """The people of ``org`` who are active on ``day``: joined, not churned, not never active."""
+    return [
+        p
+        for p in org.people
+        if not p.never_active and p.created <= day and (p.churn_day is None or day < p.churn_day)
+    ]
+
+
+def daily_rhythm(day: date) -> float:
+    """The share of a weekday's activity a day has: weekends are quiet."""
+    return 0.12 if day.weekday() >= 5 else 1.0
+
+
+def live_rate(users: int, days: int, start: date, seed: int, day: date) -> float:
+    """Events per second that give ``day`` the history's daily volume (its expected total)."""
+    org = build_organisation(users, start, days, seed)
+    return sum(p.daily_rate for p in active_on(org, day)) * daily_rhythm(day) / 86_400
+
+
+def live_events(
+    users: int,
+    seed: int = 7,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    days: int = 1,
+    start: date | None = None,
+) -> Iterator[dict[str, Any]]:
+    """An endless stream of events stamped with the clock's time, continuing the history.
+
+    The people are the history's own organisation (same ``users``, ``start``, ``days`` and
+    ``seed``; ``start`` defaults to a history ending on the clock's first day), so only those
+    active on the event's day speak, weighted by their daily rate: churners and the never active
+    stay silent, as they do in the history. ``clock`` is called once per event. The stream ends
+    on a day nobody is active.
+    """
     now = clock or (lambda: datetime.now(UTC))
-    org = build_organisation(users, now().date(), 1, seed)
-    active = [p for p in org.people if not p.never_active and p.churn_day is None]
+    first = now()
+    start = start or first.date() - timedelta(days=days - 1)
+    org = build_organisation(users, start, days, seed)
     rng = random.Random(seed + 2)
-    # Cumulative weights once: choices() would otherwise rebuild them for every event, O(users).
-    cumulative = list(itertools.accumulate(p.daily_rate for p in active))
     sequence = 0
+    roster_day: date | None = None
+    active: list[Person] = []
+    cumulative: list[float] = []
+    at = first
     while True:
+        day = at.astimezone(UTC).date()
+        if day != roster_day:
+            # Who is active changes with the day (joiners, churners); drawn once per day.
+            roster_day, active = day, active_on(org, day)
+            # Cumulative weights once: choices() would otherwise rebuild them per event, O(users).
+            cumulative = list(itertools.accumulate(p.daily_rate for p in active))
+        if not active:
+            return
         person = rng.choices(active, cum_weights=cumulative)[0]
         sequence += 1
-        event_id = f"live{seed}-{now().timestamp():.0f}-{sequence}"
-        yield _draw_event(rng, event_id, person, now().astimezone(person.tz), org)
+        event_id = f"live{seed}-{at.timestamp():.0f}-{sequence}"
+        yield _draw_event(rng, event_id, person, at.astimezone(person.tz), org)
+        at = now()
 
 
 def _draw_event(

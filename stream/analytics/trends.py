@@ -76,9 +76,14 @@ async def trend(store: RedisStore, metric: str, first_day: int, last_day: int) -
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def as_points(first_day: int, values: list[float]) -> list[dict[str, object]]:
-    """[{"date": "2026-03-04", "value": 12}, ...]."""
+def as_points(first_day: int, values: list[float], today: int) -> list[dict[str, object]]:
+    """[{"date": "2026-03-04", "value": 12, "partial": false}, ...]: ``today`` (the engine's
+    clock's UTC day) is partial, its figures still growing; a day after it has no data yet."""
     return [
-        {"date": iso_day(first_day + i), "value": int(v) if float(v).is_integer() else v}
+        {
+            "date": iso_day(first_day + i),
+            "value": int(v) if float(v).is_integer() else v,
+            "partial": first_day + i >= today,
+        }
         for i, v in enumerate(values)
     ]

@@ -130,15 +130,17 @@ async def summary(
     }
 
 
-async def trends(store: RedisStore, metric: str, first: int, last: int) -> dict[str, Any]:
-    """One metric's daily series."""
+async def trends(
+    store: RedisStore, metric: str, first: int, last: int, now_ms: int
+) -> dict[str, Any]:
+    """One metric's daily series; the day of ``now_ms`` (the engine's clock) marked partial."""
     values = await trend(store, metric, first, last)
     return {
         "metric": metric,
         "definition": TREND_METRICS[metric],
         "from": iso_day(first),
         "to": iso_day(last),
-        "points": as_points(first, values),
+        "points": as_points(first, values, day_of_ms(now_ms)),
     }
 
 

@@ -75,6 +75,9 @@ class Summary(_Model):
 class Point(_Model):
     date: str
     value: Number
+    partial: bool = Field(
+        description="The day is not over by the engine's clock (today): its figure still grows."
+    )
 
 
 class Trend(_Model):

@@ -99,7 +99,7 @@ def build_router(context: ApiContext, guard: Guard) -> APIRouter:
     ) -> dict[str, Any]:
         now = await context.now_ms()
         first, last = views.parse_range(settings, now, _iso(from_), _iso(to), 30)
-        return await views.trends(store, metric, first, last)
+        return await views.trends(store, metric, first, last, now)
 
     @route("/users/{user_id}", PEOPLE, models.User, "One user", not_found=True)
     async def user(user_id: Id) -> dict[str, Any]:

@@ -22,6 +22,10 @@ import click
 #: Set to 1 (or true/yes) to print the traceback above the one line, and library logs.
 DEBUG_VARIABLE = "ESN_DEBUG"
 PROG_NAME = "esn-pulse"
+#: What click 8.2+ raises for a group run without its command (older click printed the help).
+NoArgsIsHelp: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("NoArgsIsHelpError", (click.UsageError,), {})
+)
 #: A line longer than this is cut: a 100 KB user id must not flood a terminal.
 _MAX_LINE = 600
 
@@ -319,6 +323,11 @@ class EsnGroup(click.Group):
             result = super().main(args, prog, complete_var, standalone_mode=False, **extra)
         except SystemExit:
             raise
+        except NoArgsIsHelp as exc:
+            # A group named without its command: its help, as it is (click's message is the
+            # whole help text, which one line would squash), on stdout; a usage error all the same.
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+            sys.exit(ExitCode.USAGE)
         except BaseException as exc:  # KeyboardInterrupt too: one line, 130
             fail(exc)
         sys.exit(result if isinstance(result, int) else ExitCode.OK)

@@ -134,6 +134,17 @@ def cli_commands(group: click.Group = main, path: tuple[str, ...] = ()) -> Itera
             yield " ".join(here)
 
 
+def groups_needing_a_command(
+    group: click.Group = main, path: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """``esn-pulse`` itself and every group that does nothing without a subcommand."""
+    if not group.invoke_without_command:
+        yield " ".join(path)
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from groups_needing_a_command(command, (*path, name))
+
+
 @dataclass(frozen=True)
 class Servers:
     redis_down: Settings
@@ -219,6 +230,17 @@ class TestEveryCommand:
         assert USAGE == result.returncode, line
         assert case.named in line
         assert f"'esn-pulse {command} --help'" in line
+
+
+class TestGroupsWithoutACommand:
+    @pytest.mark.parametrize("group", sorted(groups_needing_a_command()))
+    def test_the_groups_help_is_shown_whole(self, group: str) -> None:
+        """``esn-pulse``, ``esn-pulse stack``...: the help as written (not squashed into one
+        line) on stdout, stderr empty, exit 2 (no command is a usage error)."""
+        result = run_cli(Settings(), *group.split())
+        assert (USAGE, "") == (result.returncode, result.stderr)
+        assert result.stdout.startswith(f"Usage: esn-pulse {group}".rstrip() + " [OPTIONS]")
+        assert "\nCommands:\n" in result.stdout
 
 
 class TestServing:

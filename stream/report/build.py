@@ -41,6 +41,7 @@ async def collect(
 ) -> dict[str, Any]:
     """Everything the report shows, as plain JSON-able data (people named only with ``people``)."""
     days = [iso_day(d) for d in range(first, last + 1)]
+    today = day_of_ms(now_ms)  # the engine's clock's day: not over, its figures still growing
     series = {m: await trend(store, m, first, last) for m in _TREND_SERIES}
     summary = await views.summary(store, settings, definitions, now_ms)
     content = await views.content_view(store, first, last)
@@ -61,6 +62,7 @@ async def collect(
         "to": iso_day(last),
         "generated": iso_time(now_ms),
         "days": days,
+        "partial_day": iso_day(today) if first <= today <= last else None,
         "series": series,
         "summary": summary,
         "content": content,

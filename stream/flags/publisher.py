@@ -154,7 +154,7 @@ class FlagPublisher:
         for _attempt in range(_RECONCILE_ATTEMPTS):
             # Read again, not remembered: only the committed tail after our fence is final.
             tail = await self.last_published_seq(partition)
-            topic_ids = await self._event_ids_since(partition, from_seq)
+            topic_ids = await self._event_ids_since(partition, from_seq, tail)
             done = await self.outbox.reconcile(partition, tail, from_seq, topic_ids)
             if isinstance(done, Reconciled):
                 self.published[partition] = tail
@@ -193,8 +193,12 @@ class FlagPublisher:
         self.published[partition] = behind.published_seq
         await self.outbox.trim(partition, behind.published_seq)
 
-    async def _event_ids_since(self, partition: int, from_seq: int) -> list[str]:
-        """The event ids of the committed records numbered ``from_seq`` or more, in order."""
+    async def _event_ids_since(self, partition: int, from_seq: int, tail: int) -> list[str]:
+        """The event ids of the committed records numbered ``from_seq`` to ``tail``, in order.
+
+        Not past ``tail``: what another publisher committed since the tail was read is still in
+        the outbox under its own numbers, and matching it would renumber what follows into them.
+        """
         reader = await self._reader()
         tp = TopicPartition(self.topic, partition)
         await assign_settled(reader, [tp])
@@ -208,7 +212,7 @@ class FlagPublisher:
             if low == 0 or (batch and batch[0][0] < from_seq):
                 break
             high, window = low, window * 4
-        return [event_id for seq, event_id in found if seq >= from_seq]
+        return [event_id for seq, event_id in found if from_seq <= seq <= tail]
 
     async def _records_between(
         self, reader: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int
@@ -321,6 +325,9 @@ class FlagPublisher:
                 client_id=f"{self.settings.app_id}-flags-tail",
                 isolation_level="read_committed",
                 enable_auto_commit=False,
+                # A window that starts before what retention left is read from the log start:
+                # "latest" (the default) would jump to the end and find no record at all.
+                auto_offset_reset="earliest",
             )
             await reader.start()
             await asyncio.sleep(0)  # aiokafka's stop() fails if its no-group task never ran

@@ -137,11 +137,11 @@ class LocalPrometheus:
     def page_url(self, page: str) -> str:
         """The URL of a web UI page that answers: ``/alerts`` on a build with the React UI,
         ``/classic/alerts`` on Debian's (its package ships only the classic UI, and /alerts is
-        a 404 there)."""
+        a 404 there). A page that only redirects does not count: Debian's /graph goes round."""
         for candidate in (f"{self.url}/{page}", f"{self.url}/classic/{page}"):
             try:
                 with urllib.request.urlopen(candidate, timeout=5) as response:
-                    if response.status == 200:
+                    if response.status == 200 and response.geturl() == candidate:
                         return candidate
             except (urllib.error.URLError, OSError):
                 continue

@@ -103,7 +103,7 @@ def demo(users: int, days: int, rate: float | None, dump: Path | None) -> None:
         phase = Phase("Prometheus", "starting")
         prometheus = _start_prometheus(settings)
         phase.done("ready")
-        links = _links(prometheus)
+        links = prometheus_links(prometheus)
         first_day = default_start(days)
         if dump is not None:
             _demo_real(settings, dump, api_url, links, log_path)  # until Ctrl-C
@@ -181,7 +181,7 @@ def _live_line(live: float, pace: float, asked: float | None) -> str:
     return f"{live:g} events/s (--rate; the history's pace is {pace:.3g}/s, {per_day})"
 
 
-def _links(prometheus: Any) -> dict[str, str]:
+def prometheus_links(prometheus: Any) -> dict[str, str]:
     """Links to the pages of this Prometheus's UI that answer (Debian's serves /classic/...)."""
     return {page: prometheus.page_url(page) for page in ("graph", "rules", "alerts")}
 

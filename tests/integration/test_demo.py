@@ -9,18 +9,23 @@ The history ends 70 minutes ago, so the last live event is still in the past for
 from __future__ import annotations
 
 import itertools
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stream.cli_demo import prometheus_links
 from stream.demo_console import applied_records, inactivity_counts, wait_for_worker
 from stream.demo_history import replay_history
 from stream.generator import DEMO_SEED, live_events
 from stream.produce import produce_events
+from stream.prometheus_local import LocalPrometheus, local_config
 from stream.settings import Settings
 from stream.store import RedisStore
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +67,21 @@ class TestDemoLiveTraffic:
         assert before >= 20, f"too few inactive people to measure: {at_start}"
         assert abs(after - before) <= 0.1 * before, f"inactive {before} -> {after}"
         assert at_start["never_active"] == at_end["never_active"]
+
+
+class TestDemoLinks:
+    def test_every_printed_prometheus_link_answers(self, tmp_path: Path) -> None:
+        """The demo's graph, rules and alerts links answer 200 on the local Prometheus."""
+        prometheus = LocalPrometheus(tmp_path / "prometheus", free_port())
+        prometheus.start(local_config({"local": ["127.0.0.1:9"]}, scrape_interval="5s"))
+        try:
+            links = prometheus_links(prometheus)
+            assert ["alerts", "graph", "rules"] == sorted(links)
+            for page, url in links.items():
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    assert (200, url) == (response.status, response.geturl()), page
+            version = prometheus.api("status/buildinfo")["version"]
+            if version.startswith("2.42.0+ds"):  # Debian's: the classic UI only
+                assert f"{prometheus.url}/classic/alerts" == links["alerts"]
+        finally:
+            prometheus.stop()

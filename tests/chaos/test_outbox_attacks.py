@@ -225,6 +225,29 @@ class TestReleasedAgainAfterARollback:
         finally:
             await publisher.stop()
 
+    async def test_a_rollback_that_loses_the_reconciliation_itself(
+        self, settings: Settings, store: RedisStore
+    ) -> None:
+        """Redis back at a point after the release made again but before its reconciliation,
+        whose renumbered record was sent meanwhile: reconciled again, nothing twice."""
+        start = await snapshot(store)
+        publisher = FlagPublisher(settings, store)
+        try:
+            await release(settings, store, 4, ["ua", "ub", "uc"])
+            await publisher.publish(4)
+            await rollback(store, start)
+            await release(settings, store, 4, ["ux", "ua"])
+            released_again = await snapshot(store)
+            await publisher.publish(4)  # ux is 4; ub and uc ahead
+            await rollback(store, released_again)  # ux back at 1, nothing ahead
+            await release(settings, store, 4, ["uc", "uy"])
+            assert ["uy"] == [r["user_id"] for r in await publisher.publish(4)]
+            await release(settings, store, 4, ["ub"])
+            assert [] == await publisher.publish(4)
+            assert numbered(["ua", "ub", "uc", "ux", "uy"]) == await topic_users(settings, 4)
+        finally:
+            await publisher.stop()
+
 
 class TestCrashBetweenCommitAndTrim:
     async def test_before_any_rollback_the_restart_drops_exactly_what_it_sent(

@@ -33,12 +33,24 @@ FLAGS: Final = {
 
 
 def state_of(health: CommunityHealth) -> str:
-    """The stored flags string: "o" orphaned, "i" idle ("oi", "o", "i" or "")."""
+    """The flags string: "o" orphaned, "i" idle ("oi", "o", "i" or "")."""
     return ("o" if health.orphaned else "") + ("i" if health.idle else "")
 
 
-def change_records(health: CommunityHealth, old: str, now_ms: int) -> list[dict[str, Any]]:
-    """The records of the flags that differ between ``old`` and the community's state now."""
+def parse_stored(raw: str) -> tuple[str, int]:
+    """A stored state "flags|version" as (flags, commits so far); before versions, "flags"."""
+    flags, _, version = raw.partition("|")
+    return flags, int(version) if version.isdigit() else 0
+
+
+def change_records(
+    health: CommunityHealth, old: str, now_ms: int, version: int = 0
+) -> list[dict[str, Any]]:
+    """The records of the flags that differ between ``old`` and the community's state now.
+
+    Their event id names the community's commit (``version`` + 1), not the evaluation's time: an
+    evaluation made again after Redis lost writes gives the same change the same id.
+    """
     new = state_of(health)
     records = []
     for flag, (letter, on, off) in FLAGS.items():
@@ -57,7 +69,7 @@ def change_records(health: CommunityHealth, old: str, now_ms: int) -> list[dict[
                 "people": health.people,
                 "active_members": health.active_members,
                 "last_activity": iso_time(health.last_activity_ms),
-                "event_id": f"{health.community}:{kind}:{now_ms}",
+                "event_id": f"{health.community}:{kind}:{version + 1}",
             }
         )
     return records
@@ -101,13 +113,20 @@ class CommunityFlagger:
             old = stored.get(health.community, "")
             if "\t" in health.community or "\n" in health.community:
                 continue  # cannot travel in the line format (ids come from producers)
-            for record in change_records(health, old, now_ms):
+            flags, version = parse_stored(old)
+            new = f"{state_of(health)}|{version + 1}"
+            for record in change_records(health, flags, now_ms, version):
                 payload = jsonutil.dumps(record).decode()
-                lines.append(f"{health.community}\t{old}\t{state_of(health)}\t{payload}")
+                lines.append(f"{health.community}\t{old}\t{new}\t{record['event_id']}\t{payload}")
         if not lines:
             return 0
         added = await self._commit(
-            keys=[keys.community_states, keys.community_outbox, keys.community_outbox_seq],
+            keys=[
+                keys.community_states,
+                keys.community_outbox,
+                keys.community_outbox_seq,
+                keys.community_flags_ahead,
+            ],
             args=["\n".join(lines)],
         )
         return int(added)

@@ -455,11 +455,6 @@ class TestCommunityOutbox:
         finally:
             await flagger.stop()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="community_flags.lua does not check the community ahead set: a change published "
-        "before the rollback and evaluated again after the reconciliation is queued and sent again",
-    )
     async def test_a_change_evaluated_again_after_the_reconciliation(
         self, settings: Settings, store: RedisStore
     ) -> None:
@@ -481,11 +476,6 @@ class TestCommunityOutbox:
         finally:
             await flagger.stop()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a community event_id holds the evaluation instant (the wall clock by default), "
-        "so the same change evaluated again after a rollback has another id and is sent again",
-    )
     async def test_the_same_change_evaluated_again_later(
         self, settings: Settings, store: RedisStore
     ) -> None:

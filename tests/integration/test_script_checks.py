@@ -177,9 +177,11 @@ class TestCommunityFlagsScript:
     @pytest.mark.parametrize(
         "bad",
         [
-            'c1\t\tidle\t{"kind": "idle"}\nc2\t\tidle',  # a line without its record
-            'c1\t\tidle\t{"kind": "idle"}\nc2\t\tidle\tnot json',
-            'c1\t\tidle\t{"kind": "idle"}\n\t\tidle\t{"kind": "idle"}',  # no community
+            'c1\t\ti|1\tc1:idle:1\t{"kind": "idle"}\nc2\t\ti|1\tc2:idle:1',  # no record
+            'c1\t\ti|1\tc1:idle:1\t{"kind": "idle"}\nc2\t\ti|1\tc2:idle:1\tnot json',
+            'c1\t\ti|1\tc1:idle:1\t{"kind": "idle"}\nc2\t\ti|1\t\t{"kind": "idle"}',  # no id
+            # no community
+            'c1\t\ti|1\tc1:idle:1\t{"kind": "idle"}\n\t\ti|1\tx:idle:1\t{"kind": "idle"}',
         ],
     )
     async def test_a_bad_line_writes_nothing(
@@ -189,8 +191,13 @@ class TestCommunityFlagsScript:
         script = resources.files("stream.store").joinpath("community_flags.lua").read_text()
         commit = store.client.register_script(script)
         k = store.keys
-        keys = [k.community_states, k.community_outbox, k.community_outbox_seq]
-        await commit(keys=keys, args=['c0\t\torphaned\t{"kind": "orphaned"}'])
+        keys = [
+            k.community_states,
+            k.community_outbox,
+            k.community_outbox_seq,
+            k.community_flags_ahead,
+        ]
+        await commit(keys=keys, args=['c0\t\to|1\tc0:orphaned:1\t{"kind": "orphaned"}'])
         before = await snapshot(store, settings.redis_prefix)
         with pytest.raises(ResponseError, match=r"community_flags\.lua"):
             await commit(keys=keys, args=[bad])

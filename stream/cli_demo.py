@@ -74,7 +74,8 @@ def demo(users: int, days: int, rate: float | None, dump: Path | None) -> None:
     api_proc: subprocess.Popen[bytes] | None = None
     prometheus: Any = None
     try:
-        phase = Phase("Kafka and Redis", "starting (the first run fetches Kafka from Maven)")
+        fetch = "" if stack_.kafka_libs.exists() else " (fetching Kafka from Maven first)"
+        phase = Phase("Kafka and Redis", f"starting{fetch}")
         started = stack_.up()
         phase.done("ready", f"started {', '.join(started)}" if started else "already running")
         log_path = Path(settings.state_dir) / "worker.log"

@@ -218,17 +218,23 @@ class FlagPublisher:
         self, reader: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int
     ) -> list[tuple[int, str]]:
         """(esn.seq, event id) of the committed records in offsets [low, high)."""
+        return [
+            (int(dict(record.headers)[FLAG_SEQ]), str(jsonutil.loads(record.value)["event_id"]))
+            for record in await self._committed_between(reader, tp, low, high)
+        ]
+
+    async def _committed_between(
+        self, reader: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int
+    ) -> list[Any]:
+        """The committed records in offsets [low, high), in order (read_committed)."""
         reader.seek(tp, low)
-        out: list[tuple[int, str]] = []
+        out: list[Any] = []
         deadline = time.monotonic() + 30
         while await reader.position(tp) < high:
             if time.monotonic() > deadline:
                 raise KafkaTimeoutError(f"could not read {self.topic}[{tp.partition}] to {high}")
             batch = await reader.getmany(tp, timeout_ms=500)
-            for record in batch.get(tp, []):
-                if record.offset < high:
-                    doc = jsonutil.loads(record.value)
-                    out.append((int(dict(record.headers)[FLAG_SEQ]), str(doc["event_id"])))
+            out.extend(record for record in batch.get(tp, []) if record.offset < high)
         return out
 
     async def _send_in_transaction(
@@ -306,17 +312,8 @@ class FlagPublisher:
         self, reader: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int
     ) -> int | None:
         """The last committed record's esn.seq in [low, high), or None if there is none."""
-        reader.seek(tp, low)
-        last: int | None = None
-        deadline = time.monotonic() + 30
-        while await reader.position(tp) < high:
-            if time.monotonic() > deadline:
-                raise KafkaTimeoutError(f"could not read {self.topic}[{tp.partition}] to {high}")
-            batch = await reader.getmany(tp, timeout_ms=500)
-            for record in batch.get(tp, []):
-                if record.offset < high:
-                    last = int(dict(record.headers)[FLAG_SEQ])
-        return last
+        records = await self._committed_between(reader, tp, low, high)
+        return int(dict(records[-1].headers)[FLAG_SEQ]) if records else None
 
     async def _reader(self) -> AIOKafkaConsumer:
         if self._tail_reader is None:

@@ -34,9 +34,12 @@ async def committed_seqs(settings: Settings, partition: int) -> list[int]:
     return [seq for seq, _doc in await committed_flags(settings, partition)]
 
 
-async def committed_flags(settings: Settings, partition: int) -> list[tuple[int, dict[str, Any]]]:
-    """(esn.seq, record) of every committed record of one flag partition, as committed_seqs."""
-    tp = TopicPartition(TopicNames.from_settings(settings).flagged, partition)
+async def committed_flags(
+    settings: Settings, partition: int, topic: str | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """(esn.seq, record) of every committed record of one flag partition (of the user flag topic
+    unless ``topic`` is given), as committed_seqs."""
+    tp = TopicPartition(topic or TopicNames.from_settings(settings).flagged, partition)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed"
     )

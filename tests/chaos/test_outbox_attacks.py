@@ -19,16 +19,15 @@ from aiokafka.admin import RecordsToDelete
 from stream import jsonutil
 from stream.analytics.communities import CommunityHealth
 from stream.analytics.community_flags import CommunityFlagger
-from stream.clients import new_admin, new_consumer
+from stream.clients import new_admin
 from stream.flags.machine import definitions_from
 from stream.flags.publisher import FlagPublisher
 from stream.flags.release import InactivitySweeper
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text
-from stream.topics import FLAG_SEQ, TopicNames
+from stream.topics import TopicNames
 from tests.chaos.flag_topic import committed_flags, log_end
-from tests.support import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -406,31 +405,12 @@ def community(name: str, orphaned: bool, idle: bool) -> CommunityHealth:
 
 
 async def community_topic(settings: Settings) -> list[tuple[int, str]]:
-    """(esn.seq, "community:kind") of the committed community flags, in offset order, once no
-    transaction is left open (as tests.chaos.flag_topic.committed_flags, on the other topic)."""
-    tp = TopicPartition(TopicNames.from_settings(settings).communities_flagged, 0)
-    consumer = new_consumer(settings, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        end = -1
-
-        async def settled() -> bool:
-            nonlocal end
-            end = (await consumer.end_offsets([tp]))[tp]
-            return end == await log_end(settings, tp)
-
-        await eventually(settled, 30, f"no open transaction on {tp}")
-        await consumer.seek_to_beginning(tp)
-        out: list[tuple[int, str]] = []
-        while await consumer.position(tp) < end:
-            for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                doc = jsonutil.loads(record.value)
-                seq = int(dict(record.headers)[FLAG_SEQ])
-                out.append((seq, f"{doc['community']}:{doc['kind']}"))
-        return out
-    finally:
-        await consumer.stop()
+    """(esn.seq, "community:kind") of the committed community flags, in offset order."""
+    topic = TopicNames.from_settings(settings).communities_flagged
+    return [
+        (seq, f"{doc['community']}:{doc['kind']}")
+        for seq, doc in await committed_flags(settings, 0, topic)
+    ]
 
 
 class TestCommunityOutbox:

@@ -54,3 +54,9 @@ def test_every_relative_link_resolves(page: Path) -> None:
         if not path.exists() or (anchor and path.suffix == ".md" and anchor not in anchors(path)):
             broken.append(link)
     assert [] == broken
+
+
+def test_the_readme_is_short() -> None:
+    """What, picture, prerequisites, quick start, commands and links: reference lives in docs/."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; move reference into docs/"

@@ -1,4 +1,4 @@
-"""The README's configuration table is the settings class, field for field."""
+"""The settings table (docs/reference/settings.md) is the settings class, field for field."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stream.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "reference" / "settings.md"
 
 
 def readme_rows() -> dict[str, tuple[str, str]]:

@@ -1,8 +1,8 @@
 """Every knob of ESN Pulse in one frozen settings object, read from ``ESN_*`` environment variables
 and, under them, an optional config file (:mod:`stream.config_file`).
 
-The README's configuration table is checked against this class by a unit test, so a new field here
-must be documented there.
+The settings table (docs/reference/settings.md) is checked against this class by a unit test, so a
+new field here must be documented there.
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ class Settings(BaseSettings):
     @field_validator("inactivity_thresholds")
     @classmethod
     def _durations(cls, value: str) -> str:
-        # Checked here, not where the engine reads them: a bad one is then one line (exit 5) at
+        # Checked here, not where the engine reads them: a bad one is then one line (exit 1) at
         # start, before the Faust app is even built.
         for part in value.split(","):
             parse_duration_ms(part)

@@ -25,7 +25,7 @@ from stream import (
     cli_rebuild,
     cli_user,
 )
-from stream.cli_errors import CliError, EsnGroup, quiet_library_logs
+from stream.cli_errors import CliError, EsnGroup, ExitCode, quiet_library_logs
 from stream.settings import get_settings
 from stream.stack import LocalStack, StackError
 
@@ -43,8 +43,9 @@ from stream.stack import LocalStack, StackError
 def main(ctx: click.Context, config_file: str | None) -> None:
     """ESN Pulse: real-time engagement engine for enterprise social networks.
 
-    Exit codes: 0 done, 1 failed, 2 usage error, 3 Kafka or Redis unreachable, 4 bad input
-    data, 5 bad ESN_* setting. ESN_DEBUG=1 adds the traceback to an error.
+    Exit codes: 0 done; 1 bad input or partial (a wrong argument, bad data, rejected lines, a
+    bad ESN_* setting, a refused operation); 2 a server unreachable (run again later); 130
+    interrupted. ESN_DEBUG=1 adds the traceback to an error.
     """
     # The worker logs through Faust; every other command speaks in its own one-line errors.
     if ctx.invoked_subcommand != "worker":
@@ -80,9 +81,9 @@ def stack_down() -> None:
 
 @stack.command("status")
 def stack_status() -> None:
-    """Show which services answer; exit 1 when one does not."""
+    """Show which services answer; exit 2 when one does not."""
     if not _print_status():
-        sys.exit(1)
+        sys.exit(ExitCode.UNREACHABLE)
 
 
 def _print_status() -> bool:
@@ -111,7 +112,7 @@ def worker() -> None:
         return  # stopped (SIGTERM, Ctrl-C) before Kafka and Redis answered
     # Faust subscribes its agents as it starts: their topics must exist by then.
     asyncio.run(ensure_topics(settings))
-    cli_rebuild.check_deployment(settings)  # one line and exit 5 on a change it cannot follow
+    cli_rebuild.check_deployment(settings)  # one line and exit 1 on a change it cannot follow
     BoundedStopWorker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 

@@ -31,14 +31,26 @@ _MAX_LINE = 600
 
 
 class ExitCode(IntEnum):
-    """What ``esn-pulse`` exits with; scripts may rely on these."""
+    """What ``esn-pulse`` exits with; scripts may rely on these.
+
+    Three classes, as issue 13 asks: 0 done, 1 fix something then run again, 2 run again later.
+    The names under 1 are aliases of one code: they say, where a failure is raised, why.
+    """
 
     OK = 0
+    #: Fix the input, then run again: bad data, or a partial run (the rest was done).
+    BAD_INPUT = 1
+    #: A wrong option, argument or command: click's UsageError, which click alone exits 2 with.
+    USAGE = 1
+    #: An ``ESN_*`` setting or the config file is invalid, or a server refused its credentials.
+    BAD_CONFIG = 1
+    #: A refused operation, or an unexpected error.
     FAILURE = 1
-    USAGE = 2
-    UNREACHABLE = 3
-    BAD_INPUT = 4
-    BAD_CONFIG = 5
+    #: Kafka, Redis or Prometheus did not answer: nothing is lost, run again later.
+    UNREACHABLE = 2
+    #: The worker's stop hit its deadline (:data:`stream.shutdown.FORCED_EXIT_CODE`).
+    STOP_TIMEOUT = 70
+    #: Ctrl-C.
     INTERRUPTED = 130
 
 
@@ -54,7 +66,7 @@ class CliError(click.ClickException):
 
 
 class Unreachable(CliError):
-    """Kafka or Redis did not answer, or refused the connection."""
+    """Kafka, Redis or another server did not answer: run again later."""
 
     exit_code = ExitCode.UNREACHABLE
 
@@ -66,7 +78,7 @@ class BadInput(CliError):
 
 
 class BadConfig(CliError):
-    """An ``ESN_*`` setting is invalid or missing for this command."""
+    """An ``ESN_*`` setting (or the config file) is invalid or missing for this command."""
 
     exit_code = ExitCode.BAD_CONFIG
 
@@ -160,7 +172,12 @@ def describe(exc: BaseException) -> Failure:
 
 
 def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]:
-    from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+    from aiokafka.errors import (
+        KafkaConnectionError,
+        KafkaError,
+        KafkaTimeoutError,
+        UnknownTopicOrPartitionError,
+    )
     from pydantic import ValidationError
     from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -181,7 +198,14 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
         return (
             f"Redis at {redis_url} refused the credentials ({_cause(exc)}); "
             "check ESN_REDIS_USERNAME and ESN_REDIS_PASSWORD (or the URL's user and password)",
-            ExitCode.UNREACHABLE,
+            ExitCode.BAD_CONFIG,
+        )
+    # A certificate Redis's server cannot be verified with is a setting to fix, not an outage.
+    if isinstance(exc, RedisConnectionError) and _tls_refused(exc):
+        return (
+            f"Redis at {redis_url} failed the TLS handshake ({_cause(exc)}); check "
+            "ESN_REDIS_TLS_CAFILE (the CA that signed the server's certificate) and the host name",
+            ExitCode.BAD_CONFIG,
         )
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         return (
@@ -194,7 +218,7 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
         return (
             f"Redis at {redis_url} denied a command to this user ({_cause(exc)}); grant the "
             "ACL in docs/operations/security.md",
-            ExitCode.UNREACHABLE,
+            ExitCode.BAD_CONFIG,
         )
     if isinstance(exc, RedisError):
         return (
@@ -213,10 +237,23 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
     if isinstance(exc, KafkaConnectionError):
         refused = _kafka_refused()
         if refused:
-            return refused, ExitCode.UNREACHABLE
+            # A refused password or certificate: retrying later would not help.
+            return refused, ExitCode.BAD_CONFIG
         return (
             f"Kafka unreachable at {kafka} ({_cause(exc)}); start it (esn-pulse stack up) or "
             "point ESN_KAFKA_BOOTSTRAP at a running broker",
+            ExitCode.UNREACHABLE,
+        )
+    # A coordinator still loading or a leader being elected: Kafka will answer, later. A missing
+    # topic is retriable to aiokafka too, but waiting will not create it.
+    if (
+        isinstance(exc, KafkaError)
+        and exc.retriable
+        and not isinstance(exc, UnknownTopicOrPartitionError)
+    ):
+        return (
+            f"Kafka at {kafka} is not ready ({type(exc).__name__}: {_cause(exc)}); run again "
+            "in a moment (a broker that has just started or is electing leaders answers so)",
             ExitCode.UNREACHABLE,
         )
     if isinstance(exc, KafkaError):
@@ -250,6 +287,20 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
         "the traceback and report it",
         ExitCode.FAILURE,
     )
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """Whether a connection failed its TLS handshake (redis-py wraps the ssl error in its own)."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(5):  # a cause chain is short; a cycle must not loop
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "[SSL" in str(exc)
 
 
 def _kafka_refused() -> str | None:
@@ -305,7 +356,12 @@ def quiet_library_logs() -> None:
 
 
 class EsnGroup(click.Group):
-    """A click group whose every failure ends in one line on stderr and a documented code."""
+    """A click group whose every failure ends in one line on stderr and a documented code.
+
+    Click run standalone exits 2 on its own usage errors (an unknown option, a bad value, a
+    missing command); here 2 means "a server is unreachable, retry later", so every error is
+    caught under ``standalone_mode=False`` and mapped by :func:`describe` (a usage error is 1).
+    """
 
     def main(
         self,

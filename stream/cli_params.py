@@ -1,5 +1,5 @@
 """Option types and settings readers shared by the ``esn-pulse`` commands: bad values end as
-one usage line (exit 2) naming the option, bad settings as one line naming the variable (exit 5).
+one usage line (exit 1) naming the option, bad settings as one line naming the variable (exit 1).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def check_deployment(settings: Settings) -> None:
     from stream.store import RedisStore
     from stream.store.definitions_store import DefinitionsStore
 
-    configured_definitions(settings)  # a setting that does not parse: its own one line, exit 5
+    configured_definitions(settings)  # a setting that does not parse: its own one line, exit 1
     configured = deployment_record_from(settings)
 
     async def register() -> DeploymentRecord:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from stream import jsonutil
+from stream.cli_errors import ExitCode
 from stream.settings import Settings
 from stream.store import RedisStore
 from tests.support import REPO, Oracle, settings_env, wait_fully_applied
@@ -46,7 +47,7 @@ class TestGenerateProduceUser:
         worker = await worker_factory().started()
 
         produced = esn(settings, "produce", str(out))
-        assert produced.returncode == 4, "rejected lines: bad input, the rest sent"
+        assert ExitCode.BAD_INPUT == produced.returncode, "rejected lines: bad input, the rest sent"
         n = len(events)
         assert f"sent {n}, rejected 2" in produced.stdout
         assert f"line {n + 1}: not_json" in produced.stdout
@@ -62,7 +63,7 @@ class TestGenerateProduceUser:
         assert sum(oracle.counts[actor].values()) == doc["events"]
 
         missing = esn(settings, "user", "nobody-here")
-        assert missing.returncode == 1
+        assert ExitCode.FAILURE == missing.returncode
         assert "no activity known" in missing.stderr
 
 
@@ -99,7 +100,7 @@ class TestDirectoryImport:
         )
         worker = await worker_factory().started()
         produced = esn(settings, "produce", "--directory", str(roster))
-        assert 4 == produced.returncode, "a rejected row: bad input, the rest sent"
+        assert ExitCode.BAD_INPUT == produced.returncode, "a rejected row: bad input, the rest sent"
         assert "sent 2, rejected 1" in produced.stdout
         assert "line 2: bad_field" in produced.stdout
         directory = DirectoryStore(store)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from stream import jsonutil
+from stream.cli_errors import ExitCode
 from stream.clients import new_producer
 from stream.dlq import read_dead_letters
 from stream.dlq_replay import REPLAY_OF
@@ -334,5 +335,5 @@ class TestReadStopsAtTheStartEnd:
         """A DLQ replay under a prefix with no topics: exit 1 naming ESN_TOPIC_PREFIX."""
         other = settings.model_copy(update={"topic_prefix": settings.topic_prefix + "x."})
         result = esn(other, "dlq", "replay")
-        assert 1 == result.returncode
+        assert ExitCode.FAILURE == result.returncode
         assert 1 == len(result.stderr.splitlines()) and "ESN_TOPIC_PREFIX" in result.stderr

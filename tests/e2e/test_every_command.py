@@ -42,7 +42,7 @@ class Case:
     ``args`` follow the command's path; ``{tmp}`` is a fresh folder holding ``events.jsonl`` and
     ``users.txt``. An exit code of 0 means the command does not need that server. ``not_run``
     says why a command is not run against an unreachable server (it would start one, or wait
-    for it by design); ``bad`` is an invalid invocation (exit 2, one line naming the fault).
+    for it by design); ``bad`` is an invalid invocation (exit 1, one line naming the fault).
     """
 
     args: tuple[str, ...] = ()
@@ -57,8 +57,8 @@ class Case:
 CASES: dict[str, Case] = {
     "stack up": Case(not_run="starts a broker or Redis where none answers: the test stack's"),
     "stack down": Case(),
-    # A report, not a failure: the services' states on stdout, exit 1 when one is down.
-    "stack status": Case(redis_down=FAILED, kafka_down=FAILED),
+    # A report: the services' states on stdout, exit 2 (unreachable) when one is down.
+    "stack status": Case(redis_down=UNREACHABLE, kafka_down=UNREACHABLE),
     "worker": Case(not_run="waits for Kafka and Redis by design: TestServing below"),
     "user": Case(
         ("every.nobody",),
@@ -189,7 +189,7 @@ def check(result: subprocess.CompletedProcess[str], expected: int, server: str) 
         assert OK == result.returncode, result.stderr
         return
     if result.stderr == "" and result.stdout.split()[:1] == ["kafka"]:
-        assert (FAILED, True) == (result.returncode, "DOWN" in result.stdout), "stack status"
+        assert (UNREACHABLE, True) == (result.returncode, "DOWN" in result.stdout), "stack status"
         return
     line = one_line_error(result)
     assert expected == result.returncode, line
@@ -204,7 +204,7 @@ class TestEveryCommand:
 
     @pytest.mark.parametrize("command", sorted(CASES))
     def test_redis_unreachable(self, servers: Servers, command: str, tmp_path: Path) -> None:
-        """Redis on a closed port, Kafka real: one line naming Redis and exit 3, or done."""
+        """Redis on a closed port, Kafka real: one line naming Redis and exit 2, or done."""
         case = CASES[command]
         if case.not_run:
             pytest.skip(case.not_run)
@@ -213,7 +213,7 @@ class TestEveryCommand:
 
     @pytest.mark.parametrize("command", sorted(CASES))
     def test_kafka_unreachable(self, servers: Servers, command: str, tmp_path: Path) -> None:
-        """Kafka on a closed port, Redis real: one line naming Kafka and exit 3, or done."""
+        """Kafka on a closed port, Redis real: one line naming Kafka and exit 2, or done."""
         case = CASES[command]
         if case.not_run:
             pytest.skip(case.not_run)
@@ -222,7 +222,8 @@ class TestEveryCommand:
 
     @pytest.mark.parametrize("command", sorted(CASES))
     def test_a_bad_argument(self, servers: Servers, command: str, tmp_path: Path) -> None:
-        """Exit 2 and one line naming the option, before any server is asked (none answers)."""
+        """Exit 1 (not click's 2) and one line naming the option, before any server is asked
+        (none answers)."""
         case = CASES[command]
         nowhere = servers.kafka_down.model_copy(update={"redis_url": servers.redis_down.redis_url})
         result = invoke(nowhere, command, case.bad, tmp_path, case.env)
@@ -236,7 +237,7 @@ class TestGroupsWithoutACommand:
     @pytest.mark.parametrize("group", sorted(groups_needing_a_command()))
     def test_the_groups_help_is_shown_whole(self, group: str) -> None:
         """``esn-pulse``, ``esn-pulse stack``...: the help as written (not squashed into one
-        line) on stdout, stderr empty, exit 2 (no command is a usage error)."""
+        line) on stdout, stderr empty, exit 1 (no command is a usage error)."""
         result = run_cli(Settings(), *group.split())
         assert (USAGE, "") == (result.returncode, result.stderr)
         assert result.stdout.startswith(f"Usage: esn-pulse {group}".rstrip() + " [OPTIONS]")
@@ -281,10 +282,10 @@ class TestServing:
 
 
 class TestProduceRejects:
-    def test_rejected_lines_exit_4_saying_how_many_and_where(
+    def test_rejected_lines_exit_1_saying_how_many_and_where(
         self, servers: Servers, tmp_path: Path
     ) -> None:
-        """Good lines are sent; the bad ones are listed by number and the run exits 4 with one
+        """Good lines are sent; the bad ones are listed by number and the run exits 1 with one
         last line on stderr that counts them and names the file."""
         lines = [EVENT, "not json\n", EVENT.replace("e-every", "e-2"), '{"id":"x"}\n']
         source = tmp_path / "mixed.jsonl"
@@ -306,7 +307,7 @@ class TestProduceRejects:
         assert "esn-pulse:" not in result.stderr
 
     def test_stdin_is_named_as_such(self, servers: Servers) -> None:
-        """produce - of one bad line: '1 line of stdin', exit 4."""
+        """produce - of one bad line: '1 line of stdin', exit 1."""
         done = subprocess.run(
             [sys.executable, "-m", "stream.cli", "produce", "-"],
             input="nope\n",

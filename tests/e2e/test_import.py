@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from stream import jsonutil
+from stream.cli_errors import ExitCode
 from stream.kafka_admin import ensure_topics
 from stream.queries import inactivity_state
 from stream.settings import Settings
@@ -178,7 +179,7 @@ class TestImportCommand:
         assert "3 records read: 2 mapped" in dry.stderr
         activity_csv = str(FIXTURES / "csv" / "activity.csv")
         refused = esn(settings, "import", "--format", "csv", activity_csv, "--dry-run")
-        assert refused.returncode == 2 and "--map" in refused.stderr
+        assert ExitCode.USAGE == refused.returncode and "--map" in refused.stderr
         out, skipped = tmp_path / "events.jsonl", tmp_path / "skipped.tsv"
         written = esn(settings, "import", "--format", "stackexchange",
                       str(FIXTURES / "stackexchange"), "--out", str(out),

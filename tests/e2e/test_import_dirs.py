@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.cli_errors import ExitCode
 from stream.settings import Settings
 from tests.e2e.test_cli_errors import one_line_error, run_cli
 from tests.support import free_port
@@ -61,7 +62,7 @@ class TestImportDirectories:
             dump_in(folder / "site")
         done = run_cli(nowhere, "import", "--format", "stackexchange", str(folder), "--dry-run")
         line = one_line_error(done)
-        assert 1 == done.returncode, line
+        assert ExitCode.FAILURE == done.returncode, line
         assert f"{folder} holds no stackexchange file at its top" in line
         assert "Users.xml, Posts.xml, Comments.xml" in line
         assert "" == done.stdout, "nothing was imported, so no summary"
@@ -86,7 +87,7 @@ class TestImportDirectories:
         source = tmp_path / "events.json"
         source.write_text('{"not": "an activity"}\n' if case == "unmappable records" else "")
         done = run_cli(nowhere, "import", "--format", "activitystreams", str(source), "--dry-run")
-        assert 1 == done.returncode, done.stderr
+        assert ExitCode.FAILURE == done.returncode, done.stderr
         last = done.stderr.splitlines()[-1]
         assert last.startswith("esn-pulse: nothing imported: ")
         assert "--format" in last and "Traceback" not in done.stderr

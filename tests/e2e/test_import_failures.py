@@ -1,4 +1,4 @@
-"""``esn-pulse import`` on broken and huge inputs, as a user runs it: exit 4 and one line naming
+"""``esn-pulse import`` on broken and huge inputs, as a user runs it: exit 1 and one line naming
 the file and the place, the records before the break delivered, a checkpoint that resumes right,
 and flat memory on a large single-line JSON document."""
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bench.imports import peak_rss, write_as2_document
+from stream.cli_errors import ExitCode
 from stream.settings import Settings
 from stream.topics import TopicNames
 from tests.e2e.test_cli import esn
@@ -21,7 +22,6 @@ from tests.support import REPO, EndOffsets, free_port, settings_env
 
 pytestmark = pytest.mark.e2e
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
-BAD_INPUT = 4
 #: Peak RSS allowed for a ~30 MB single-line document: a generous bound (streamed it peaks at
 #: about 61 MiB, mostly the interpreter and the CLI's imports; read whole it took 219 MiB).
 RSS_BOUND_MIB = 120
@@ -43,13 +43,13 @@ def last_line(stderr: str) -> str:
 
 class TestBrokenInput:
     def test_a_truncated_xml_dump(self, stack_settings: Settings, tmp_path: Path) -> None:
-        """Exit 4 after the summary; one line names the file and the line; the records before
-        the break were written; --keep-going reads the other files and still exits 4."""
+        """Exit 1 after the summary; one line names the file and the line; the records before
+        the break were written; --keep-going reads the other files and still exits 1."""
         dump, line = cut_dump(tmp_path)
         out = tmp_path / "events.jsonl"
         done = esn(stack_settings, "import", "--format", "stackexchange", str(dump),
                    "--out", str(out))  # fmt: skip
-        assert BAD_INPUT == done.returncode, done.stderr
+        assert ExitCode.BAD_INPUT == done.returncode, done.stderr
         message = last_line(done.stderr)
         assert message.startswith(f"esn-pulse: {dump / 'Comments.xml'} is broken at line {line}, ")
         assert "XML not well-formed" in message and "2 records were written" in message
@@ -62,7 +62,7 @@ class TestBrokenInput:
         assert 0 == summary["ignored"].get("badge", 0), "Badges.xml comes after: not read"
         on = esn(stack_settings, "import", "--format", "stackexchange", str(dump), "--dry-run",
                  "--keep-going")  # fmt: skip
-        assert BAD_INPUT == on.returncode
+        assert ExitCode.BAD_INPUT == on.returncode
         assert 2 == json.loads(on.stdout)["ignored"]["badge"], "read past the broken file"
 
     def test_a_truncated_gzip_and_a_cut_json_document(
@@ -73,7 +73,7 @@ class TestBrokenInput:
         gz = tmp_path / "member-analytics-2026-06-10.json.gz"
         gz.write_bytes(data[: len(data) - 12])
         done = esn(stack_settings, "import", "--format", "slack-analytics", str(gz), "--dry-run")
-        assert BAD_INPUT == done.returncode
+        assert ExitCode.BAD_INPUT == done.returncode
         assert f"esn-pulse: {gz} is broken " in last_line(done.stderr)
         assert "compressed data cut short" in last_line(done.stderr)
         text = json.dumps(json.loads((FIXTURES / "activitystreams" /
@@ -81,7 +81,7 @@ class TestBrokenInput:
         cut = tmp_path / "collection.json"
         cut.write_text(text[: len(text) - 30])
         done = esn(stack_settings, "import", "--format", "activitystreams", str(cut), "--dry-run")
-        assert BAD_INPUT == done.returncode
+        assert ExitCode.BAD_INPUT == done.returncode
         assert f"is broken at byte {len(text) - 30:,}: JSON cut short" in last_line(done.stderr)
 
     def test_the_checkpoint_resumes_after_the_fix(
@@ -96,7 +96,7 @@ class TestBrokenInput:
         args = ("import", "--format", "activitystreams", str(source), "--out", str(out),
                 "--checkpoint", str(checkpoint))  # fmt: skip
         first = esn(stack_settings, *args)
-        assert BAD_INPUT == first.returncode
+        assert ExitCode.BAD_INPUT == first.returncode
         assert "the checkpoint resumes after them" in last_line(first.stderr)
         source.write_text(whole)
         second = esn(stack_settings, *args)
@@ -111,7 +111,7 @@ class TestBrokenInput:
         dump, _ = cut_dump(tmp_path)
         done = esn(settings, "import", "--format", "stackexchange", str(dump / "Comments.xml"),
                    "--to-kafka")  # fmt: skip
-        assert BAD_INPUT == done.returncode, done.stderr
+        assert ExitCode.BAD_INPUT == done.returncode, done.stderr
         assert "2 records were sent before it" in last_line(done.stderr)
 
         async def on_topic() -> int:
@@ -121,11 +121,11 @@ class TestBrokenInput:
         assert 2 == asyncio.run(on_topic())
 
     def test_kafka_unreachable_is_one_line(self, stack_settings: Settings) -> None:
-        """No broker at the address: exit 3, one line that says what to do, no traceback."""
+        """No broker at the address: exit 2, one line that says what to do, no traceback."""
         nowhere = stack_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
         done = esn(nowhere, "import", "--format", "scim", str(FIXTURES / "scim" / "scim.json"),
                    "--to-kafka")  # fmt: skip
-        assert 3 == done.returncode
+        assert ExitCode.UNREACHABLE == done.returncode
         assert "Traceback" not in done.stderr
         assert last_line(done.stderr).startswith("esn-pulse: Kafka unreachable at 127.0.0.1:")
 

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 import referencing
 
+from stream.cli_errors import ExitCode
 from stream.fold import MS_PER_DAY
 from stream.settings import Settings
 from stream.store import RedisStore
@@ -289,26 +290,26 @@ class TestStart:
         )
 
     def test_a_non_loopback_interface_without_tokens_is_refused(self, served: Served) -> None:
-        """Exit 5, one line, before anything listens."""
+        """Exit 1, one line, before anything listens."""
         done = self._run(served.settings, ESN_API_HOST="0.0.0.0", ESN_API_TOKENS="",
                          ESN_API_TOKENS_FILE="")  # fmt: skip
-        assert 5 == done.returncode
+        assert ExitCode.BAD_CONFIG == done.returncode
         (line,) = done.stderr.strip().splitlines()
         assert "ESN_API_HOST=0.0.0.0 is not loopback and no API token is configured" in line
 
     def test_a_malformed_token_entry_is_refused_without_echoing_it(self, served: Served) -> None:
-        """Exit 5 naming where the entry is; the entry itself is not printed."""
+        """Exit 1 naming where the entry is; the entry itself is not printed."""
         done = self._run(served.settings, ESN_API_TOKENS="ops:people:notahash-SECRETISH",
                          ESN_API_TOKENS_FILE="")  # fmt: skip
-        assert 5 == done.returncode
+        assert ExitCode.BAD_CONFIG == done.returncode
         (line,) = done.stderr.strip().splitlines()
         assert "ESN_API_TOKENS line 1" in line and "SECRETISH" not in line
 
     def test_an_unreadable_token_file_is_refused(self, served: Served, tmp_path: Path) -> None:
-        """Exit 5 naming the file; nothing listens."""
+        """Exit 1 naming the file; nothing listens."""
         missing = tmp_path / "no-such-tokens"
         done = self._run(served.settings, ESN_API_TOKENS_FILE=str(missing), ESN_API_TOKENS="")
-        assert 5 == done.returncode
+        assert ExitCode.BAD_CONFIG == done.returncode
         (line,) = done.stderr.strip().splitlines()
         assert f"ESN_API_TOKENS_FILE {missing}: cannot read" in line
 
@@ -322,11 +323,11 @@ class TestStart:
             api.stop()
 
     def test_token_names_and_scopes_are_checked(self) -> None:
-        """A bad name or scope is a usage error (2)."""
+        """A bad name or scope is a usage error (1)."""
         for args in (["bad name", "--scope", "people"], ["ok", "--scope", "admin"], ["ok"]):
             done = subprocess.run(
                 [sys.executable, "-m", "stream.cli", "api", "token", *args],
                 capture_output=True, text=True, timeout=60, cwd=REPO,
             )  # fmt: skip
-            assert 2 == done.returncode, done
+            assert ExitCode.USAGE == done.returncode, done
             assert 1 == len(done.stderr.strip().splitlines()), done.stderr

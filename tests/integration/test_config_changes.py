@@ -1,7 +1,8 @@
 """Configuration changes on the real stack: a worker runs a 200-day history under one configuration,
 stops, and a worker with another starts. Thresholds and grace are migrated (each resulting record
 published once, as computed here from the input); bucket count and activity types are refused in
-one line with exit code 5, and ``esn-pulse rebuild`` then replays the topics under the new ones.
+one line with exit code 1 (a bad setting), and ``esn-pulse rebuild`` then replays the topics
+under the new ones.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from stream import jsonutil
+from stream.cli_errors import ExitCode
 from stream.flags.definitions import encode_definitions
 from stream.flags.machine import (
     Change,
@@ -338,7 +340,7 @@ class TestRefusedUntilRebuilt:
         ],
         ids=["buckets", "activity-types"],
     )
-    async def test_one_line_exit_5_then_rebuild_replays_under_the_new_setting(
+    async def test_one_line_exit_1_then_rebuild_replays_under_the_new_setting(
         self,
         base: Settings,
         store: RedisStore,
@@ -354,7 +356,7 @@ class TestRefusedUntilRebuilt:
         assert refused.proc is not None
         code = await asyncio.to_thread(refused.proc.wait, 120)
         lines = [line for line in refused.log_path.read_text().splitlines() if line.strip()]
-        assert (5, 1) == (code, len(lines)), lines
+        assert (ExitCode.BAD_CONFIG, 1) == (code, len(lines)), lines
         assert setting in lines[0] and "esn-pulse rebuild" in lines[0]
 
         dry = esn(changed, "rebuild")
@@ -392,7 +394,7 @@ class TestRefusedUntilRebuilt:
         fence = store.keys.fence(TopicNames.from_settings(base).activity, 0)
         await store.client.set(fence, 41)
         result = esn(base, "rebuild", "--yes")
-        assert 1 == result.returncode
+        assert ExitCode.FAILURE == result.returncode
         assert 1 == len(result.stderr.strip().splitlines()) and "stop every worker" in result.stderr
         assert b"41" == await store.client.get(fence)
 
@@ -422,7 +424,7 @@ class TestRetention:
         await store.client.set(store.keys.fence(topic, partition), 10)
 
         refused = esn(base, "rebuild", "--yes")
-        assert 1 == refused.returncode
+        assert ExitCode.FAILURE == refused.returncode
         assert 1 == len(refused.stderr.strip().splitlines())
         assert f"{topic}[{partition}] <3" in refused.stderr and "--allow-loss" in refused.stderr
         assert b"10" == await store.client.get(store.keys.fence(topic, partition))

@@ -25,6 +25,7 @@ import pytest
 from pydantic import SecretStr
 
 from stream import jsonutil
+from stream.cli_errors import ExitCode
 from stream.generator import generate_events
 from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
@@ -251,7 +252,7 @@ class TestMechanisms:
 
 
 class TestRefusedCredentials:
-    def test_a_wrong_password_is_one_line_with_exit_3(
+    def test_a_wrong_password_is_one_line_with_exit_1(
         self, secure: Settings, tmp_path: Path
     ) -> None:
         """produce with a wrong password says the credentials were refused, never the password."""
@@ -265,11 +266,11 @@ class TestRefusedCredentials:
             timeout=60,
         )  # fmt: skip
         line = _one_line(done)
-        assert 3 == done.returncode, line
+        assert ExitCode.BAD_CONFIG == done.returncode, line
         assert "refused the credentials" in line and "ESN_KAFKA_SASL_PASSWORD" in line, line
         assert wrong not in done.stderr + done.stdout and PASSWORD not in done.stderr
 
-    def test_an_untrusted_broker_certificate_is_one_line_with_exit_3(
+    def test_an_untrusted_broker_certificate_is_one_line_with_exit_1(
         self, secure: Settings, secure_kafka: SecureKafka
     ) -> None:
         """A CA file that did not sign the broker's certificate fails the TLS handshake, said so."""
@@ -279,7 +280,7 @@ class TestRefusedCredentials:
             timeout=60,
         )
         line = _one_line(done)
-        assert 3 == done.returncode, line
+        assert ExitCode.BAD_CONFIG == done.returncode, line
         assert "TLS handshake" in line and "ESN_KAFKA_SSL_CAFILE" in line, line
 
     async def test_the_worker_reports_refused_credentials_and_keeps_retrying(
@@ -310,7 +311,7 @@ class TestRefusedCredentials:
 
 
 class TestReplication:
-    def test_a_factor_above_the_cluster_size_is_one_line_with_exit_5(
+    def test_a_factor_above_the_cluster_size_is_one_line_with_exit_1(
         self, secure: Settings
     ) -> None:
         """ESN_TOPIC_REPLICATION_FACTOR=3 on a one-broker cluster is refused before the worker."""
@@ -320,5 +321,5 @@ class TestReplication:
             timeout=120,
         )
         line = _one_line(done)
-        assert 5 == done.returncode, line
+        assert ExitCode.BAD_CONFIG == done.returncode, line
         assert "ESN_TOPIC_REPLICATION_FACTOR=3" in line and "1 broker(s)" in line, line

@@ -23,6 +23,7 @@ import redis
 from pydantic import SecretStr
 
 from stream import jsonutil
+from stream.cli_errors import ExitCode
 from stream.generator import generate_events
 from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
@@ -273,9 +274,9 @@ class TestTheAclHoldsTheUserToItsPrefix:
     def test_a_key_outside_the_prefix_is_one_line_naming_the_acl(
         self, secure: Settings, tls_redis: TlsRedis
     ) -> None:
-        """A deployment whose prefix the ACL does not grant gets one line, exit 3, no traceback."""
+        """A deployment whose prefix the ACL does not grant gets one line, exit 1, no traceback."""
         result = esn(secure.model_copy(update={"redis_prefix": "elsewhere:"}), "summary")
-        assert 3 == result.returncode, result.stderr
+        assert ExitCode.BAD_CONFIG == result.returncode, result.stderr
         assert 1 == len(result.stderr.strip().splitlines()), result.stderr
         assert "denied a command" in result.stderr
         assert "security.md" in result.stderr
@@ -285,7 +286,7 @@ class TestClearFailures:
     def test_a_wrong_password_is_one_line_that_never_shows_it(
         self, secure: Settings, tls_redis: TlsRedis
     ) -> None:
-        """Wrong password: exit 3, one line, neither password appears, even when in the URL."""
+        """Wrong password: exit 1, one line, neither password appears, even when in the URL."""
         wrong = "wrong-pw-91d0"
         for settings in (
             secure.model_copy(update={"redis_password": SecretStr(wrong)}),
@@ -298,7 +299,7 @@ class TestClearFailures:
             ),
         ):
             result = esn(settings, "summary")
-            assert 3 == result.returncode, result.stderr
+            assert ExitCode.BAD_CONFIG == result.returncode, result.stderr
             assert 1 == len(result.stderr.strip().splitlines()), result.stderr
             assert "refused the credentials" in result.stderr
             assert wrong not in result.stderr + result.stdout
@@ -324,14 +325,14 @@ class TestClearFailures:
     def test_an_untrusted_server_certificate_is_refused(
         self, secure: Settings, tls_redis: TlsRedis
     ) -> None:
-        """Without the CA (system CAs only) the server is not trusted: exit 3, one line."""
+        """Without the CA (system CAs only) the server is not trusted: exit 1, one line."""
         result = esn(secure.model_copy(update={"redis_tls_cafile": ""}), "summary")
-        assert 3 == result.returncode, result.stderr
+        assert ExitCode.BAD_CONFIG == result.returncode, result.stderr
         assert 1 == len(result.stderr.strip().splitlines()), result.stderr
         assert "certificate verify failed" in result.stderr.lower()
 
     def test_a_tls_file_with_a_plain_url_is_a_setting_error(self, secure: Settings) -> None:
-        """ESN_REDIS_TLS_CAFILE with redis:// would connect in the clear: refused, exit 5."""
+        """ESN_REDIS_TLS_CAFILE with redis:// would connect in the clear: refused, exit 1."""
         env = settings_env(secure)
         env["ESN_REDIS_URL"] = env["ESN_REDIS_URL"].replace("rediss://", "redis://")
         result = subprocess.run(
@@ -342,7 +343,7 @@ class TestClearFailures:
             cwd=REPO,
             timeout=60,
         )
-        assert 5 == result.returncode, result.stderr
+        assert ExitCode.BAD_CONFIG == result.returncode, result.stderr
         assert "ESN_REDIS_TLS_CAFILE" in result.stderr
 
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from stream.cli import main
+from stream.cli_errors import ExitCode
 from stream.config_file import ConfigFileError
 from stream.settings import Settings, get_settings
 
@@ -93,7 +94,7 @@ class TestRefusals:
         with pytest.raises(ConfigFileError) as raised:
             get_settings()
         assert expected in str(raised.value)
-        assert 5 == raised.value.exit_code
+        assert ExitCode.BAD_CONFIG == raised.value.exit_code == 1
 
     def test_a_missing_named_file_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """ESN_CONFIG_FILE naming nothing is an error, not a silent fall back to defaults."""
@@ -137,6 +138,9 @@ class TestConfigCommand:
             "ESN_REDIS_URL=redis://app:url-password@127.0.0.1:6379/0\n",
         )
         monkeypatch.setenv("ESN_KAFKA_SASL_PASSWORD", "env-secret-pw")
+        # --config sets ESN_CONFIG_FILE in this process: undone after the test, so later tests of
+        # the session (e2e ones run the CLI with this environment) do not read this file.
+        monkeypatch.delenv("ESN_CONFIG_FILE", raising=False)
         result = CliRunner().invoke(main, ["--config", str(env), "config"])
         assert 0 == result.exit_code, result.output
         for secret in ("file-secret-key", "env-secret-pw", "url-password"):

@@ -140,7 +140,7 @@ class TestConfigCommand:
         monkeypatch.setenv("ESN_KAFKA_SASL_PASSWORD", "env-secret-pw")
         # --config sets ESN_CONFIG_FILE in this process: undone after the test, so later tests of
         # the session (e2e ones run the CLI with this environment) do not read this file.
-        monkeypatch.delenv("ESN_CONFIG_FILE", raising=False)
+        monkeypatch.setenv("ESN_CONFIG_FILE", str(env))
         result = CliRunner().invoke(main, ["--config", str(env), "config"])
         assert 0 == result.exit_code, result.output
         for secret in ("file-secret-key", "env-secret-pw", "url-password"):

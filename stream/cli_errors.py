@@ -324,7 +324,7 @@ def _invalid_setting(exc: Any) -> str:
     variable = f"ESN_{names[0].upper()}" if names else "an ESN_ variable"
     return (
         f"invalid setting {variable}: {first.get('msg', 'invalid')}; fix that environment "
-        "variable (the README's configuration table lists each one and its default)"
+        "variable (docs/reference/settings.md lists each one and its default)"
     )
 
 

@@ -41,7 +41,7 @@ demo-real: install ## Like run, on a Stack Exchange dump (DUMP=dir of a real sit
 
 .PHONY: test
 test: install ## Run the whole suite (unit, integration, e2e) against a real Kafka and Redis
-	$(BIN)/pytest tests
+	$(BIN)/pytest -n 2 --dist loadfile tests
 
 .PHONY: wheel
 wheel: install ## Build dist/esn_pulse-<version>-py3-none-any.whl (then: pipx install dist/esn_pulse-*.whl)

@@ -15,11 +15,28 @@ from stream.stack import LocalStack
 from stream.store import RedisStore
 from tests.support import REPO, WorkerProcess, free_port, isolated
 
+#: Under pytest-xdist (`make test` runs two) each worker process gets a stack of its own: ports
+#: 100 apart and its own state dir, so a chaos drill that SIGKILLs its broker or Redis touches no
+#: other worker's tests. "gw0", "gw1", ... or "" without xdist.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_OFFSET = 100 * int(XDIST_WORKER[2:]) if XDIST_WORKER.startswith("gw") else 0
+
+
+def _shifted(address: str) -> str:
+    """``address`` with its port moved by this worker's offset (``host:port`` or a Redis URL)."""
+    head, _, tail = address.rpartition(":")
+    port, slash, rest = tail.partition("/")
+    return f"{head}:{int(port) + _OFFSET}{slash}{rest}"
+
+
 #: Test ports differ from `make run`'s so both can run on one machine.
-TEST_KAFKA = os.environ.get("ESN_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-TEST_REDIS = os.environ.get("ESN_TEST_REDIS_URL", "redis://127.0.0.1:16379/0")
+TEST_KAFKA = _shifted(os.environ.get("ESN_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+TEST_REDIS = _shifted(os.environ.get("ESN_TEST_REDIS_URL", "redis://127.0.0.1:16379/0"))
 #: Its own state dir per stack, so several sessions can each run a suite on their own ports.
-TEST_STATE = Path(os.environ.get("ESN_TEST_STATE", str(REPO / ".esn-test")))
+TEST_STATE = Path(
+    os.environ.get("ESN_TEST_STATE", str(REPO / ".esn-test"))
+    + (f"-{XDIST_WORKER}" if XDIST_WORKER else "")
+)
 
 
 @pytest.fixture(scope="session")

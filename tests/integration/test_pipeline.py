@@ -113,8 +113,12 @@ class TestRebalance:
         """Partitions move between workers (join, SIGKILL, join) without loss or double count."""
         events = list(generate_events(users=2000, days=45, start=START, seed=15))
         first = await worker_factory().started()
-        # Paced, so that every membership change below happens while records still flow.
-        producing = asyncio.create_task(produce_raw(settings, keyed(events), rate=5_000))
+        # Paced, so that the join happens while records flow; the last 30% are held back until
+        # the kill, so that it lands mid-stream however slow the machine is.
+        held_back = int(len(events) * 0.7)
+        producing = asyncio.create_task(
+            produce_raw(settings, keyed(events[:held_back]), rate=5_000)
+        )
 
         async def reached(share: float) -> bool:
             return await applied_count(store, settings) >= share * len(events)
@@ -126,6 +130,7 @@ class TestRebalance:
         killed_at = await applied_count(store, settings)
         third = await worker_factory().started()
         await producing
+        await produce_raw(settings, keyed(events[held_back:]), rate=5_000)
         await wait_applied(store, settings, third, timeout=180)
         second.check_alive()
         assert killed_at < len(events), "the kill landed mid-stream"

@@ -75,6 +75,9 @@ def rebuild(yes: bool, allow_loss: bool) -> None:
     async def go() -> tuple[RebuildPlan, int | None]:
         store = RedisStore.from_settings(settings)
         try:
+            # Redis first: the rebuild is about its state, and a Redis that does not answer is
+            # the clearer line (Kafka's coordinator may still be settling on a fresh broker).
+            await store.run_id()
             plan = await plan_rebuild(settings, store)
             running = {g: n for g, n in plan.members.items() if n}
             if running:

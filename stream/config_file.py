@@ -88,7 +88,7 @@ def read_config_file(fields: dict[str, FieldInfo], path: Path | None) -> ConfigF
                 what += f" (TOML names have no prefix: {spelled[len(_PREFIX) :].lower()})"
             raise ConfigFileError(
                 f"{path}:{line}: {spelled!r} {what}",
-                "fix or remove that line (the README's configuration table lists the settings)",
+                "fix or remove that line (docs/reference/settings.md lists the settings)",
             )
         config.values[name] = value
         config.lines[name] = line
@@ -185,5 +185,5 @@ def explain(
     reason = first.get("msg", "invalid")
     return ConfigFileError(
         f"{path}:{config.lines[name]}: invalid {config.spelled[name]}: {reason}",
-        "fix that line (the README's configuration table gives each setting's form)",
+        "fix that line (docs/reference/settings.md gives each setting's form)",
     )

@@ -310,3 +310,17 @@ async def applied_count(store: RedisStore, settings: Settings) -> int:
     topic = TopicNames.from_settings(settings).activity
     fences = await store.load_fences(topic, list(range(settings.activity_partitions)))
     return sum(fence + 1 for fence in fences.values())
+
+
+def delete_deployment_keys(settings: Settings) -> None:
+    """Delete every Redis key under the settings' prefix: a module fixture's cleanup."""
+
+    async def delete() -> None:
+        store = RedisStore.from_settings(settings)
+        try:
+            async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
+                await store.client.delete(key)
+        finally:
+            await store.close()
+
+    asyncio.run(delete())

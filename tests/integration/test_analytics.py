@@ -48,6 +48,7 @@ from tests.integration.test_inactivity import expected_transitions
 from tests.support import (
     REPO,
     WorkerProcess,
+    delete_deployment_keys,
     eventually,
     isolated,
     keyed,
@@ -223,13 +224,7 @@ def scenario(
     server.stop()
     worker.stop()
 
-    async def cleanup() -> None:
-        store = RedisStore.from_settings(settings)
-        async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
-            await store.client.delete(key)
-        await store.close()
-
-    asyncio.run(cleanup())
+    delete_deployment_keys(settings)
 
 
 def day_iso(number: int) -> str:

@@ -26,7 +26,7 @@ from stream.store import RedisStore
 from tests.api_support import ApiProcess, MadeToken, make_token
 from tests.e2e.test_cli import esn
 from tests.integration.test_analytics_store import batch
-from tests.support import REPO, isolated, settings_env
+from tests.support import REPO, delete_deployment_keys, isolated, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -92,13 +92,7 @@ def served(
     yield Served(settings, api, *tokens, document, access_log)
     api.stop()
 
-    async def cleanup() -> None:
-        store = RedisStore.from_settings(settings)
-        async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
-            await store.client.delete(key)
-        await store.close()
-
-    asyncio.run(cleanup())
+    delete_deployment_keys(settings)
 
 
 def _validate(document: dict[str, Any], template: str, status: int, body: Any) -> None:

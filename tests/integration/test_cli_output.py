@@ -17,11 +17,18 @@ import pytest
 from stream import jsonutil
 from stream.kafka_admin import ensure_topics
 from stream.settings import Settings
-from stream.store import RedisStore
 from stream.topics import TopicNames
 from tests.api_support import ApiProcess
 from tests.e2e.test_cli import esn
-from tests.support import REPO, WorkerProcess, eventually, isolated, keyed, produce_raw
+from tests.support import (
+    REPO,
+    WorkerProcess,
+    delete_deployment_keys,
+    eventually,
+    isolated,
+    keyed,
+    produce_raw,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,13 +123,7 @@ def flagged(
         api.stop()
         worker.stop()
 
-        async def clean() -> None:
-            store = RedisStore.from_settings(settings)
-            async for key in store.client.scan_iter(match=settings.redis_prefix + "*"):
-                await store.client.delete(key)
-            await store.close()
-
-        asyncio.run(clean())
+        delete_deployment_keys(settings)
 
 
 def columns(lines: list[str], header: list[str]) -> list[int]:

@@ -39,6 +39,7 @@ from tests.integration.test_inactivity import expected_transitions
 from tests.support import (
     REPO,
     WorkerProcess,
+    delete_deployment_keys,
     eventually,
     isolated,
     keyed,
@@ -173,13 +174,7 @@ def built(
     finally:
         worker.stop()
 
-        async def clean() -> None:
-            store = RedisStore.from_settings(settings)
-            async for key in store.client.scan_iter(match=settings.redis_prefix + "*"):
-                await store.client.delete(key)
-            await store.close()
-
-        asyncio.run(clean())
+        delete_deployment_keys(settings)
 
 
 def rendered(page: Page) -> dict[str, str]:

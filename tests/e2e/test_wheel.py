@@ -36,7 +36,15 @@ from stream.settings import Settings
 from stream.stack import LocalStack, port_open
 from stream.store import RedisStore
 from tests.e2e.test_import import CLOCK_TICK, EXPECTED, FIXTURES, IMPORTS, state_name
-from tests.support import REPO, eventually, free_port, isolated, produce_raw, settings_env
+from tests.support import (
+    REPO,
+    delete_deployment_keys,
+    eventually,
+    free_port,
+    isolated,
+    produce_raw,
+    settings_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -246,7 +254,7 @@ class TestInstalledWheel:
                 worker.kill()
                 worker.wait(timeout=30)
             log.close()
-            asyncio.run(_delete_keys(settings))
+            delete_deployment_keys(settings)
 
     def test_config_reads_the_working_directorys_toml(
         self, installed: Installed, stack_settings: Settings
@@ -311,14 +319,5 @@ async def _wait_settled(settings: Settings) -> None:
             return True
 
         await eventually(settled, 120, "every fixture person in their state")
-    finally:
-        await store.close()
-
-
-async def _delete_keys(settings: Settings) -> None:
-    store = RedisStore.from_settings(settings)
-    try:
-        async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
-            await store.client.delete(key)
     finally:
         await store.close()

@@ -35,6 +35,7 @@ from tests.support import (
     REPO,
     Oracle,
     WorkerProcess,
+    delete_deployment_keys,
     eventually,
     free_port,
     isolated,
@@ -164,16 +165,7 @@ def secure(secure_kafka: SecureKafka, stack_settings: Settings) -> Iterator[Sett
     settings = secure_kafka.settings(isolated(stack_settings, "ks"))
     asyncio.run(ensure_topics(settings))  # the admin client over SASL_SSL too
     yield settings
-    asyncio.run(_delete_keys(settings))
-
-
-async def _delete_keys(settings: Settings) -> None:
-    store = RedisStore.from_settings(settings)
-    try:
-        async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
-            await store.client.delete(key)
-    finally:
-        await store.close()
+    delete_deployment_keys(settings)
 
 
 def esn(settings: Settings, *args: Any, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -171,6 +171,7 @@ class FlagPublisher:
                     )
                 return
             if done is None:  # the outbox starts earlier now: read further back
+                behind = None  # judged on the last answer only
                 head = await self.outbox.head(partition, 1)
                 if not head:
                     return

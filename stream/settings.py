@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from stream.config_file import ConfigFileSource, explain
+from stream.redis_url import parse_redis_url
 from stream.timebounds import parse_duration_ms, parse_instant_ms
 
 
@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         repr=False,  # may hold a password: never in a repr or a log line
-        description="Redis URL for all state; rediss:// for TLS. A secret: never printed.",
+        description="Redis URL for all state; rediss:// for TLS; redis+cluster://host:port[,...] "
+        "(rediss+cluster://) for a Redis Cluster's seed nodes. A secret: never printed.",
     )
     redis_username: str = Field(
         "", description="Redis ACL user (overrides the URL's); empty: the URL's or default."
@@ -282,12 +283,21 @@ class Settings(BaseSettings):
             raise ValueError("a client key needs its certificate in ESN_KAFKA_SSL_CERTFILE")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url(cls, value: str) -> str:
+        parse_redis_url(value)  # its ValueError is the one line the CLI prints
+        return value
+
     @field_validator("redis_tls_cafile", "redis_tls_certfile", "redis_tls_keyfile")
     @classmethod
     def _tls_needs_rediss(cls, value: str, info: ValidationInfo) -> str:
         # A TLS file with a plain redis:// URL would silently connect unencrypted.
-        if value and not str(info.data.get("redis_url", "")).startswith("rediss://"):
-            raise ValueError("a Redis TLS file needs a rediss:// ESN_REDIS_URL")
+        url = str(info.data.get("redis_url", ""))
+        if value and not url.startswith(("rediss://", "rediss+cluster://")):
+            raise ValueError(
+                "a Redis TLS file needs a rediss:// or rediss+cluster:// ESN_REDIS_URL"
+            )
         return value
 
     @field_validator("min_event_time")
@@ -320,9 +330,9 @@ class Settings(BaseSettings):
 
     @property
     def redis_host_port(self) -> tuple[str, int]:
-        """Host and port of the Redis URL."""
-        parts = urlsplit(self.redis_url)
-        return parts.hostname or "127.0.0.1", parts.port or 6379
+        """Host and port of the Redis URL (a cluster's first seed; a socket's: 127.0.0.1:6379)."""
+        nodes = parse_redis_url(self.redis_url).nodes
+        return nodes[0] if nodes else ("127.0.0.1", 6379)
 
 
 @lru_cache(maxsize=1)

@@ -7,31 +7,32 @@ address already answers is left alone: only what is missing on loopback is start
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
+from redis.exceptions import RedisClusterException, RedisError
 
 from stream.cli_errors import redact_url
-from stream.clients import new_admin
 from stream.kafka_admin import ensure_topics
-from stream.local.resources import install
+from stream.local import kafka_runtime
+from stream.local.processes import (
+    LOOPBACK,
+    StackError,
+    port_open,
+    read_pid,
+    spawn,
+    stop_pid,
+    wait_gone,
+)
+from stream.local.redis_server import redis_binary, redis_command
+from stream.redis_url import parse_redis_url
 from stream.settings import Settings
-from stream.store.connection import connection_options
+from stream.store.connection import redis_client
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-class StackError(RuntimeError):
-    """A local service could not be provided; the message says what to do."""
+__all__ = ["LocalStack", "SaslSslListener", "ServiceStatus", "StackError", "port_open"]
 
 
 @dataclass(frozen=True)
@@ -81,15 +82,6 @@ class SaslSslListener:
             for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
             for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
         ]
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 class LocalStack:
@@ -151,18 +143,10 @@ class LocalStack:
         return port_open(*self.settings.kafka_host_port)
 
     def redis_up(self) -> bool:
-        """True when the configured Redis answers PING."""
+        """True when the configured Redis (a server, or a cluster's nodes) answers PING."""
         try:
-            client = redis.Redis.from_url(
-                self.settings.redis_url,
-                **connection_options(self.settings),
-                socket_connect_timeout=0.5,
-            )
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        except (redis.RedisError, OSError):
+            return asyncio.run(_redis_ping(self.settings))
+        except (RedisError, RedisClusterException, OSError, TimeoutError):
             return False
 
     def stop_redis(self) -> bool:
@@ -197,34 +181,11 @@ class LocalStack:
     # --- Kafka --------------------------------------------------------------------------
 
     def _ensure_kafka_jars(self) -> None:
-        marker = self.kafka_libs / f"kafka_2.13-{self.settings.kafka_version}.jar"
-        if marker.exists():
-            return
-        if not shutil.which("mvn") or not shutil.which("java"):
-            raise StackError(
-                "Kafka needs Java 17+ and Maven: apt-get install -y openjdk-17-jre-headless maven"
-            )
-        staging = self.kafka_libs.with_suffix(".part")
-        shutil.rmtree(staging, ignore_errors=True)
-        # The shipped pom, copied beside the jars: Maven needs a file, the package may be a wheel.
-        pom = install("kafka/pom.xml", self.kafka_home)
-        command = [
-            "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom),
-            "dependency:copy-dependencies",
-            f"-Dkafka.version={self.settings.kafka_version}",
-            f"-DoutputDirectory={staging}",
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise StackError(
-                "Maven could not fetch org.apache.kafka:kafka_2.13:"
-                f"{self.settings.kafka_version}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-            )
-        staging.rename(self.kafka_libs)
+        kafka_runtime.ensure_kafka_jars(self.kafka_home, self.settings.kafka_version)
 
     def _write_kafka_config(self) -> Path:
         host, port = self.settings.kafka_host_port
-        if host not in _LOOPBACK:
+        if host not in LOOPBACK:
             raise StackError(
                 f"ESN_KAFKA_BOOTSTRAP={self.settings.kafka_bootstrap} does not answer, and a "
                 "local broker is only started on loopback: start that broker or point the "
@@ -240,67 +201,37 @@ class LocalStack:
             listeners += f",SASL_SSL://127.0.0.1:{self.sasl_ssl.port}"
             protocols += ",SASL_SSL:SASL_SSL"
         config.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                    f"listeners={listeners},CONTROLLER://127.0.0.1:{controller_port}",
-                    f"advertised.listeners={listeners}",
-                    "controller.listener.names=CONTROLLER",
-                    f"listener.security.protocol.map={protocols}",
-                    *secure,
-                    f"log.dirs={data}",
-                    f"num.partitions={self.settings.activity_partitions}",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=12",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    # A single local node: no reason to delay the first consumer-group rebalance.
-                    "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=true",
-                    "",
-                ]
+            kafka_runtime.node_properties(
+                node_id=1,
+                voters=f"1@127.0.0.1:{controller_port}",
+                listeners=listeners,
+                controller_port=controller_port,
+                protocols=protocols,
+                extra=secure,
+                data=data,
+                partitions=self.settings.activity_partitions,
+                internal_replicas=1,
             )
         )
         if not (data / "meta.properties").exists():
-            cluster_id = str(uuid.uuid4())
-            subprocess.run(
-                [*self._java(), "kafka.tools.StorageTool", "format", "-t",
-                 _kafka_cluster_id(cluster_id), "-c", str(config),
-                 *(self.sasl_ssl.format_arguments() if self.sasl_ssl else [])],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
+            kafka_runtime.format_storage(
+                self._java(),
+                config,
+                kafka_runtime.new_cluster_id(),
+                self.sasl_ssl.format_arguments() if self.sasl_ssl else [],
+            )
         return config
 
     def _java(self) -> list[str]:
-        log_file = self.kafka_home / "server.log"
-        log_config = install("kafka/log4j2.properties", self.kafka_home)
-        return [
-            "java",
-            "-Xms256m",
-            "-Xmx1g",
-            "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={log_config}",
-            f"-Dkafka.logs.file={log_file}",
-            "-cp",
-            f"{self.kafka_libs}/*",
-        ]
+        return kafka_runtime.java_command(
+            self.kafka_home, self.kafka_libs, self.kafka_home / "server.log"
+        )
 
     def _start_kafka(self, timeout: float = 90) -> None:
         self.kafka_home.mkdir(parents=True, exist_ok=True)
         self._ensure_kafka_jars()
         config = self._write_kafka_config()
-        out = (self.kafka_home / "stdout.log").open("ab")
-        proc = subprocess.Popen(
-            [*self._java(), "kafka.Kafka", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = spawn([*self._java(), "kafka.Kafka", str(config)], self.kafka_home / "stdout.log")
         self._pid_file("kafka").write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while not self.kafka_up():
@@ -320,7 +251,7 @@ class LocalStack:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                asyncio.run(_kafka_metadata_ok(self.settings))
+                asyncio.run(kafka_runtime.metadata_ok(self.settings))
                 if self.sasl_ssl and not port_open("127.0.0.1", self.sasl_ssl.port):
                     raise StackError(f"SASL_SSL listener {self.sasl_ssl.port} not open yet")
                 return
@@ -331,22 +262,19 @@ class LocalStack:
 
     # --- Redis --------------------------------------------------------------------------
 
-    def _redis_binary(self) -> str:
-        found = shutil.which("redis-server") or (
-            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-        )
-        if found:
-            return found
-        if os.geteuid() == 0 and shutil.which("apt-get"):
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
-            return "/usr/bin/redis-server"
-        raise StackError("redis-server is missing: run  sudo apt-get install -y redis-server")
+    @staticmethod
+    def _redis_binary() -> str:
+        return redis_binary()
 
     def _start_redis(self) -> None:
+        if parse_redis_url(self.settings.redis_url).cluster:
+            raise StackError(
+                f"Redis Cluster at {redact_url(self.settings.redis_url)} does not answer; "
+                "stack up starts a single Redis only (docs/operations/cluster.md starts a local "
+                "cluster)"
+            )
         host, port = self.settings.redis_host_port
-        if host not in _LOOPBACK:
+        if host not in LOOPBACK:
             raise StackError(
                 f"Redis at {redact_url(self.settings.redis_url)} does not answer; a local "
                 "Redis is only "
@@ -355,26 +283,13 @@ class LocalStack:
         self.redis_home.mkdir(parents=True, exist_ok=True)
         data = self.redis_home / f"data-{port}"
         data.mkdir(exist_ok=True)
-        out = (self.redis_home / f"redis-{port}.log").open("ab")
-        proc = subprocess.Popen(
-            [
-                self._redis_binary(),
-                "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-                # Append-only with an fsync a second: a restart keeps state, losing at most
-                # a second, which the offset fences then replay from Kafka.
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                "--daemonize", "no", "--protected-mode", "yes",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+        log = self.redis_home / f"redis-{port}.log"
+        proc = spawn(redis_command(port, data), log)
         self._pid_file("redis").write_text(str(proc.pid))
         deadline = time.monotonic() + 30
         while not self.redis_up():
             if proc.poll() is not None:
-                raise StackError(f"redis-server exited with {proc.returncode}; see {out.name}")
+                raise StackError(f"redis-server exited with {proc.returncode}; see {log}")
             if time.monotonic() > deadline:
                 raise StackError("redis-server did not answer PING within 30 s")
             time.sleep(0.1)
@@ -387,51 +302,21 @@ class LocalStack:
 
     @staticmethod
     def _read_pid(path: Path) -> int | None:
-        try:
-            pid = int(path.read_text().strip())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return read_pid(path)
 
-    def _stop_pid(self, path: Path, timeout: float) -> bool:
-        pid = self._read_pid(path)
-        path.unlink(missing_ok=True)
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        if not self._wait_gone(pid, timeout):
-            os.kill(pid, signal.SIGKILL)
-        return True
+    @staticmethod
+    def _stop_pid(path: Path, timeout: float) -> bool:
+        return stop_pid(path, timeout)
 
     @staticmethod
     def _wait_gone(pid: int, timeout: float) -> bool:
-        """Wait for ``pid`` to exit (reaping it when it is our child); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                finished, _ = os.waitpid(pid, os.WNOHANG)
-                if finished:
-                    return True
-            except ChildProcessError:
-                pass  # not our child (started by an earlier command): poll it instead
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                return True
-            time.sleep(0.2)
-        return False
+        return wait_gone(pid, timeout)
 
 
-def _kafka_cluster_id(seed: str) -> str:
-    """Kafka's cluster ids are 16 bytes in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.UUID(seed).bytes).decode().rstrip("=")
-
-
-async def _kafka_metadata_ok(settings: Settings) -> None:
-    admin = new_admin(settings, request_timeout_ms=5000)
-    await admin.start()
+async def _redis_ping(settings: Settings) -> bool:
+    client = redis_client(settings, socket_connect_timeout=0.5)
     try:
-        await admin.list_topics()
+        # Bounded: a cluster client tries each seed in turn and retries before it gives up.
+        return bool(await asyncio.wait_for(client.ping(), 5))
     finally:
-        await admin.close()
+        await client.aclose()

@@ -54,10 +54,17 @@ lint: install ## ruff and mypy --strict
 	$(BIN)/mypy stream
 
 .PHONY: bench
-bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), sweep (1M users), imports
+bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), scaling and memory, sweep, imports
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.scaling --events $(BENCH_EVENTS)
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.imports
+
+# Events the scaling bench produces: make bench-scaling BENCH_EVENTS=50000 for a quick run.
+BENCH_EVENTS ?= 500000
+.PHONY: bench-scaling
+bench-scaling: install ## 1, 2, 3 workers against one Redis and a Redis Cluster; Redis memory (BENCH_EVENTS=)
+	$(BIN)/python -m bench.scaling --events $(BENCH_EVENTS)
 
 .PHONY: chaos
 chaos: install ## Fault drills (SIGKILL worker/Redis/broker, zombie, Redis down) and 2 min of overload: figures

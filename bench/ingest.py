@@ -18,15 +18,15 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.workload import drop_topics, generated_records
 from stream import jsonutil
-from stream.clients import new_admin
 from stream.flags.machine import definitions_from
 from stream.flags.release import InactivitySweeper
-from stream.generator import generate_events, live_events
+from stream.generator import live_events
 from stream.kafka_admin import ensure_topics
 from stream.produce import new_producer
 from stream.settings import Settings
@@ -221,17 +221,6 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     return lower_bound
 
 
-async def drop_topics(settings: Settings, prefix: str) -> None:
-    admin = new_admin(settings)
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
-
-
 async def drop_keys(settings: Settings, prefix: str) -> None:
     store = RedisStore.from_settings(settings)
     try:
@@ -252,13 +241,7 @@ async def main(args: argparse.Namespace) -> None:
     )
     await asyncio.to_thread(LocalStack(base).up)
     print(f"# ESN Pulse ingest benchmark (run {run}) on {base.kafka_bootstrap}")
-    start = date(2026, 1, 5)
-    events = []
-    gen = generate_events(args.users, args.days, start, seed=42)
-    for event in gen:
-        events.append((event["actor"].encode(), jsonutil.dumps(event)))
-        if len(events) >= args.events:
-            break
+    events = generated_records(args.events, args.users, args.days)
     total = len(events)
     t = time.perf_counter()
     await produce_raw(base, events)

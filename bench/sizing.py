@@ -1,0 +1,95 @@
+"""A sizing table derived from measured figures: Redis memory, workers and partitions per size.
+
+Memory = users x per-user bytes + users x daily-active share x days of daily sets kept x
+per-user-day bytes + days of analytics kept x per-day bytes, times the headroom. Workers = the
+busiest hour's event rate times the headroom over one worker's measured rate. Partitions bound the
+parallelism and cannot be raised without a rebuild, so they are set well above the workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: The smallest partition count: what ESN_ACTIVITY_PARTITIONS defaults to.
+MIN_PARTITIONS = 12
+
+
+@dataclass(frozen=True)
+class SizingBasis:
+    """Measured figures and the stated rules a sizing row is derived from."""
+
+    per_user: float
+    per_user_day: float
+    per_day: float
+    #: One worker's events/s (one Redis, this machine: conservative on a dedicated core).
+    worker_rate: float
+    #: Share of the users active on a day (input user-days over users x days).
+    daily_active_share: float
+    #: The busiest hour's events over the mean hour's.
+    peak_hour_factor: float
+    #: ESN_DAILY_ACTIVE_RETENTION_DAYS and ESN_ANALYTICS_RETENTION_DAYS defaults.
+    daily_sets_days: int = 35
+    analytics_days: int = 400
+    #: Twice the need: fragmentation, fork copy-on-write during AOF rewrites, the reorder buffer
+    #: and outboxes in flight; for workers, a backlog after an outage drains at the peak rate.
+    headroom: float = 2.0
+    #: Partitions per worker the deployment may grow to without a rebuild.
+    partitions_per_worker: int = 4
+
+
+@dataclass(frozen=True)
+class SizingRow:
+    """One deployment size."""
+
+    users: int
+    events_per_day: int
+    partitions: int
+    workers: int
+    redis_bytes: float
+
+
+def redis_bytes(users: int, basis: SizingBasis) -> float:
+    """Redis memory to provision for ``users`` (masters; replicas need as much again)."""
+    need = (
+        users * basis.per_user
+        + users * basis.daily_active_share * basis.daily_sets_days * basis.per_user_day
+        + basis.analytics_days * basis.per_day
+    )
+    return need * basis.headroom
+
+
+def workers_for(events_per_day: int, basis: SizingBasis) -> int:
+    """Workers whose measured rate covers the busiest hour, with the headroom."""
+    peak_rate = events_per_day / 86_400 * basis.peak_hour_factor
+    if basis.worker_rate <= 0:
+        raise ValueError("no measured worker rate to size workers from")
+    return max(1, math.ceil(peak_rate * basis.headroom / basis.worker_rate))
+
+
+def partitions_for(workers: int, basis: SizingBasis) -> int:
+    """At least MIN_PARTITIONS, and room for ``partitions_per_worker`` times the workers."""
+    wanted = max(MIN_PARTITIONS, workers * basis.partitions_per_worker)
+    # A multiple of 12 splits evenly over 1, 2, 3, 4 and 6 workers.
+    return math.ceil(wanted / MIN_PARTITIONS) * MIN_PARTITIONS
+
+
+def sizing_row(users: int, events_per_day: int, basis: SizingBasis) -> SizingRow:
+    """The partitions, workers and Redis memory of one deployment size."""
+    workers = workers_for(events_per_day, basis)
+    return SizingRow(
+        users,
+        events_per_day,
+        partitions_for(workers, basis),
+        workers,
+        redis_bytes(users, basis),
+    )
+
+
+def human_bytes(size: float) -> str:
+    """1.5 GiB, 320 MiB, 12 KiB: binary units, three significant digits at most."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" or size >= 100 else f"{size:.3g} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

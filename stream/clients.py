@@ -76,9 +76,19 @@ async def assign_settled(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) 
         await consumer.position(tp)
 
 
+#: Every producer waits for all in-sync replicas (with the topics' min.insync.replicas, an
+#: acknowledged record survives a broker loss) and is idempotent (the broker drops the copy a
+#: retry after a lost acknowledgement would write).
+DURABLE_PRODUCER = {"acks": "all", "enable_idempotence": True}
+
+
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer with ``overrides`` (acks, idempotence, transactional id, batching)."""
-    return AIOKafkaProducer(**_options(settings, overrides))
+    """A durable producer (acks=all, idempotent) with ``overrides`` (transactional id,
+    batching); ValueError for an override that would weaken either."""
+    for name, wanted in DURABLE_PRODUCER.items():
+        if name in overrides and overrides[name] not in (wanted, -1 if name == "acks" else wanted):
+            raise ValueError(f"every producer is {name}={wanted!r}, not {overrides[name]!r}")
+    return AIOKafkaProducer(**_options(settings, {**overrides, **DURABLE_PRODUCER}))
 
 
 def new_admin(settings: Settings, **overrides: Any) -> AIOKafkaAdminClient:
@@ -93,7 +103,9 @@ def new_client(settings: Settings, **overrides: Any) -> AIOKafkaClient:
 
 def faust_broker_options(settings: Settings) -> dict[str, Any]:
     """``faust.App`` keyword arguments: the broker URL and its credentials."""
-    options: dict[str, Any] = {"broker": f"kafka://{settings.kafka_bootstrap}"}
+    # Faust's own producer (dead letters) waits for all in-sync replicas too; Faust makes it
+    # idempotent only inside its exactly-once transactions, which this app does not use.
+    options: dict[str, Any] = {"broker": f"kafka://{settings.kafka_bootstrap}", "producer_acks": -1}
     protocol = settings.kafka_security_protocol
     if protocol in _SASL:
         options["broker_credentials"] = faust.SASLCredentials(

@@ -78,8 +78,8 @@ class TestSecurityOptions:
 
 class TestFaustBrokerOptions:
     def test_plaintext_is_the_broker_url_alone(self) -> None:
-        """No credentials object for PLAINTEXT."""
-        assert {"broker": "kafka://h:1"} == clients.faust_broker_options(
+        """No credentials object for PLAINTEXT; Faust's producer waits for all replicas."""
+        assert {"broker": "kafka://h:1", "producer_acks": -1} == clients.faust_broker_options(
             settings(kafka_bootstrap="h:1")
         )
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.analytics.days import iso_time
-from stream.store import DirectoryStore, RedisStore
+from stream.store import CommunityReads, DirectoryStore, RedisStore
 from stream.store.directory_store import ROLES
-from stream.store.redis_store import text
 
 
 @dataclass(frozen=True)
@@ -98,16 +97,13 @@ async def load_inputs(store: RedisStore) -> CommunityInputs:
     last_seen = await store.last_seen(people)
     profiles = await directory.profiles(people)
     disabled = {user for user, profile in profiles.items() if profile.status != "enabled"}
-    async with store.client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(store.keys.community_last)
-        pipe.hgetall(store.keys.community_events)
-        raw_last, raw_events = await pipe.execute()
+    activity = await CommunityReads(store).community_figures()
     return CommunityInputs(
         roles=roles,
         last_seen=last_seen,
         disabled=disabled,
-        last_activity={text(k): int(v) for k, v in raw_last.items()},
-        events={text(k): int(v) for k, v in raw_events.items()},
+        last_activity=activity.last_activity,
+        events=activity.events,
     )
 
 

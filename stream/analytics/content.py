@@ -13,26 +13,16 @@ from collections import Counter
 from typing import Any
 
 from stream.analytics.days import iso_day, monday_of
-from stream.store import RedisStore
-from stream.store.redis_store import text
+from stream.store import AnalyticsReads, RedisStore
 
 
 async def content_days(
     store: RedisStore, first_day: int, last_day: int
 ) -> list[Counter[tuple[str, str]]]:
     """Per day from first to last: (event type, object type) -> events, in one round trip."""
-    async with store.client.pipeline(transaction=False) as pipe:
-        for day in range(first_day, last_day + 1):
-            pipe.hgetall(store.keys.content(day))
-        replies = await pipe.execute()
-    days = []
-    for mix in replies:
-        counts: Counter[tuple[str, str]] = Counter()
-        for field, count in mix.items():
-            event_type, _, object_type = text(field).partition("|")
-            counts[event_type, object_type] += int(count)
-        days.append(counts)
-    return days
+    days = range(first_day, last_day + 1)
+    mix = await AnalyticsReads(store).content_mix(days)
+    return [mix[day] for day in days]
 
 
 def by_type_per_day(first_day: int, days: list[Counter[tuple[str, str]]]) -> list[dict[str, Any]]:
@@ -53,22 +43,20 @@ async def top_items(store: RedisStore, period: str, day: int, limit: int) -> dic
     else:
         first = monday_of(day)
         last = first + 6
-    keys = [store.keys.top_items("d", d) for d in range(first, last + 1)]
-    async with store.client.pipeline(transaction=False) as pipe:
-        # Whole sketches (at most ESN_TOP_ITEMS_CAPACITY items a day): ties at the cut are then
-        # broken by item, independently of Redis's order among equal scores. A week is the sum
-        # of its days.
-        pipe.zunion(keys, withscores=True)
-        pipe.mget([key + ":evicted" for key in keys])
-        ranked, evicted = await pipe.execute()
-    counted = sorted((-int(score), text(member)) for member, score in ranked)[:limit]
+    # A week is the sum of its days.
+    top = await AnalyticsReads(store).top_items(range(first, last + 1), limit)
     items = []
-    for negative, item in counted:
+    for item, interactions in top.ranked:
         object_type, _, object_id = item.partition(":")
         items.append(
-            {"item": item, "object_type": object_type, "id": object_id, "interactions": -negative}
+            {
+                "item": item,
+                "object_type": object_type,
+                "id": object_id,
+                "interactions": interactions,
+            }
         )
-    bound = sum(int(b) for b in evicted if b is not None)
+    bound = top.error_bound
     return {
         "period": period,
         "from": iso_day(first),

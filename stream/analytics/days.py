@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from stream.fold import MS_PER_DAY, utc_day
 from stream.settings import Settings
-from stream.store import RedisStore
+from stream.store import FlagReads, RedisStore
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
@@ -43,6 +43,5 @@ async def clock_now_ms(store: RedisStore, settings: Settings) -> int:
     """The engine's now: the wall clock, or with ESN_CLOCK=event the highest event time folded."""
     if settings.clock == "wall":
         return int(time.time() * 1000)
-    keys = [store.keys.watermark_source(p) for p in range(settings.activity_partitions)]
-    seen = [int(raw) for raw in await store.client.mget(keys) if raw is not None]
-    return max(seen, default=0)
+    watermarks = await FlagReads(store, settings.activity_partitions).event_watermarks()
+    return max(watermarks.values(), default=0)

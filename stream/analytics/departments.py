@@ -13,8 +13,7 @@ from stream.flags.machine import Definitions
 from stream.flags.state_codec import decode_state
 from stream.privacy import merge_small_groups
 from stream.settings import Settings
-from stream.store import DirectoryStore, RedisStore
-from stream.store.redis_store import text
+from stream.store import DirectoryStore, RedisStore, UserReads
 
 DEPARTMENT_STATES: Final = ("enabled", "active", "inactive", "never_active")
 #: Department of enabled profiles that name none.
@@ -30,13 +29,8 @@ async def department_figures(
     if not enabled:
         return {}
     # Raw states, decoded only for enabled profiles: most of the refresh's CPU otherwise.
-    raw_states: dict[str, bytes] = {}
-    async with store.client.pipeline(transaction=False) as pipe:
-        for partition in range(settings.activity_partitions):
-            pipe.hgetall(store.keys.inactivity_states(partition))
-        for reply in await pipe.execute():
-            raw_states.update((text(user), raw) for user, raw in reply.items())
-    states = {u: decode_state(text(raw_states[u])) for u in enabled if u in raw_states}
+    raw_states = await UserReads(store, settings.activity_partitions).inactivity_states()
+    states = {u: decode_state(raw_states[u]) for u in enabled if u in raw_states}
     last_seen = await store.last_seen(sorted(enabled))
     window = definitions.thresholds_ms[0]
     sizes = Counter(enabled.values())

@@ -19,8 +19,7 @@ from stream.flags.machine import Definitions
 from stream.fold import MS_PER_DAY
 from stream.metrics import PipelineMetrics
 from stream.settings import Settings
-from stream.store import RedisStore
-from stream.store.redis_store import text
+from stream.store import AnalyticsReads, FlagReads, RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ class AnalyticsRefresher:
         started = time.perf_counter()
         store, metrics = self.store, self.metrics
         now_ms = await clock_now_ms(store, self.settings)
-        counts = await store.client.hget(store.keys.inactivity_counts, "enabled")
-        enabled = int(text(counts)) if counts is not None else 0
+        enabled = await FlagReads(store, self.settings.activity_partitions).enabled_users()
         tiers = await tier_counts(store, now_ms, enabled)
         for window, row in tiers.items():
             metrics.active_users.labels(window).set(row["active"])
@@ -96,7 +94,7 @@ class AnalyticsRefresher:
         for kind in ("inactive", "never_active", "reactivated"):
             for window, span_ms in (("1h", 3_600_000), ("7d", 7 * MS_PER_DAY)):
                 metrics.recent_flags.labels(kind, window).set(
-                    await flags_between(store, kind, now_ms - span_ms, now_ms)
+                    await flags_between(store, self.settings, kind, now_ms - span_ms, now_ms)
                 )
         today, minute = divmod(now_ms, MS_PER_DAY)
         minute //= 60_000
@@ -115,23 +113,22 @@ class AnalyticsRefresher:
             self.metrics.community_active_members.labels(row.community).set(row.active_members)
 
 
-async def flags_between(store: RedisStore, kind: str, after_ms: int, until_ms: int) -> int:
+async def flags_between(
+    store: RedisStore, settings: Settings, kind: str, after_ms: int, until_ms: int
+) -> int:
     """Users flagged ``kind`` with a flag time in (after_ms, until_ms], minute resolution."""
-    first_day, last_day = after_ms // MS_PER_DAY, until_ms // MS_PER_DAY
-    async with store.client.pipeline(transaction=False) as pipe:
-        for day in range(first_day, last_day + 1):
-            pipe.hgetall(store.keys.flag_minutes(kind, day))
-        replies = await pipe.execute()
+    days = range(after_ms // MS_PER_DAY, until_ms // MS_PER_DAY + 1)
+    per_day = await FlagReads(store, settings.activity_partitions).flags_per_minute(kind, days)
     total = 0
-    for day, counts in zip(range(first_day, last_day + 1), replies, strict=True):
+    for day, counts in per_day.items():
         for minute, count in counts.items():
-            at = day * MS_PER_DAY + int(minute) * 60_000
+            at = day * MS_PER_DAY + minute * 60_000
             if after_ms < at <= until_ms:
-                total += int(count)
+                total += count
     return total
 
 
 async def active_until(store: RedisStore, day: int, minute: int) -> int:
     """Users whose first activity of ``day`` was at or before ``minute`` of it."""
-    counts = await store.client.hgetall(store.keys.day_progression(day))
-    return sum(int(n) for m, n in counts.items() if int(m) <= minute)
+    counts = await AnalyticsReads(store).first_activity_minutes(day)
+    return sum(users for m, users in counts.items() if m <= minute)

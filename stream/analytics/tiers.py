@@ -12,7 +12,7 @@ from typing import Final
 
 from stream.analytics.days import day_of_ms
 from stream.fold import MS_PER_DAY
-from stream.store import RedisStore
+from stream.store import AnalyticsReads, RedisStore
 
 TIERS: Final = ("registered", "active", "participating", "contributing")
 #: The tiers with per-day sets, by their key letter.
@@ -25,7 +25,7 @@ async def tier_users(store: RedisStore, tier: str, now_ms: int, days: int) -> in
     if now_ms <= 0:
         return 0
     first_ms = (day_of_ms(now_ms) - days + 1) * MS_PER_DAY
-    return int(await store.client.zcount(store.keys.tier_last(_SET_TIERS[tier]), first_ms, "+inf"))
+    return await AnalyticsReads(store).window_users(_SET_TIERS[tier], first_ms)
 
 
 async def tier_counts(store: RedisStore, now_ms: int, enabled: int) -> dict[str, dict[str, int]]:

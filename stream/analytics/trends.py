@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from stream.analytics.days import iso_day
-from stream.store import RedisStore
+from stream.store import AnalyticsReads, RedisStore
 
 #: metric -> what it is (the API's enum and docs/reference/analytics.md).
 TREND_METRICS: Final = {
@@ -32,26 +32,20 @@ _WINDOWS: Final = {"wau": 7, "mau": 30, "mau28": 28}
 
 async def daily_counter(store: RedisStore, name: str, days: range) -> list[int]:
     """Values of an exact daily counter ("a", "p", "c", "n") for each day number."""
-    if not days:
-        return []
-    raw = await store.client.hmget(store.keys.stats(name), [str(d) for d in days])
-    return [int(value) if value is not None else 0 for value in raw]
+    counts = await AnalyticsReads(store).daily_counts(name, days)
+    return [counts[day] for day in days]
 
 
 async def window_counts(store: RedisStore, tier: str, days: range, window: int) -> list[int]:
     """Distinct users of a tier in the ``window`` days ending with each day (HLL union)."""
-    async with store.client.pipeline(transaction=False) as pipe:
-        for day in days:
-            pipe.pfcount(*[store.keys.tier_hll(tier, d) for d in range(day - window + 1, day + 1)])
-        return [int(count) for count in await pipe.execute()]
+    counts = await AnalyticsReads(store).window_distinct(tier, days, window)
+    return [counts[day] for day in days]
 
 
 async def daily_events(store: RedisStore, days: range) -> list[int]:
     """Events per day, summed over the content mix."""
-    async with store.client.pipeline(transaction=False) as pipe:
-        for day in days:
-            pipe.hvals(store.keys.content(day))
-        return [sum(int(v) for v in values) for values in await pipe.execute()]
+    counts = await AnalyticsReads(store).daily_events(days)
+    return [counts[day] for day in days]
 
 
 async def trend(store: RedisStore, metric: str, first_day: int, last_day: int) -> list[float]:

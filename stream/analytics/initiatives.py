@@ -16,15 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from stream import jsonutil
 from stream.analytics.days import iso_time
 from stream.flags.state_codec import decode_state
 from stream.fold import MS_PER_DAY
 from stream.privacy import looks_like_pseudonym, pseudonymizer_from
 from stream.settings import Settings
-from stream.store import RedisStore
+from stream.store import FlagReads, InitiativeStore, RedisStore, UserReads
 from stream.store.directory_store import DirectoryStore
-from stream.store.redis_store import text
 
 NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _FLAGGING: Final = frozenset("in")  # inactive at the first threshold, never active
@@ -127,52 +125,35 @@ async def add_initiative(
     if not members:
         raise ValueError("an initiative needs at least one user")
     initiative = Initiative(name, start_ms, len(members), int(time.time() * 1000))
-    keys = store.keys
-    async with store.client.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.initiative_users(name))
-        for start in range(0, len(members), 10_000):
-            pipe.sadd(keys.initiative_users(name), *members[start : start + 10_000])
-        pipe.hset(keys.initiatives, name, jsonutil.dumps(initiative.__dict__).decode())
-        await pipe.execute()
+    await InitiativeStore(store).put(name, initiative.__dict__, members)
     return initiative
 
 
 async def list_initiatives(store: RedisStore) -> list[Initiative]:
     """Every stored initiative, by name."""
-    raw = await store.client.hgetall(store.keys.initiatives)
-    found = [Initiative(**jsonutil.loads(v)) for v in raw.values()]
+    found = [Initiative(**record) for record in await InitiativeStore(store).records()]
     return sorted(found, key=lambda i: i.name)
 
 
 async def get_initiative(store: RedisStore, name: str) -> Initiative | None:
     """One initiative, or None."""
-    raw = await store.client.hget(store.keys.initiatives, name)
-    return Initiative(**jsonutil.loads(raw)) if raw is not None else None
+    record = await InitiativeStore(store).record(name)
+    return Initiative(**record) if record is not None else None
 
 
 async def initiative_figures(
     store: RedisStore, settings: Settings, initiative: Initiative, now_ms: int
 ) -> dict[str, Any]:
     """The initiative's users against everyone else, week by week since its start."""
-    keys = store.keys
-    targeted = {
-        text(u) for u in await store.client.smembers(keys.initiative_users(initiative.name))
+    targeted = await InitiativeStore(store).users(initiative.name)
+    partitions = settings.activity_partitions
+    histories = {
+        user: parse_history(raw)
+        for user, raw in (await FlagReads(store, partitions).flag_histories()).items()
     }
-    histories: dict[str, list[tuple[int, str]]] = {}
-    enabled: set[str] = set()
-    known: set[str] = set()
-    async with store.client.pipeline(transaction=False) as pipe:
-        for partition in range(settings.activity_partitions):
-            pipe.hgetall(keys.flag_history(partition))
-            pipe.hgetall(keys.inactivity_states(partition))
-        replies = await pipe.execute()
-    for index in range(0, len(replies), 2):
-        for user, raw in replies[index].items():
-            histories[text(user)] = parse_history(text(raw))
-        for user, raw in replies[index + 1].items():
-            known.add(text(user))
-            if decode_state(text(raw)).enabled:
-                enabled.add(text(user))
+    states = await UserReads(store, partitions).inactivity_states()
+    known = set(states)
+    enabled = {user for user, raw in states.items() if decode_state(raw).enabled}
     ends = week_ends(initiative.start_ms, now_ms)
     return {
         "name": initiative.name,

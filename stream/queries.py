@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from stream.flags.machine import Definitions, UserInactivity, threshold_label
 from stream.flags.state_codec import decode_state
 from stream.settings import Settings
-from stream.store import DirectoryStore, RedisStore
-from stream.store.redis_store import text
+from stream.store import DirectoryStore, RedisStore, UserReads
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,8 @@ async def inactivity_state(
     store: RedisStore, settings: Settings, user_id: str
 ) -> UserInactivity | None:
     """A user's inactivity state, wherever its partition is."""
-    async with store.client.pipeline(transaction=False) as pipe:
-        for partition in range(settings.activity_partitions):
-            pipe.hget(store.keys.inactivity_states(partition), user_id)
-        found = [raw for raw in await pipe.execute() if raw is not None]
-    return decode_state(text(found[0])) if found else None
+    raw = await UserReads(store, settings.activity_partitions).inactivity_state(user_id)
+    return decode_state(raw) if raw is not None else None
 
 
 @dataclass(frozen=True)
@@ -68,13 +64,12 @@ async def flagged_users(
         else f"inactive:{threshold_label(threshold_ms or definitions.thresholds_ms[0])}"
     )
     flagged: list[FlaggedUser] = []
-    for partition in range(settings.activity_partitions):
-        key = store.keys.inactivity_states(partition)
-        async for user, raw in store.client.hscan_iter(key, count=1000):
-            state = decode_state(text(raw))
-            flags = flags_of(state, definitions)
-            if wanted in flags:
-                flagged.append(FlaggedUser(text(user), state, flags))
+    reads = UserReads(store, settings.activity_partitions)
+    async for user, raw in reads.scan_inactivity_states():
+        state = decode_state(raw)
+        flags = flags_of(state, definitions)
+        if wanted in flags:
+            flagged.append(FlaggedUser(user, state, flags))
     flagged.sort(key=lambda f: (f.state.last_ms or f.state.created_ms, f.user_id), reverse=True)
     return flagged
 

@@ -19,8 +19,7 @@ from stream.analytics.trends import TREND_METRICS, as_points, trend
 from stream.flags.machine import Definitions, threshold_label
 from stream.queries import FlaggedUser, flags_of, inactivity_state, with_directory
 from stream.settings import Settings
-from stream.store import DirectoryStore, RedisStore
-from stream.store.redis_store import text
+from stream.store import DirectoryStore, FlagReads, RedisStore, UserReads
 
 
 class BadRequest(ValueError):
@@ -100,10 +99,7 @@ async def summary(
     store: RedisStore, settings: Settings, definitions: Definitions, now_ms: int
 ) -> dict[str, Any]:
     """The headline figures now: users, flags, tiers, stickiness, communities, departments."""
-    counts = {
-        text(k): int(v)
-        for k, v in (await store.client.hgetall(store.keys.inactivity_counts)).items()
-    }
+    counts = await FlagReads(store, settings.activity_partitions).inactivity_counts()
     enabled = counts.get("enabled", 0)
     tiers = await tier_counts(store, now_ms, enabled)
     dau, mau = tiers["1d"]["active"], tiers["30d"]["active"]
@@ -153,10 +149,8 @@ async def user_view(
     profile, roles = (await DirectoryStore(store).profiles_and_roles([user_id]))[user_id]
     if state is None and inactivity is None and profile is None:
         raise NotFound(f"user {user_id!r} is not known")
-    raw_received = await store.client.hget(store.keys.received(store.bucket_of(user_id)), user_id)
-    likes_in, mentions_in = (
-        (int(x) for x in text(raw_received).split(",")) if raw_received else (0, 0)
-    )
+    reads = UserReads(store, settings.activity_partitions)
+    likes_in, mentions_in = await reads.interactions_received(user_id)
     counts = state.counts if state else {}
     return {
         "user_id": user_id,

@@ -14,8 +14,7 @@ from stream.analytics.initiatives import parse_history
 from stream.analytics.trends import trend
 from stream.fold import MS_PER_DAY
 from stream.settings import Settings
-from stream.store import RedisStore
-from stream.store.redis_store import text
+from stream.store import FlagReads, RedisStore
 
 #: Last history code before an instant -> the flag the user held then (r, w: none).
 _HELD = {"i": "inactive", "n": "never_active"}
@@ -43,11 +42,8 @@ def flagged_counts(histories: dict[str, list[tuple[int, str]]], at_ms: int) -> d
 
 async def flag_histories(store: RedisStore, settings: Settings) -> dict[str, list[tuple[int, str]]]:
     """Every user's flag history, parsed."""
-    async with store.client.pipeline(transaction=False) as pipe:
-        for partition in range(settings.activity_partitions):
-            pipe.hgetall(store.keys.flag_history(partition))
-        replies = await pipe.execute()
-    return {text(u): parse_history(text(raw)) for reply in replies for u, raw in reply.items()}
+    stored = await FlagReads(store, settings.activity_partitions).flag_histories()
+    return {user: parse_history(raw) for user, raw in stored.items()}
 
 
 def change(now: float, before: float) -> dict[str, Any]:

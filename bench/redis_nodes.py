@@ -11,57 +11,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from stream.redis_url import parse_redis_url
 from stream.settings import Settings
-from stream.store.connection import connection_options
+from stream.store.connection import redis_client
 
 #: Keys asked about per round trip: SCAN's COUNT and the MEMORY USAGE pipeline's length.
 _BATCH = 1000
-
-
-def is_cluster_url(url: str) -> bool:
-    """True for redis+cluster:// and rediss+cluster:// (seed nodes of a Redis Cluster)."""
-    return urlsplit(url).scheme in ("redis+cluster", "rediss+cluster")
-
-
-def cluster_seeds(url: str) -> list[tuple[str, int]]:
-    """(host, port) of each seed node of a ``redis+cluster://h:p[,h:p...]`` URL."""
-    netloc = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    seeds = []
-    for node in netloc.split(","):
-        host, _, port = node.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"cluster seed {node!r} is not host:port")
-        seeds.append((host.strip("[]"), int(port)))
-    return seeds
-
-
-def cluster_url(nodes: list[tuple[str, int]], tls: bool = False) -> str:
-    """The ``redis+cluster://`` URL naming ``nodes`` as seeds."""
-    scheme = "rediss+cluster" if tls else "redis+cluster"
-    return f"{scheme}://" + ",".join(f"{host}:{port}" for host, port in nodes)
-
-
-def parse_cluster_masters(cluster_nodes: str) -> list[tuple[str, int]]:
-    """(host, port) of every master CLUSTER NODES lists that is not failing, sorted."""
-    masters = []
-    for line in cluster_nodes.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        flags = set(fields[2].split(","))
-        if "master" not in flags or flags & {"fail", "fail?", "handshake", "noaddr"}:
-            continue
-        # ip:port@cport[,hostname]
-        address = fields[1].split("@", 1)[0]
-        host, _, port = address.rpartition(":")
-        if host and port.isdigit():
-            masters.append((host, int(port)))
-    return sorted(masters)
 
 
 class RedisNodes:
@@ -99,14 +58,18 @@ class RedisNodes:
         return usage
 
     async def delete(self, prefix: str) -> int:
-        """UNLINK every key under ``prefix`` on every master; the number removed."""
+        """DEL every key under ``prefix`` on every master; the number removed.
+
+        DEL, not UNLINK: the memory is freed before the reply, so a used_memory read next is
+        not inflated by a background free still under way.
+        """
         removed = 0
         for _, client in self.masters:
             async for batch in _scan_batches(client, _match(prefix)):
-                # One UNLINK per key: a cluster refuses a multi-key UNLINK across slots.
+                # One DEL per key: a cluster refuses a multi-key DEL across slots.
                 async with client.pipeline(transaction=False) as pipe:
                     for key in batch:
-                        pipe.unlink(key)
+                        pipe.delete(key)
                     removed += sum(int(n) for n in await pipe.execute())
         return removed
 
@@ -118,29 +81,27 @@ class RedisNodes:
 
 @asynccontextmanager
 async def redis_nodes(settings: Settings) -> AsyncIterator[RedisNodes]:
-    """The masters of ``settings.redis_url``: itself, or a cluster's masters found from a seed."""
-    options = connection_options(settings)
-    if not is_cluster_url(settings.redis_url):
-        client = aioredis.Redis.from_url(settings.redis_url, **options)
-        nodes = RedisNodes([(_name(settings.redis_host_port), client)])
+    """The masters of ``settings.redis_url``: itself, or the masters a cluster's slot map names."""
+    address = parse_redis_url(settings.redis_url)
+    if not address.cluster:
+        client = redis_client(settings)
+        assert isinstance(client, aioredis.Redis)
+        name = ":".join(map(str, address.nodes[0])) if address.nodes else "unix socket"
+        nodes = RedisNodes([(name, client)])
     else:
-        tls = settings.redis_url.startswith("rediss")
-        masters: list[tuple[str, int]] = []
-        for host, port in cluster_seeds(settings.redis_url):
-            seed = _node_client(host, port, tls, options)
-            try:
-                # Two words: under its one-word name redis-py would parse the reply into a dict.
-                reply = await cast(Any, seed).execute_command("CLUSTER", "NODES")
-                masters = parse_cluster_masters(_text(reply))
-            except (aioredis.ConnectionError, OSError):
-                continue
-            finally:
-                await seed.aclose()
-            break
-        if not masters:
-            raise ConnectionError(f"no seed of {cluster_seeds(settings.redis_url)} answered")
+        cluster = redis_client(settings)
+        assert isinstance(cluster, RedisCluster)
+        try:
+            await cluster.initialize()
+            masters = sorted((node.host, node.port) for node in cluster.get_primaries())
+        finally:
+            await cluster.aclose()
+        scheme = "rediss" if address.tls else "redis"
         nodes = RedisNodes(
-            [(_name(address), _node_client(*address, tls, options)) for address in masters]
+            [
+                (f"{host}:{port}", _node_client(settings, f"{scheme}://{host}:{port}/0"))
+                for host, port in masters
+            ]
         )
     try:
         yield nodes
@@ -167,12 +128,11 @@ def _match(prefix: str) -> str:
     return escaped + "*"
 
 
-def _node_client(host: str, port: int, tls: bool, options: dict[str, Any]) -> aioredis.Redis:
-    return aioredis.Redis(host=host, port=port, ssl=tls, **options)
-
-
-def _name(address: tuple[str, int]) -> str:
-    return f"{address[0]}:{address[1]}"
+def _node_client(settings: Settings, url: str) -> aioredis.Redis:
+    """A client of one node, with the deployment's credentials and TLS."""
+    client = redis_client(settings.model_copy(update={"redis_url": url}))
+    assert isinstance(client, aioredis.Redis)
+    return client
 
 
 def _text(value: bytes | str) -> str:

@@ -2,7 +2,8 @@
 
 Memory = users x per-user bytes + users x daily-active share x days of daily sets kept x
 per-user-day bytes + days of analytics kept x per-day bytes, times the headroom. Workers = the
-busiest hour's event rate times the headroom over one worker's measured rate. Partitions bound the
+busiest hour's event rate times the headroom over one worker's measured rate, and never fewer than
+two. Partitions bound the
 parallelism and cannot be raised without a rebuild, so they are set well above the workers.
 """
 
@@ -36,6 +37,8 @@ class SizingBasis:
     headroom: float = 2.0
     #: Partitions per worker the deployment may grow to without a rebuild.
     partitions_per_worker: int = 4
+    #: Never fewer: a worker lost or restarted hands its partitions to the other (a rebalance).
+    min_workers: int = 2
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,12 @@ def redis_bytes(users: int, basis: SizingBasis) -> float:
 
 
 def workers_for(events_per_day: int, basis: SizingBasis) -> int:
-    """Workers whose measured rate covers the busiest hour, with the headroom."""
+    """Workers whose measured rate covers the busiest hour with the headroom; at least
+    ``min_workers``."""
     peak_rate = events_per_day / 86_400 * basis.peak_hour_factor
     if basis.worker_rate <= 0:
         raise ValueError("no measured worker rate to size workers from")
-    return max(1, math.ceil(peak_rate * basis.headroom / basis.worker_rate))
+    return max(basis.min_workers, math.ceil(peak_rate * basis.headroom / basis.worker_rate))
 
 
 def partitions_for(workers: int, basis: SizingBasis) -> int:

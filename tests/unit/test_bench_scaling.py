@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 
 import pytest
 
 from bench.memory_figures import category_of, key_kind, memory_figures
-from bench.redis_nodes import _match, cluster_seeds, cluster_url, parse_cluster_masters
+from bench.redis_nodes import _match
 from bench.scaling import ratio
 from bench.sizing import (
     SizingBasis,
@@ -21,15 +20,6 @@ from bench.sizing import (
 from bench.worker_fleet import FleetRun, all_applied, fleet_settings, throughput
 from bench.workload import input_figures
 from stream.settings import Settings
-
-CLUSTER_NODES = """\
-a1 127.0.0.1:29620@39620 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:29621@39621 master - 0 1700000000000 2 connected 5461-10922
-c3 127.0.0.1:29622@39622,node-c master - 0 1700000000000 3 connected 10923-16383
-d4 127.0.0.1:29623@39623 slave a1 0 1700000000000 1 connected
-e5 127.0.0.1:29624@39624 master,fail - 0 1700000000000 5 disconnected
-f6 127.0.0.1:29625@39625 slave,fail? b2 0 1700000000000 2 connected
-"""
 
 
 class TestInputFigures:
@@ -115,23 +105,6 @@ class TestKeyAttribution:
 
 
 class TestRedisNodes:
-    def test_masters_exclude_replicas_and_failed_nodes(self) -> None:
-        """Only live masters count: replicas copy them, a failed master holds no slots."""
-        assert [("127.0.0.1", 29620), ("127.0.0.1", 29621), ("127.0.0.1", 29622)] == (
-            parse_cluster_masters(CLUSTER_NODES)
-        )
-
-    def test_cluster_url_round_trip(self) -> None:
-        """Seeds written into a redis+cluster:// URL are read back, credentials dropped."""
-        nodes = [("127.0.0.1", 29620), ("127.0.0.1", 29621)]
-        assert nodes == cluster_seeds(cluster_url(nodes))
-        assert nodes == cluster_seeds("rediss+cluster://bench:pw@127.0.0.1:29620,127.0.0.1:29621")
-
-    def test_bad_seed_is_refused(self) -> None:
-        """A seed without a numeric port is an error naming it."""
-        with pytest.raises(ValueError, match=re.escape("'127.0.0.1' is not host:port")):
-            cluster_seeds("redis+cluster://127.0.0.1")
-
     def test_scan_pattern_covers_hash_tagged_keys_and_escapes_globs(self) -> None:
         """``esn:*`` matches ``esn:{p3}:...``; a glob character in the prefix is literal."""
         assert "esn:*" == _match("esn:")
@@ -180,10 +153,11 @@ class TestSizing:
         )
 
     def test_workers_cover_the_busiest_hour_twice(self) -> None:
-        """86.4M events a day: 1,000/s mean, 3,000/s at peak, 6,000/s with headroom: 1 worker;
-        three times that needs 2."""
-        assert 1 == workers_for(86_400_000, self.BASIS)
-        assert 2 == workers_for(3 * 86_400_000, self.BASIS)
+        """86.4M events a day: 1,000/s mean, 3,000/s at peak, 6,000/s with headroom: 1 worker,
+        but never fewer than 2; five times that needs 3."""
+        assert 2 == workers_for(86_400_000, self.BASIS)
+        assert 3 == workers_for(5 * 86_400_000, self.BASIS)
+        assert 1 == workers_for(1, SizingBasis(1, 1, 1, 1, 1, 1, min_workers=1))
         with pytest.raises(ValueError, match="no measured worker rate"):
             workers_for(1, SizingBasis(1, 1, 1, 0, 1, 1))
 
@@ -193,8 +167,8 @@ class TestSizing:
 
     def test_row(self) -> None:
         """A row holds its inputs and the derived partitions, workers and memory."""
-        row = sizing_row(1000, 86_400_000 * 3, self.BASIS)
-        assert (1000, 259_200_000, 12, 2) == (
+        row = sizing_row(1000, 86_400_000 * 5, self.BASIS)
+        assert (1000, 432_000_000, 12, 3) == (
             row.users,
             row.events_per_day,
             row.partitions,

@@ -136,10 +136,7 @@ async def time_fleet(
             await asyncio.sleep(_POLL_S)
         raise WorkerFailed(f"{len(fleet)} workers did not fold the topic in {timeout:.0f}s")
     finally:
-        watcher.cancel()
-        # The watcher only informs the settled figure: its own failure is no run's failure.
-        with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
-            await watcher
+        # The processes first: nothing below may leave a worker running.
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -148,6 +145,10 @@ async def time_fleet(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        watcher.cancel()
+        # The watcher only informs the settled figure: its own failure is no run's failure.
+        with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
+            await watcher
         await store.close()
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from bench.memory_figures import category_of, key_kind, memory_figures
 from bench.redis_nodes import _match
-from bench.scaling import ratio
+from bench.scaling_report import ratio
 from bench.sizing import (
     SizingBasis,
     human_bytes,

@@ -10,13 +10,16 @@ state), so one broker can die without losing an acknowledged record or stopping 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from stream.clients import new_admin
 from stream.local import kafka_runtime
-from stream.local.processes import StackError, kill_pid, port_open, read_pid, spawn, stop_pid
+from stream.local.processes import StackError, kill_pid, port_open, read_pid, spawn, wait_gone
 from stream.settings import Settings
 
 #: Each node's heap: three brokers share the machine with the tests (the single node has 1 GB).
@@ -77,9 +80,30 @@ class LocalKafkaCluster:
         self.wait_ready(timeout=max(1.0, begun + timeout - time.monotonic()))
         return time.monotonic() - begun
 
-    def down(self) -> list[int]:
-        """Stop every node this cluster started (SIGTERM, SIGKILL after 60 s); the ids stopped."""
-        return [n for n in self.node_ids if stop_pid(self._pid_file(n), timeout=60)]
+    def down(self, timeout: float = 30) -> list[int]:
+        """Stop every node this cluster started, all at once (SIGTERM, SIGKILL after
+        ``timeout``); the ids stopped.
+
+        One at a time, the last node would wait out its timeout: with two voters gone its
+        controlled shutdown finds no quorum to report to."""
+        pids = {n: read_pid(self._pid_file(n)) for n in self.node_ids}
+        running = {n: pid for n, pid in pids.items() if pid is not None}
+        for node_id, pid in running.items():
+            self._pid_file(node_id).unlink(missing_ok=True)
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for pid in running.values():
+            if not wait_gone(pid, max(0.0, deadline - time.monotonic())):
+                os.kill(pid, signal.SIGKILL)
+                wait_gone(pid, 10)
+        return sorted(running)
+
+    def wipe(self) -> None:
+        """Stop the nodes and delete their logs and the cluster id (a fresh cluster next up)."""
+        self.down()
+        for node_id in self.node_ids:
+            shutil.rmtree(self._dir(node_id), ignore_errors=True)
+        (self.home / "cluster.id").unlink(missing_ok=True)
 
     def kill_broker(self, node_id: int) -> int:
         """SIGKILL node ``node_id`` and wait until it is gone; its pid."""

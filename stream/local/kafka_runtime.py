@@ -122,8 +122,15 @@ def format_storage(
 
 
 def new_cluster_id() -> str:
-    """A fresh Kafka cluster id: 16 random bytes in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A fresh Kafka cluster id: 16 random bytes in URL-safe base64 without padding.
+
+    Never one starting with "-" (1 in 64 would): the storage tool reads ``-t -xyz`` as an
+    option and refuses to format; Kafka's own Uuid.randomUuid skips those for the same reason.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 async def metadata_ok(settings: Settings) -> None:

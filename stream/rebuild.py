@@ -9,7 +9,6 @@ directory topics from the beginning. What retention dropped is gone: :func:`plan
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ from aiokafka.structs import OffsetAndMetadata
 from stream.clients import new_admin, new_consumer
 from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
-from stream.store import RedisStore
+from stream.store import RedisStore, StateAdmin
 from stream.topics import TopicNames
 
 
@@ -66,12 +65,6 @@ def groups_of(settings: Settings) -> dict[str, str]:
     return {f"{settings.app_id}-activity": topics.activity, settings.app_id: topics.directory}
 
 
-def kept(prefix: str, key: str) -> bool:
-    """Keys that are not derived from Kafka: initiatives (``esn-pulse initiative``)."""
-    rest = key[len(prefix) :]
-    return rest == "init" or (rest.startswith("init:") and rest.endswith(":users"))
-
-
 async def plan_rebuild(settings: Settings, store: RedisStore) -> RebuildPlan:
     """Read (nothing written) what a rebuild of this deployment would do."""
     plan = RebuildPlan(groups=groups_of(settings))
@@ -102,13 +95,7 @@ async def plan_rebuild(settings: Settings, store: RedisStore) -> RebuildPlan:
         settings, store, topics.communities_flagged, plan.partitions[topics.communities_flagged]
     )
     plan.community_seq = community.get(0, 0)
-    prefix = settings.redis_prefix
-    async for raw in store.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else raw
-        if kept(prefix, key):
-            plan.kept_keys += 1
-        else:
-            plan.deleted_keys += 1
+    plan.deleted_keys, plan.kept_keys = await StateAdmin(store).count_keys()
     return plan
 
 
@@ -119,24 +106,11 @@ async def rebuild(settings: Settings, store: RedisStore, plan: RebuildPlan) -> i
     """
     for group, topic in plan.groups.items():
         await _rewind_group(settings, group, plan.topic_partitions(topic))
-    prefix, deleted, batch = settings.redis_prefix, 0, []
-    async for raw in store.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else raw
-        if not kept(prefix, key):
-            batch.append(key)
-        if len(batch) >= 1000:
-            deleted += await store.client.unlink(*batch)
-            batch.clear()
-    if batch:
-        deleted += await store.client.unlink(*batch)
+    admin = StateAdmin(store)
+    deleted = await admin.delete_derived()
     # The flag topics keep their records: new ones continue their numbering, so the publisher
     # neither skips them as already sent nor repeats a number a consumer has seen.
-    keys = store.keys
-    seqs = {keys.outbox_seq(p): seq for p, seq in plan.flag_seqs.items() if seq > 0}
-    if plan.community_seq > 0:
-        seqs[keys.community_outbox_seq] = plan.community_seq
-    if seqs:
-        await store.client.mset(seqs)
+    await admin.continue_numbering(plan.flag_seqs, plan.community_seq)
     return deleted
 
 
@@ -187,8 +161,3 @@ async def _rewind_group(settings: Settings, group: str, tps: list[TopicPartition
         await consumer.commit(offsets)
     finally:
         await consumer.stop()
-
-
-def _glob_escape(text: str) -> str:
-    """A Redis MATCH pattern matching ``text`` literally."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

@@ -20,8 +20,8 @@ previous run's data wiped), and stopped at the end of the session:
   for ``cluster_settings``; the test's keys are deleted afterwards.
 
 After each test the clusters are made whole again (a killed node restarted, replicas synced),
-so a test may kill nodes and leave them dead. Ports: ESN_TEST_REDIS_CLUSTER_PORT (default 17000,
-nodes 17000-17005, cluster bus at port + 10000) and ESN_TEST_KAFKA_CLUSTER_PORT (default 19300:
+so a test may kill nodes and leave them dead. Ports: ESN_TEST_REDIS_CLUSTER_PORT (default 18000,
+nodes 18000-18005, cluster bus at port + 10000) and ESN_TEST_KAFKA_CLUSTER_PORT (default 19300:
 brokers 19300, 19302, 19304, each controller one above), moved by 100 per xdist worker like the
 single stack's, so two workers never share (or kill) a cluster. Keep cluster tests in few files:
 each xdist worker that gets one starts both clusters of its own.
@@ -48,7 +48,7 @@ _HERE = Path(__file__).resolve().parent
 
 #: First ports of the clusters, shifted per xdist worker (``_shifted`` takes host:port).
 REDIS_CLUSTER_PORT = int(
-    _shifted("127.0.0.1:" + os.environ.get("ESN_TEST_REDIS_CLUSTER_PORT", "17000")).rsplit(":")[-1]
+    _shifted("127.0.0.1:" + os.environ.get("ESN_TEST_REDIS_CLUSTER_PORT", "18000")).rsplit(":")[-1]
 )
 KAFKA_CLUSTER_PORT = int(
     _shifted("127.0.0.1:" + os.environ.get("ESN_TEST_KAFKA_CLUSTER_PORT", "19300")).rsplit(":")[-1]

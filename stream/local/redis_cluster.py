@@ -170,6 +170,10 @@ class LocalRedisCluster:
             time.sleep(0.1)
         raise StackError(f"Redis Cluster {self.ports} not healthy within {timeout:.0f} s: {last}")
 
+    def on_every_node(self, *command: str) -> list[str]:
+        """Run ``command`` on every running node (ACLs and CONFIG are per node); the replies."""
+        return [self._cli(port, *command).strip() for port in self._running_ports()]
+
     # --- faults -------------------------------------------------------------------------
 
     def kill_master(self, port: int | None = None, timeout: float = 60) -> Failover:

@@ -86,6 +86,12 @@ class _Cluster(RedisCluster):
             return await super().initialize(additional_startup_nodes_info, last_failed_node_name)
         except RedisClusterException as exc:
             cause = exc.__cause__
+            # "Cluster mode is not enabled" is also what a refused CLUSTER SLOTS becomes: the
+            # reply it replaced (a NOPERM, say) is the news.
+            if isinstance(cause, RedisClusterException) and isinstance(
+                cause.__context__, RedisError
+            ):
+                cause = cause.__context__
             if isinstance(cause, (RedisError, RedisClusterException)):
                 raise cause from exc
             raise RedisConnectionError(f"Redis Cluster unavailable: {exc}") from exc

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from pydantic import SecretStr
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     ClusterDownError,
+    NoPermissionError,
     RedisClusterException,
     ResponseError,
     TryAgainError,
@@ -25,7 +27,7 @@ from stream.clients import assign_settled, new_admin, new_consumer, new_producer
 from stream.local.kafka_cluster import LocalKafkaCluster
 from stream.local.redis_cluster import LocalRedisCluster
 from stream.settings import Settings
-from stream.store.connection import RedisClient
+from stream.store.connection import RedisClient, redis_client
 from stream.topics import TopicNames
 
 #: What a cluster client may raise while a master is down and before its replica took over.
@@ -146,6 +148,44 @@ class TestRedisCluster:
             f"client's writes stopped for {first_ok_after - last_ok:.2f} s; errors meanwhile "
             f"{dict(seen)}"
         )
+
+    async def test_the_documented_acl_user_works_and_needs_cluster_slots(
+        self, redis_cluster: LocalRedisCluster, cluster_settings: Settings
+    ) -> None:
+        """The ACL line of docs/operations/cluster.md (set on every node) runs ESN Pulse's kind
+        of commands through the factory; without +cluster|slots the client cannot learn the
+        slot map and says NOPERM (not redis-py's "cluster mode is not enabled")."""
+        user, secret = "esn-cluster-test", "cluster-test-pass-1"
+        prefix = cluster_settings.redis_prefix
+        acl = [
+            "ACL", "SETUSER", user, "reset", "on", f">{secret}", "resetkeys", f"~{prefix}*",
+            "resetchannels", "-@all", "+@read", "+@write", "+@connection", "+@transaction",
+            "-@scripting", "+eval", "+evalsha", "+script|load", "+script|exists", "-@dangerous",
+            "+info|server", "+cluster|slots",
+        ]  # fmt: skip
+        own = cluster_settings.model_copy(
+            update={"redis_username": user, "redis_password": SecretStr(secret)}
+        )
+        try:
+            assert {"OK"} == set(redis_cluster.on_every_node(*acl))
+            client = redis_client(own, socket_timeout=5)
+            try:
+                key = f"{prefix}{{p0}}:fence"
+                script = client.register_script(_FENCED_ADD)
+                assert [1, 1] == await script(keys=[key, f"{prefix}{{p0}}:counts"], args=[1, "u"])
+                assert b"1" == await client.get(key)
+                await client.delete(key, f"{prefix}{{p0}}:counts")
+            finally:
+                await client.aclose()
+            redis_cluster.on_every_node("ACL", "SETUSER", user, "-cluster|slots")
+            client = redis_client(own, socket_timeout=5)
+            try:
+                with pytest.raises(NoPermissionError, match="cluster"):
+                    await client.ping()
+            finally:
+                await client.aclose()
+        finally:
+            redis_cluster.on_every_node("ACL", "DELUSER", user)
 
 
 class TestKafkaCluster:

@@ -16,9 +16,8 @@ from pydantic import SecretStr
 from stream.cli_errors import redact_url
 from stream.config_file import chosen_path
 from stream.settings import Settings
-from stream.store import RedisStore
+from stream.store import FlagReads, RedisStore
 from stream.store.definitions_store import DefinitionsStore
-from stream.store.redis_store import text
 from stream.timebounds import parse_duration_ms
 from stream.topics import TopicNames
 
@@ -98,12 +97,13 @@ async def flags_at_clock(store: RedisStore, settings: Settings) -> bool:
     """True when every partition's flags are released up to its clock (its events seen)."""
     lateness = parse_duration_ms(settings.allowed_lateness)
     definitions = DefinitionsStore(store)
+    reads = FlagReads(store, settings.activity_partitions)
     for partition in range(settings.activity_partitions):
         if settings.clock == "event":
-            raw = await store.client.get(store.keys.watermark_source(partition))
-            if raw is None:
+            watermark = await reads.event_watermark(partition)
+            if watermark is None:
                 continue
-            due = int(raw) - lateness
+            due = watermark - lateness
         else:
             due = int(time.time() * 1000) - lateness - 1000 * int(settings.sweep_interval_seconds)
         released = (await definitions.partition(partition)).released_ms
@@ -112,10 +112,9 @@ async def flags_at_clock(store: RedisStore, settings: Settings) -> bool:
     return True
 
 
-async def inactivity_counts(store: RedisStore) -> dict[str, int]:
+async def inactivity_counts(store: RedisStore, settings: Settings) -> dict[str, int]:
     """The engine's counters: enabled, never_active, inactive:<threshold>."""
-    raw = await store.client.hgetall(store.keys.inactivity_counts)
-    return {text(k): int(v) for k, v in raw.items()}
+    return await FlagReads(store, settings.activity_partitions).inactivity_counts()
 
 
 async def wait_for_worker(
@@ -137,7 +136,7 @@ async def wait_for_worker(
     while not await flags_at_clock(store, settings):
         alive()
         await asyncio.sleep(poll)
-    counts = await inactivity_counts(store)
+    counts = await inactivity_counts(store, settings)
     inactive = ", ".join(f"{k.partition(':')[2]} {v:,}" for k, v in sorted(counts.items())
                          if k.startswith("inactive:"))  # fmt: skip
     phase.done(

@@ -51,7 +51,7 @@ class TestDemoLiveTraffic:
         history_end = datetime.now(UTC) - timedelta(minutes=70)
         first_day = history_end.date() - timedelta(days=DAYS - 1)
         assert await replay_history(event_clock, USERS, DAYS, first_day, history_end, worker.proc)
-        at_start = await inactivity_counts(store)
+        at_start = await inactivity_counts(store, event_clock)
         history_records = await applied_records(store, event_clock)
 
         count = int(3600 * RATE)

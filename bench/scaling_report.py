@@ -45,9 +45,10 @@ def print_runs(combinations: list[Combination]) -> None:
     )
     for c in combinations:
         settled = f"{c.run.steady_per_second:10,.0f}" if c.run.steady_seconds else f"{'-':>10}"
+        against = f"{ratio(c.run.per_second, reference):6.2f}" if reference else f"{'-':>6}"
         print(
             f"{TARGETS[c.target]:14} {c.run.workers:7} {c.run.per_second:10,.0f} {settled} "
-            f"{c.run.launch_seconds:11.1f}s {ratio(c.run.per_second, reference):6.2f}"
+            f"{c.run.launch_seconds:11.1f}s {against}"
         )
     print(
         "  events/s: first applied batch to last; settled: after the consumer group held every "
@@ -67,8 +68,10 @@ def print_memory(combinations: list[Combination], how: dict[str, str]) -> None:
             f"{m.per_user_day:9.1f} {human_bytes(m.per_day):>9} {m.transient_per_event:10.1f} "
             f"{m.all_per_user:9.1f} {m.used_per_user:10.1f}"
         )
+    measured = {c.target for c in combinations}
     for target, text in how.items():
-        print(f"  {TARGETS[target]}: {text}")
+        if target in measured:
+            print(f"  {TARGETS[target]}: {text}")
     print(
         "  bytes from MEMORY USAGE SAMPLES 0 over every key SCAN finds under the prefix; per user: "
         "user records, last-seen, states, memberships over the input's users; user-day: daily "

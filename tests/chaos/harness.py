@@ -114,6 +114,8 @@ async def redis_used_mib(store: RedisStore) -> float:
         info = await store.client.info("memory")
     except (OSError, ConnectionError, Exception):  # down mid-drill: a figure, not an error
         return 0.0
+    if "used_memory" not in info:  # a cluster's client answers per node: their sum
+        return sum(float(node.get("used_memory", 0)) for node in info.values()) / 2**20
     return float(info["used_memory"]) / 2**20
 
 
@@ -123,18 +125,24 @@ class Drill:
     def __init__(
         self,
         base: Settings,
-        stack: LocalStack,
+        stack: LocalStack | None,
         log_dir: Path,
         scenario: str,
         users: int = 300,
         days: int = 200,
         seed: int = 31,
         rate: float | None = 4000,
+        workers: int = 1,
+        **overrides: Any,
     ) -> None:
+        """``stack``: the single-node stack the faults break, or None when they break something
+        else (a cluster's node, through a closure); ``workers`` started before the input;
+        ``overrides`` of the drill's isolated settings (e.g. activity_partitions)."""
         self.scenario = scenario
         self.stack = stack
         self.log_dir = log_dir
         self.rate = rate
+        self.initial_workers = workers
         self.settings = isolated(
             base,
             "chaos",
@@ -143,6 +151,7 @@ class Drill:
             never_active_grace="14d",
             allowed_lateness="1h",
             sweep_interval_seconds=0.3,
+            **overrides,
         )
         self.topics = TopicNames.from_settings(self.settings)
         self.directory = list(directory_records(users, START, days, seed=seed))
@@ -152,6 +161,12 @@ class Drill:
         self.figures = Figures(scenario, events=len(self.events))
         self.fault_at: float | None = None
         self.producing: asyncio.Task[int] | None = None
+
+    @property
+    def local(self) -> LocalStack:
+        """The single-node stack a fault breaks (a drill on clusters has none)."""
+        assert self.stack is not None, f"{self.scenario} breaks the single-node stack: pass it"
+        return self.stack
 
     # --- workers ----------------------------------------------------------------------
 
@@ -201,14 +216,15 @@ class Drill:
         """Directory, then events paced at ``rate`` while ``fault`` runs; judge the outcome."""
         try:
             await ensure_topics(self.settings)
-            first = await self.worker().started()
+            # Together: each waits out the group's rebalances the others cause.
+            await asyncio.gather(*(self.worker().started() for _ in range(self.initial_workers)))
             await produce_raw(
                 self.settings,
                 [(d["user_id"].encode(), jsonutil.dumps(d)) for d in self.directory],
                 topic=self.topics.directory,
             )
             await eventually(
-                lambda: _directory_folded(first, len(self.directory)),
+                lambda: _directory_folded(self.alive(), len(self.directory)),
                 60,
                 "directory folded",
                 self.check_alive,
@@ -359,7 +375,7 @@ async def redis_sigkill(drill: Drill) -> None:
     await drill.reached(0.4)
     _kill_redis(drill)
     drill.mark_fault()
-    await asyncio.to_thread(drill.stack.start_redis)
+    await asyncio.to_thread(drill.local.start_redis)
 
 
 async def redis_rollback(drill: Drill) -> None:
@@ -367,8 +383,8 @@ async def redis_rollback(drill: Drill) -> None:
     everysec fsync leaves after a power loss. State and fences roll back together; the worker
     must notice that Redis is behind what it consumed and read those records again."""
     await drill.reached(0.4)
-    aof = _aof_dir(drill.stack)
-    older = Path(tempfile.mkdtemp(prefix="aof-", dir=drill.stack.root))
+    aof = _aof_dir(drill.local)
+    older = Path(tempfile.mkdtemp(prefix="aof-", dir=drill.local.root))
     shutil.copytree(aof, older / "appendonlydir")
     await drill.reached(0.55)  # at the paced rate, about a second later
     _kill_redis(drill)
@@ -376,7 +392,7 @@ async def redis_rollback(drill: Drill) -> None:
     shutil.rmtree(aof)
     shutil.move(older / "appendonlydir", aof)
     shutil.rmtree(older)
-    await asyncio.to_thread(drill.stack.start_redis)
+    await asyncio.to_thread(drill.local.start_redis)
 
 
 async def broker_sigkill(drill: Drill) -> None:
@@ -384,12 +400,12 @@ async def broker_sigkill(drill: Drill) -> None:
     assert drill.producing is not None
     await drill.producing  # the whole input is in the log: the backlog is what is mid-stream
     await drill.reached(0.4)
-    pid = await asyncio.to_thread(drill.stack.send_signal, "kafka", signal.SIGKILL)
+    pid = await asyncio.to_thread(drill.local.send_signal, "kafka", signal.SIGKILL)
     assert pid is not None, "the chaos stack must own its broker (pid file in its state dir)"
     drill.mark_fault()
     if await drill.applied() >= len(drill.events):
         drill.figures.notes.append("the broker kill landed after the stream was folded")
-    await asyncio.to_thread(drill.stack.start_kafka)
+    await asyncio.to_thread(drill.local.start_kafka)
 
 
 async def zombie(drill: Drill) -> None:
@@ -419,7 +435,7 @@ async def rebalance_in_redis_outage(drill: Drill) -> None:
     it before it joins, so the rebalance comes from a member leaving."""
     second = await drill.worker().started()
     await drill.reached(0.3)
-    assert await asyncio.to_thread(drill.stack.stop_redis), "the chaos stack must own Redis"
+    assert await asyncio.to_thread(drill.local.stop_redis), "the chaos stack must own Redis"
     drill.mark_fault()
     try:
         drill.kill(second)
@@ -430,7 +446,7 @@ async def rebalance_in_redis_outage(drill: Drill) -> None:
             drill.check_alive,
         )
     finally:
-        await asyncio.to_thread(drill.stack.start_redis)
+        await asyncio.to_thread(drill.local.start_redis)
 
 
 @dataclass(frozen=True)
@@ -570,7 +586,7 @@ def _shuffled_within_hours(events: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def _kill_redis(drill: Drill) -> None:
-    pid = drill.stack.send_signal("redis", signal.SIGKILL)
+    pid = drill.local.send_signal("redis", signal.SIGKILL)
     assert pid is not None, "the chaos stack must own redis-server (pid file in its state dir)"
 
 
@@ -579,13 +595,17 @@ def _aof_dir(stack: LocalStack) -> Path:
     return stack.redis_home / f"data-{port}" / "appendonlydir"
 
 
-async def _directory_folded(worker: WorkerProcess, count: int) -> bool:
-    _, body = await asyncio.to_thread(worker.get, "/metrics")
-    return count <= sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in body.decode().splitlines()
-        if line.startswith("esn_directory_records_total{")
-    )
+async def _directory_folded(workers: list[WorkerProcess], count: int) -> bool:
+    """Directory records folded, summed over the workers (each folds its partitions')."""
+    folded = 0.0
+    for worker in workers:
+        _, body = await asyncio.to_thread(worker.get, "/metrics")
+        folded += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("esn_directory_records_total{")
+        )
+    return count <= folded
 
 
 async def drop_topics(settings: Settings, prefixes: tuple[str, ...]) -> None:

@@ -14,7 +14,6 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis.exceptions import RedisError
 
 from stream.analytics.refresh import AnalyticsRefresher
 from stream.batch import Reject
@@ -28,6 +27,7 @@ from stream.metrics_auth import CHALLENGE, basic_auth_check
 from stream.privacy import dlq_detail_redactor
 from stream.settings import Settings, get_settings
 from stream.store import RedisStore
+from stream.store.errors import REDIS_UNAVAILABLE
 from stream.topics import TopicNames, dead_letter_payload, dlq_headers
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         owns_first = any(tp.partition == 0 for tp in ingest.consumer.assignment())
         try:
             await analytics.refresh(evaluate_communities=owns_first)
-        except (RedisError, KafkaError, OSError) as exc:
+        except (*REDIS_UNAVAILABLE, KafkaError) as exc:
             log.warning("Analytics refresh incomplete (%s); retrying at the next one", exc)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types it too narrowly

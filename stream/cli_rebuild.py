@@ -26,11 +26,11 @@ def check_deployment(settings: Settings) -> None:
     """
     from stream.cli_params import configured_definitions
     from stream.retry import until_redis_answers
-    from stream.store import RedisStore
+    from stream.store import LAYOUT, RedisStore
     from stream.store.definitions_store import DefinitionsStore
 
     configured_definitions(settings)  # a setting that does not parse: its own one line, exit 1
-    configured = deployment_record_from(settings)
+    configured = deployment_record_from(settings, LAYOUT)
 
     async def register() -> DeploymentRecord:
         store = RedisStore.from_settings(settings)
@@ -68,7 +68,7 @@ def rebuild(yes: bool, allow_loss: bool) -> None:
     """
     from stream.rebuild import plan_rebuild
     from stream.rebuild import rebuild as run
-    from stream.store import RedisStore
+    from stream.store import LAYOUT, RedisStore
 
     settings = get_settings()
 
@@ -102,15 +102,19 @@ def rebuild(yes: bool, allow_loss: bool) -> None:
     plan, deleted = asyncio.run(go())
     groups = ", ".join(sorted(plan.groups))
     seqs = sum(1 for seq in plan.flag_seqs.values() if seq)
+    layout = ""
+    if plan.stored_layout is not None and plan.stored_layout != LAYOUT:
+        layout = f", from key layout {plan.stored_layout} to {LAYOUT}"
     if deleted is None:
         click.echo(
             f"would delete {plan.deleted_keys} keys under {settings.redis_prefix!r} (keeping "
             f"{plan.kept_keys} of initiatives), rewind consumer groups {groups}, continue the "
-            f"flag numbering of {seqs} partitions; nothing done: run `esn-pulse rebuild --yes`"
+            f"flag numbering of {seqs} partitions{layout}; nothing done: run "
+            "`esn-pulse rebuild --yes`"
         )
         return
     lost = f"; {plan.lost_records} records were beyond retention" if plan.lost else ""
     click.echo(
-        f"deleted {deleted} keys under {settings.redis_prefix!r}, rewound {groups}{lost}; "
+        f"deleted {deleted} keys under {settings.redis_prefix!r}, rewound {groups}{lost}{layout}; "
         "start the worker to replay the topics from the beginning"
     )

@@ -97,7 +97,7 @@ async def flags_at_clock(store: RedisStore, settings: Settings) -> bool:
     """True when every partition's flags are released up to its clock (its events seen)."""
     lateness = parse_duration_ms(settings.allowed_lateness)
     definitions = DefinitionsStore(store)
-    reads = FlagReads(store, settings.activity_partitions)
+    reads = FlagReads(store)
     for partition in range(settings.activity_partitions):
         if settings.clock == "event":
             watermark = await reads.event_watermark(partition)
@@ -114,7 +114,7 @@ async def flags_at_clock(store: RedisStore, settings: Settings) -> bool:
 
 async def inactivity_counts(store: RedisStore, settings: Settings) -> dict[str, int]:
     """The engine's counters: enabled, never_active, inactive:<threshold>."""
-    return await FlagReads(store, settings.activity_partitions).inactivity_counts()
+    return await FlagReads(store).inactivity_counts()
 
 
 async def wait_for_worker(

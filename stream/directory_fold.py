@@ -23,6 +23,7 @@ from stream.privacy import pseudonymizer_from
 from stream.retry import until_redis_answers
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
+from stream.store.directory_store import PartitionRecord
 from stream.timebounds import TimeBounds
 from stream.topics import TopicNames
 
@@ -47,6 +48,8 @@ class DirectoryFolder:
     ) -> tuple[list[ProfileV1 | MembershipV1], list[Reject]]:
         """Fold one batch; returns what was applied and what was rejected."""
         records: list[ProfileV1 | MembershipV1] = []
+        #: Each record with its partition: the partition of its user, whose keys it lands in.
+        placed: list[PartitionRecord] = []
         profiles: list[tuple[int, ProfileV1]] = []
         rejects: list[Reject] = []
         bounds = TimeBounds.at(None, self.settings.min_event_time, self.settings.max_future_skew)
@@ -63,6 +66,7 @@ class DirectoryFolder:
                 rejects.append(Reject(message, "internal_error", f"{name}: {exc}", name))
             else:
                 records.append(record)
+                placed.append((message.partition, record))
                 if isinstance(record, ProfileV1):
                     profiles.append((message.partition, record))
         if dead_letter is not None:
@@ -70,7 +74,7 @@ class DirectoryFolder:
                 await dead_letter(reject)
         if records:
             await until_redis_answers(
-                lambda: self.directory.apply(records),
+                lambda: self.directory.apply(placed),
                 self.settings.redis_retry_max_seconds,
                 "Directory apply",
             )

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
 
 from stream.retry import until_redis_answers
+from stream.store.errors import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from stream.ingest import ActivityIngest
@@ -46,7 +46,7 @@ class RefenceOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # The directory has no fence: what Redis lost of it (a restart from an older AOF, a
         # failover) comes back only by reading it again, before the activity that needs it.
         # The run id this re-read is as of: a later one means a restart the watch re-reads for.
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
             ingest.redis_run_id = await ingest.store.run_id()
         try:
             await ingest.directory.reread_partitions(partitions)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 from mode import Service
-from redis.exceptions import RedisError
+
+from stream.store.errors import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from stream.ingest import ActivityIngest
@@ -39,7 +40,7 @@ class IngestTasks(Service):
                         ingest.apply_lock,
                         lambda: self.should_stop or ingest.should_stop,
                     )
-                except (RedisError, OSError, KafkaError) as exc:
+                except (*REDIS_UNAVAILABLE, KafkaError) as exc:
                     # Nothing is lost: the buffer and the outbox wait for the next sweep.
                     log.warning("Sweep incomplete (%s); retrying at the next one", exc)
 
@@ -59,7 +60,7 @@ class IngestTasks(Service):
         ingest = self.ingest
         try:
             run_id = await ingest.store.run_id()
-        except (RedisError, OSError):
+        except REDIS_UNAVAILABLE:
             return  # unreachable: /ready says so; the next answer is compared
         known, ingest.redis_run_id = ingest.redis_run_id, run_id
         if known is None or known == run_id or not ingest.joined.is_set():

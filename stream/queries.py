@@ -36,7 +36,7 @@ async def inactivity_state(
     store: RedisStore, settings: Settings, user_id: str
 ) -> UserInactivity | None:
     """A user's inactivity state, wherever its partition is."""
-    raw = await UserReads(store, settings.activity_partitions).inactivity_state(user_id)
+    raw = await UserReads(store).inactivity_state(user_id)
     return decode_state(raw) if raw is not None else None
 
 
@@ -64,7 +64,7 @@ async def flagged_users(
         else f"inactive:{threshold_label(threshold_ms or definitions.thresholds_ms[0])}"
     )
     flagged: list[FlaggedUser] = []
-    reads = UserReads(store, settings.activity_partitions)
+    reads = UserReads(store)
     async for user, raw in reads.scan_inactivity_states():
         state = decode_state(raw)
         flags = flags_of(state, definitions)

@@ -20,6 +20,7 @@ from stream.clients import new_admin, new_consumer
 from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore, StateAdmin
+from stream.store.definitions_store import DefinitionsStore
 from stream.topics import TopicNames
 
 
@@ -48,6 +49,8 @@ class RebuildPlan:
     community_seq: int = 0
     #: topic -> partitions on the broker (0 when the topic does not exist).
     partitions: dict[str, int] = field(default_factory=dict)
+    #: The key layout the stored state is in (None: no deployment record).
+    stored_layout: int | None = None
 
     def topic_partitions(self, topic: str) -> list[TopicPartition]:
         """Every partition of a topic."""
@@ -96,6 +99,8 @@ async def plan_rebuild(settings: Settings, store: RedisStore) -> RebuildPlan:
     )
     plan.community_seq = community.get(0, 0)
     plan.deleted_keys, plan.kept_keys = await StateAdmin(store).count_keys()
+    stored = await DefinitionsStore(store).stored()
+    plan.stored_layout = stored.layout if stored is not None else None
     return plan
 
 
@@ -108,6 +113,8 @@ async def rebuild(settings: Settings, store: RedisStore, plan: RebuildPlan) -> i
         await _rewind_group(settings, group, plan.topic_partitions(topic))
     admin = StateAdmin(store)
     deleted = await admin.delete_derived()
+    # A state of layout 1 (before the hash tags) keeps its initiatives under the old names.
+    await admin.move_layout1_initiatives()
     # The flag topics keep their records: new ones continue their numbering, so the publisher
     # neither skips them as already sent nor repeats a number a consumer has seen.
     await admin.continue_numbering(plan.flag_seqs, plan.community_seq)

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import RedisError
+from stream.store.errors import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,7 +33,7 @@ async def until_redis_answers(
     while True:
         try:
             return await call()
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             if on_error:
                 on_error(exc)
             if stopping is not None and stopping():

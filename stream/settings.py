@@ -129,10 +129,10 @@ class Settings(BaseSettings):
         description="How long a fetch waits for records; bounds the latency added by batching.",
     )
     user_buckets: int = Field(
-        16384,
+        1024,
         ge=1,
-        description="Hashes the user records are spread over; about users/64 keeps each "
-        "bucket compact. Changing it needs a rebuild (replay) of the state.",
+        description="Hashes the user records of each partition are spread over; about users/"
+        "(64 x partitions) keeps each bucket compact. Changing it needs a rebuild (replay).",
     )
     daily_active_retention_days: int = Field(
         35, ge=1, description="Days a per-day active-user set is kept in Redis."

@@ -10,7 +10,6 @@ publisher drains the single outbox.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any, Final
 
 from stream import jsonutil
@@ -19,12 +18,11 @@ from stream.analytics.days import iso_time
 from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.store import RedisStore
-from stream.store.outbox_store import OutboxKeys
-from stream.store.redis_store import text
+from stream.store.community_flag_store import CommunityFlagStore
+from stream.store.outbox_store import OutboxStore
 from stream.topics import TopicNames
 
 SCHEMA: Final = "esn.communities.flagged.v1"
-_SCRIPT = resources.files("stream.store").joinpath("community_flags.lua").read_text()
 #: flag -> (letter in the stored state, kind when it turns on, kind when it turns off)
 FLAGS: Final = {
     "orphaned": ("o", "orphaned", "orphaned_resolved"),
@@ -81,17 +79,16 @@ class CommunityFlagger:
     def __init__(self, settings: Settings, store: RedisStore) -> None:
         self.settings = settings
         self.store = store
-        self._commit = store.client.register_script(_SCRIPT)
+        self.flags = CommunityFlagStore(store)
         self.publisher: FlagPublisher | None = None
 
     async def start(self) -> None:
         """Create and connect the publisher (its producer needs the running loop)."""
-        keys = self.store.keys
         self.publisher = FlagPublisher(
             self.settings,
             self.store,
             topic=TopicNames.from_settings(self.settings).communities_flagged,
-            outbox=OutboxKeys.communities(keys),
+            outbox=OutboxStore.communities(self.store),
             key_field="community",
         )
         await self.publisher.start()
@@ -103,11 +100,7 @@ class CommunityFlagger:
 
     async def commit(self, communities: list[CommunityHealth], now_ms: int) -> int:
         """Commit the changes since the last evaluation; returns how many records were added."""
-        keys = self.store.keys
-        stored = {
-            text(k): text(v)
-            for k, v in (await self.store.client.hgetall(keys.community_states)).items()
-        }
+        stored = await self.flags.stored_states()
         lines = []
         for health in communities:
             old = stored.get(health.community, "")
@@ -118,18 +111,7 @@ class CommunityFlagger:
             for record in change_records(health, flags, now_ms, version):
                 payload = jsonutil.dumps(record).decode()
                 lines.append(f"{health.community}\t{old}\t{new}\t{record['event_id']}\t{payload}")
-        if not lines:
-            return 0
-        added = await self._commit(
-            keys=[
-                keys.community_states,
-                keys.community_outbox,
-                keys.community_outbox_seq,
-                keys.community_flags_ahead,
-            ],
-            args=["\n".join(lines)],
-        )
-        return int(added)
+        return await self.flags.commit(lines)
 
     async def publish(self) -> list[dict[str, Any]]:
         """Send the committed records not yet on the topic (call start() first)."""

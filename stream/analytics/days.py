@@ -43,5 +43,5 @@ async def clock_now_ms(store: RedisStore, settings: Settings) -> int:
     """The engine's now: the wall clock, or with ESN_CLOCK=event the highest event time folded."""
     if settings.clock == "wall":
         return int(time.time() * 1000)
-    watermarks = await FlagReads(store, settings.activity_partitions).event_watermarks()
+    watermarks = await FlagReads(store).event_watermarks()
     return max(watermarks.values(), default=0)

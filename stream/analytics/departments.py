@@ -29,7 +29,7 @@ async def department_figures(
     if not enabled:
         return {}
     # Raw states, decoded only for enabled profiles: most of the refresh's CPU otherwise.
-    raw_states = await UserReads(store, settings.activity_partitions).inactivity_states()
+    raw_states = await UserReads(store).inactivity_states()
     states = {u: decode_state(raw_states[u]) for u in enabled if u in raw_states}
     last_seen = await store.last_seen(sorted(enabled))
     window = definitions.thresholds_ms[0]

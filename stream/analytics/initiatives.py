@@ -146,12 +146,10 @@ async def initiative_figures(
 ) -> dict[str, Any]:
     """The initiative's users against everyone else, week by week since its start."""
     targeted = await InitiativeStore(store).users(initiative.name)
-    partitions = settings.activity_partitions
     histories = {
-        user: parse_history(raw)
-        for user, raw in (await FlagReads(store, partitions).flag_histories()).items()
+        user: parse_history(raw) for user, raw in (await FlagReads(store).flag_histories()).items()
     }
-    states = await UserReads(store, partitions).inactivity_states()
+    states = await UserReads(store).inactivity_states()
     known = set(states)
     enabled = {user for user, raw in states.items() if decode_state(raw).enabled}
     ends = week_ends(initiative.start_ms, now_ms)

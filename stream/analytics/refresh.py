@@ -51,7 +51,7 @@ class AnalyticsRefresher:
         started = time.perf_counter()
         store, metrics = self.store, self.metrics
         now_ms = await clock_now_ms(store, self.settings)
-        enabled = await FlagReads(store, self.settings.activity_partitions).enabled_users()
+        enabled = await FlagReads(store).enabled_users()
         tiers = await tier_counts(store, now_ms, enabled)
         for window, row in tiers.items():
             metrics.active_users.labels(window).set(row["active"])
@@ -118,7 +118,7 @@ async def flags_between(
 ) -> int:
     """Users flagged ``kind`` with a flag time in (after_ms, until_ms], minute resolution."""
     days = range(after_ms // MS_PER_DAY, until_ms // MS_PER_DAY + 1)
-    per_day = await FlagReads(store, settings.activity_partitions).flags_per_minute(kind, days)
+    per_day = await FlagReads(store).flags_per_minute(kind, days)
     total = 0
     for day, counts in per_day.items():
         for minute, count in counts.items():

@@ -99,7 +99,7 @@ async def summary(
     store: RedisStore, settings: Settings, definitions: Definitions, now_ms: int
 ) -> dict[str, Any]:
     """The headline figures now: users, flags, tiers, stickiness, communities, departments."""
-    counts = await FlagReads(store, settings.activity_partitions).inactivity_counts()
+    counts = await FlagReads(store).inactivity_counts()
     enabled = counts.get("enabled", 0)
     tiers = await tier_counts(store, now_ms, enabled)
     dau, mau = tiers["1d"]["active"], tiers["30d"]["active"]
@@ -149,7 +149,7 @@ async def user_view(
     profile, roles = (await DirectoryStore(store).profiles_and_roles([user_id]))[user_id]
     if state is None and inactivity is None and profile is None:
         raise NotFound(f"user {user_id!r} is not known")
-    reads = UserReads(store, settings.activity_partitions)
+    reads = UserReads(store)
     likes_in, mentions_in = await reads.interactions_received(user_id)
     counts = state.counts if state else {}
     return {

@@ -17,8 +17,7 @@ from stream.flags.publisher import FlagPublisher
 from stream.flags.release import InactivitySweeper
 from stream.metrics import PipelineMetrics
 from stream.settings import Settings
-from stream.store import RedisStore
-from stream.store.redis_store import text
+from stream.store import FlagReads, RedisStore
 from stream.timebounds import parse_duration_ms
 
 
@@ -28,6 +27,7 @@ class FlagCycle:
     def __init__(self, settings: Settings, store: RedisStore, metrics: PipelineMetrics) -> None:
         self.settings = settings
         self.store = store
+        self.reads = FlagReads(store)
         self.metrics = metrics
         self.definitions = definitions_from(settings)
         self.lateness_ms = parse_duration_ms(settings.allowed_lateness)
@@ -78,17 +78,14 @@ class FlagCycle:
     async def _watermark(self, partition: int) -> int | None:
         """The clock's now minus the allowed lateness (event clock: highest event time seen)."""
         if self.settings.clock == "event":
-            raw = await self.store.client.get(self.store.keys.watermark_source(partition))
-            if raw is None:
+            highest = await self.reads.event_watermark(partition)
+            if highest is None:
                 return None
-            return int(raw) - self.lateness_ms
+            return highest - self.lateness_ms
         return int(time.time() * 1000) - self.lateness_ms
 
     async def _refresh_user_gauges(self) -> None:
-        counts = {
-            text(k): int(v)
-            for k, v in (await self.store.client.hgetall(self.store.keys.inactivity_counts)).items()
-        }
+        counts = await self.reads.inactivity_counts()
         self.metrics.users_enabled.set(counts.get("enabled", 0))
         self.metrics.users_never_active.set(counts.get("never_active", 0))
         for threshold in self.definitions.thresholds_ms:

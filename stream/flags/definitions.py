@@ -27,6 +27,7 @@ from stream.settings import Settings
 #: Version of the encoding below; a new one needs a reader for the old.
 FORMAT: Final = 1
 DOC: Final = "docs/operations/config-changes.md"
+LAYOUT_DOC: Final = "docs/reference/redis.md#upgrading-from-layout-1"
 
 
 def encode_definitions(definitions: Definitions) -> str:
@@ -61,15 +62,18 @@ class DeploymentRecord:
     activity_types: str
     #: The definitions of partitions that carry no marker of their own (the first ones seen).
     definitions: str
+    #: The Redis key layout the state is stored in (stream/store/keys.py LAYOUT).
+    layout: int
 
 
-def deployment_record_from(settings: Settings) -> DeploymentRecord:
-    """The record a worker with these settings would write."""
+def deployment_record_from(settings: Settings, layout: int) -> DeploymentRecord:
+    """The record a worker with these settings, storing in key ``layout``, would write."""
     types = counting_types_from(settings)
     return DeploymentRecord(
         settings.user_buckets,
         ",".join(sorted(types)) if types else "",
         encode_definitions(definitions_from(settings)),
+        layout,
     )
 
 
@@ -79,6 +83,15 @@ def refusal(stored: DeploymentRecord, configured: DeploymentRecord) -> tuple[str
         "or stop every worker and run `esn-pulse rebuild --yes` to rebuild the state from "
         f"Kafka (see {DOC})"
     )
+    if stored.layout != configured.layout:
+        return (
+            f"refusing to start: the state in Redis is stored in key layout {stored.layout}, "
+            f"this version of ESN Pulse keeps it in layout {configured.layout} (a hash tag per "
+            "partition, for Redis Cluster)",
+            "stop every worker of the old version and run `esn-pulse rebuild --yes`: it deletes "
+            "the old keys (initiatives are kept) and the workers replay the topics into the new "
+            f"layout (see {LAYOUT_DOC})",
+        )
     if stored.user_buckets != configured.user_buckets:
         return (
             f"refusing to start: ESN_USER_BUCKETS is {configured.user_buckets} but the state in "

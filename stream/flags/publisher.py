@@ -31,7 +31,6 @@ from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.outbox_store import (
     BehindPublished,
-    OutboxKeys,
     OutboxStore,
     Reconciled,
 )
@@ -64,12 +63,12 @@ class FlagPublisher:
         settings: Settings,
         store: RedisStore,
         topic: str | None = None,
-        outbox: OutboxKeys | None = None,
+        outbox: OutboxStore | None = None,
         key_field: str = "user_id",
     ) -> None:
         self.settings = settings
         self.topic = topic or TopicNames.from_settings(settings).flagged
-        self.outbox = OutboxStore(store, outbox or OutboxKeys.users(store.keys))
+        self.outbox = outbox or OutboxStore.users(store)
         self.key_field = key_field
         #: partition -> the esn.seq last committed to it (by this producer or read from the tail).
         self.published: dict[int, int] = {}

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
 
 from stream import jsonutil
 from stream.flags.definitions import (
@@ -37,11 +35,10 @@ from stream.flags.state_codec import decode_state, encode_state
 from stream.fold import MS_PER_DAY
 from stream.store import DirectoryStore, RedisStore
 from stream.store.definitions_store import DefinitionsStore, PartitionDefinitions
-from stream.store.redis_store import text
+from stream.store.release_store import FlagMinute, ReleaseCommit, ReleaseStore
 
 log = logging.getLogger(__name__)
 
-_RELEASE_SCRIPT = resources.files("stream.store").joinpath("release.lua").read_text()
 #: Days the per-minute flag counts are kept after their day (the spike alert looks back 7 days).
 FLAG_MINUTES_DAYS = 9
 #: At most this many buffered changes per release: bounds memory and the Lua call's duration.
@@ -62,13 +59,12 @@ class InactivitySweeper:
 
     def __init__(self, store: RedisStore, definitions: Definitions) -> None:
         self.store = store
-        self.keys = store.keys
         self.definitions = definitions
         self.directory = DirectoryStore(store)
         self.markers = DefinitionsStore(store)
+        self.redis = ReleaseStore(store)
         #: The canonical text of the definitions, stored with each partition's states.
         self.encoded = encode_definitions(definitions)
-        self._commit = store.client.register_script(_RELEASE_SCRIPT)
 
     async def release(self, partition: int, watermark_ms: int) -> ReleaseResult:
         """Apply buffered changes and crossings up to ``watermark_ms`` for one partition.
@@ -81,60 +77,50 @@ class InactivitySweeper:
             partition, marker, watermark_ms
         ):
             return ReleaseResult([], 0, False)  # lost a race with another worker: go again
-        k, client = self.keys, self.store.client
-        version = await self._version(partition)
-        raw_members: list[Any] = await client.zrangebyscore(
-            k.reorder_buffer(partition), "-inf", watermark_ms, start=0, num=RELEASE_LIMIT
-        )
-        members = [text(m) for m in raw_members]
+        version = await self.redis.version(partition)
+        members = await self.redis.buffered(partition, watermark_ms, RELEASE_LIMIT)
         changes = sorted((parse_buffer_member(m) for m in members), key=change_order)
         complete = len(members) < RELEASE_LIMIT
         # With a capped batch, crossings may only run up to the last change taken.
         limit = watermark_ms if complete or not changes else changes[-1].at_ms
-        due_raw: list[Any] = await client.zrangebyscore(
-            k.due(partition), "-inf", limit, withscores=True
-        )
-        due = {text(user): int(score) for user, score in due_raw}
+        due = await self.redis.due(partition, limit)
         users = sorted({c.user_id for c in changes} | set(due))
         if not users:
             if marker.released_ms is None or limit > marker.released_ms:
                 # Nothing changes up to the limit: the states hold there too. Recorded, so that
                 # a migration knows the instant they are as of (see migrate).
-                await self._commit(
-                    keys=self._commit_keys(partition),
-                    args=[""] * 8
-                    + [str(partition), self.encoded, self.encoded, str(limit), version, ""],
+                await self.redis.commit(
+                    partition, ReleaseCommit(self.encoded, self.encoded, str(limit), version)
                 )
             return ReleaseResult([], 0, complete)
-        stored = await client.hmget(k.inactivity_states(partition), users)
-        states = {u: decode_state(text(raw)) for u, raw in zip(users, stored, strict=True) if raw}
+        stored = await self.redis.states(partition, users)
+        states = {u: decode_state(raw) for u, raw in stored.items()}
         before = {u: _counted(s, self.definitions) for u, s in states.items()}
         machine = InactivityMachine(self.definitions, states=states)
         for user, at in due.items():
             machine.schedule_at(user, at)
         transitions = machine.release(changes, limit)
         enrichment = await self.directory.profiles_and_roles(
-            sorted({t.user_id for t in transitions})
+            sorted({t.user_id for t in transitions}), partition
         )
         records = [flag_record(t, *enrichment[t.user_id]) for t in transitions]
-        seq = await self._commit(
-            keys=self._commit_keys(partition),
-            args=[
-                "\n".join(f"{u}\t{encode_state(s)}" for u, s in machine.states.items()),
-                "\n".join(f"{u}\t{at}" for u, at in machine.due.items()),
-                "\n".join(u for u in machine.states if u not in machine.due),
-                "\n".join(members),
-                "\n".join(jsonutil.dumps(r).decode() for r in records),
-                "\n".join(_count_deltas(before, machine.states, self.definitions)),
-                "\n".join(history_lines(transitions, self.definitions)),
-                "\n".join(self._minute_lines(transitions)),
-                str(partition),
+        seq = await self.redis.commit(
+            partition,
+            ReleaseCommit(
                 self.encoded,
                 self.encoded,
                 str(limit),
                 version,
-                "\n".join(r["event_id"] for r in records),
-            ],
+                states={u: encode_state(s) for u, s in machine.states.items()},
+                due=machine.due,
+                not_due=[u for u in machine.states if u not in machine.due],
+                released_members=members,
+                records=[jsonutil.dumps(r).decode() for r in records],
+                event_ids=[r["event_id"] for r in records],
+                count_deltas=_count_deltas(before, machine.states, self.definitions),
+                history=history_lines(transitions, self.definitions),
+                minutes=self._minutes(transitions),
+            ),
         )
         if int(seq) < 0:
             # Migrated or released by another worker since it was read: read it again.
@@ -169,32 +155,30 @@ class InactivitySweeper:
         # The states are as of the last release; before markers existed it was not stored, and
         # the clock's now is the best bound (see docs/operations/config-changes.md).
         released = marker.released_ms if marker.released_ms is not None else watermark_ms
-        version = await self._version(partition)
+        version = await self.redis.version(partition)
         raw_states, due = await self.markers.partition_states(partition)
         states = {user: decode_state(raw) for user, raw in raw_states.items()}
         plan = migrate_partition(states, due, old, self.definitions, released)
         enrichment = await self.directory.profiles_and_roles(
-            sorted({t.user_id for t in plan.transitions})
+            sorted({t.user_id for t in plan.transitions}), partition
         )
         records = [flag_record(t, *enrichment[t.user_id], migrated=True) for t in plan.transitions]
-        seq = await self._commit(
-            keys=self._commit_keys(partition),
-            args=[
-                "\n".join(f"{u}\t{encode_state(s)}" for u, s in plan.states.items()),
-                "\n".join(f"{u}\t{at}" for u, at in plan.due.items()),
-                "\n".join(plan.not_due),
-                "",
-                "\n".join(jsonutil.dumps(r).decode() for r in records),
-                "\n".join(_migration_count_deltas(states, plan, old, self.definitions)),
-                "\n".join(f"{u}\t{HISTORY_CODES[kind]}@{at}" for u, kind, at in plan.history),
-                "\n".join(self._minute_lines(plan.transitions)),
-                str(partition),
+        seq = await self.redis.commit(
+            partition,
+            ReleaseCommit(
                 marker.definitions or "",
                 self.encoded,
                 "",
                 version,
-                "\n".join(r["event_id"] for r in records),
-            ],
+                states={u: encode_state(s) for u, s in plan.states.items()},
+                due=plan.due,
+                not_due=plan.not_due,
+                records=[jsonutil.dumps(r).decode() for r in records],
+                event_ids=[r["event_id"] for r in records],
+                count_deltas=_migration_count_deltas(states, plan, old, self.definitions),
+                history=[f"{u}\t{HISTORY_CODES[kind]}@{at}" for u, kind, at in plan.history],
+                minutes=self._minutes(plan.transitions),
+            ),
         )
         if int(seq) < 0:
             return False
@@ -213,28 +197,7 @@ class InactivitySweeper:
             )
         return True
 
-    def _commit_keys(self, partition: int) -> list[str]:
-        """KEYS of release.lua, in its order."""
-        k = self.keys
-        return [
-            k.inactivity_states(partition),
-            k.due(partition),
-            k.reorder_buffer(partition),
-            k.outbox(partition),
-            k.outbox_seq(partition),
-            k.inactivity_counts,
-            k.flag_history(partition),
-            k.inactivity_definitions,
-            k.release_version(partition),
-            k.flags_ahead(partition),
-        ]
-
-    async def _version(self, partition: int) -> str:
-        """The partition's release version, read before its states (the commit's check)."""
-        raw = await self.store.client.get(self.keys.release_version(partition))
-        return text(raw) if raw is not None else "0"
-
-    def _minute_lines(self, transitions: list[Transition]) -> list[str]:
+    def _minutes(self, transitions: list[Transition]) -> list[FlagMinute]:
         """Flags per minute of their (event) time: the inactivity-spike alert's windows."""
         per_minute: dict[tuple[str, int, int], int] = {}
         first = self.definitions.thresholds_ms[0]
@@ -247,8 +210,7 @@ class InactivitySweeper:
         # history (engine time) still needs its last week's counts.
         floor = int(time.time()) + FLAG_MINUTES_DAYS * 86_400
         return [
-            f"{self.keys.flag_minutes(kind, day)}\t{minute}\t{count}\t"
-            f"{max(floor, (day + 1 + FLAG_MINUTES_DAYS) * 86_400)}"
+            FlagMinute(kind, day, minute, count, max(floor, (day + 1 + FLAG_MINUTES_DAYS) * 86_400))
             for (kind, day, minute), count in per_minute.items()
         ]
 

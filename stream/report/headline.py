@@ -42,7 +42,7 @@ def flagged_counts(histories: dict[str, list[tuple[int, str]]], at_ms: int) -> d
 
 async def flag_histories(store: RedisStore, settings: Settings) -> dict[str, list[tuple[int, str]]]:
     """Every user's flag history, parsed."""
-    stored = await FlagReads(store, settings.activity_partitions).flag_histories()
+    stored = await FlagReads(store).flag_histories()
     return {user: parse_history(raw) for user, raw in stored.items()}
 
 

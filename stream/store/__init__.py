@@ -5,11 +5,19 @@ from stream.store.community_reads import CommunityActivity, CommunityReads
 from stream.store.directory_store import DirectoryStore, Profile
 from stream.store.flag_reads import FlagReads
 from stream.store.initiative_store import InitiativeStore
-from stream.store.keys import RedisKeys
+from stream.store.keys import LAYOUT, RedisKeys
 from stream.store.redis_store import ApplyOutcome, RedisStore, UserState
 from stream.store.state_admin import StateAdmin
 from stream.store.user_reads import UserReads
 
-__all__ = ["ApplyOutcome", "DirectoryStore", "Profile", "RedisKeys", "RedisStore", "UserState"]
+__all__ = [
+    "LAYOUT",
+    "ApplyOutcome",
+    "DirectoryStore",
+    "Profile",
+    "RedisKeys",
+    "RedisStore",
+    "UserState",
+]
 __all__ += ["AnalyticsReads", "CommunityActivity", "CommunityReads", "FlagReads", "InitiativeStore"]
 __all__ += ["StateAdmin", "TopItems", "UserReads"]

@@ -8,9 +8,11 @@ HyperLogLogs and sorted sets) before handing plain values back.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from stream.store.keys import PartitionKeys
 from stream.store.redis_store import RedisStore, text
 
 
@@ -25,75 +27,109 @@ class TopItems:
 
 
 class AnalyticsReads:
-    """Figures the analytics read, over one store."""
+    """Figures the analytics read, over one store: each kept per partition, merged here."""
 
     def __init__(self, store: RedisStore) -> None:
+        self._store = store
         self._client = store.client
         self._keys = store.keys
+
+    async def _per_partition(self, queue: Callable[[Any, PartitionKeys], None]) -> list[list[Any]]:
+        """Run ``queue(pipe, keys)`` for every partition in one pipeline; replies per partition."""
+        partitions = await self._store.partitions()
+        async with self._client.pipeline(transaction=False) as pipe:
+            sizes = []
+            for p in partitions:
+                before = len(pipe)
+                queue(pipe, self._keys.partition(p))
+                sizes.append(len(pipe) - before)
+            replies = await pipe.execute() if partitions else []
+        out, start = [], 0
+        for size in sizes:
+            out.append(replies[start : start + size])
+            start += size
+        return out
 
     async def daily_counts(self, name: str, days: Sequence[int]) -> dict[int, int]:
         """day number -> value of an exact daily counter ("a", "p", "c", "n"); 0 when unset."""
         if not days:
             return {}
-        raw = await self._client.hmget(self._keys.stats(name), [str(d) for d in days])
-        return {
-            day: int(value) if value is not None else 0
-            for day, value in zip(days, raw, strict=True)
-        }
+        fields = [str(d) for d in days]
+        out = dict.fromkeys(days, 0)
+        for (raw,) in await self._per_partition(lambda pipe, k: pipe.hmget(k.stats(name), fields)):
+            for day, value in zip(days, raw, strict=True):
+                out[day] += int(value) if value is not None else 0
+        return out
 
     async def window_users(self, tier: str, first_ms: int) -> int:
         """Users of a tier ("a", "p", "c") whose last event of it is at or after ``first_ms``."""
-        return int(await self._client.zcount(self._keys.tier_last(tier), first_ms, "+inf"))
+        replies = await self._per_partition(
+            lambda pipe, k: pipe.zcount(k.tier_last(tier), first_ms, "+inf")
+        )
+        return sum(int(count) for (count,) in replies)
 
     async def window_distinct(self, tier: str, days: Sequence[int], window: int) -> dict[int, int]:
-        """day -> distinct users of a tier in the ``window`` days ending with it (HLL union)."""
-        async with self._client.pipeline(transaction=False) as pipe:
+        """day -> distinct users of a tier in the ``window`` days ending with it.
+
+        One multi-day PFCOUNT per partition (its days share its slot), summed: a user is in one
+        partition only, so the partitions' distinct users add up.
+        """
+
+        def queue(pipe: Any, k: PartitionKeys) -> None:
             for day in days:
-                pipe.pfcount(
-                    *[self._keys.tier_hll(tier, d) for d in range(day - window + 1, day + 1)]
-                )
-            replies = await pipe.execute()
-        return {day: int(count) for day, count in zip(days, replies, strict=True)}
+                pipe.pfcount(*[k.tier_hll(tier, d) for d in range(day - window + 1, day + 1)])
+
+        out = dict.fromkeys(days, 0)
+        for replies in await self._per_partition(queue):
+            for day, count in zip(days, replies, strict=True):
+                out[day] += int(count)
+        return out
 
     async def daily_events(self, days: Sequence[int]) -> dict[int, int]:
         """day -> valid activity events of that day, all types."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            for day in days:
-                pipe.hvals(self._keys.content(day))
-            replies = await pipe.execute()
-        return {day: sum(int(v) for v in values) for day, values in zip(days, replies, strict=True)}
+        return {day: sum(mix.values()) for day, mix in (await self.content_mix(days)).items()}
 
     async def content_mix(self, days: Sequence[int]) -> dict[int, Counter[tuple[str, str]]]:
         """day -> (event type, object type) -> events, in one round trip."""
-        async with self._client.pipeline(transaction=False) as pipe:
+
+        def queue(pipe: Any, k: PartitionKeys) -> None:
             for day in days:
-                pipe.hgetall(self._keys.content(day))
-            replies = await pipe.execute()
-        out: dict[int, Counter[tuple[str, str]]] = {}
-        for day, mix in zip(days, replies, strict=True):
-            counts: Counter[tuple[str, str]] = Counter()
-            for field, count in mix.items():
-                event_type, _, object_type = text(field).partition("|")
-                counts[event_type, object_type] += int(count)
-            out[day] = counts
+                pipe.hgetall(k.content(day))
+
+        out: dict[int, Counter[tuple[str, str]]] = {day: Counter() for day in days}
+        for replies in await self._per_partition(queue):
+            for day, mix in zip(days, replies, strict=True):
+                for field, count in mix.items():
+                    event_type, _, object_type = text(field).partition("|")
+                    out[day][event_type, object_type] += int(count)
         return out
 
     async def top_items(self, days: Sequence[int], limit: int) -> TopItems:
         """The ``limit`` items with the most interactions summed over ``days``."""
-        keys = [self._keys.top_items("d", d) for d in days]
-        async with self._client.pipeline(transaction=False) as pipe:
-            # Whole sketches (at most ESN_TOP_ITEMS_CAPACITY items a day): ties at the cut are
-            # then broken by item, independently of Redis's order among equal scores.
-            pipe.zunion(keys, withscores=True)
-            pipe.mget([key + ":evicted" for key in keys])
-            ranked, evicted = await pipe.execute()
-        counted = sorted((-int(score), text(member)) for member, score in ranked)[:limit]
-        return TopItems(
-            ranked=[(item, -negative) for negative, item in counted],
-            error_bound=sum(int(b) for b in evicted if b is not None),
-        )
+        if not days:
+            return TopItems([], 0)
+
+        def queue(pipe: Any, k: PartitionKeys) -> None:
+            # Whole sketches (at most ESN_TOP_ITEMS_CAPACITY items a day and partition): ties at
+            # the cut are then broken by item, independently of Redis's order among equal scores.
+            pipe.zunion([k.top_items("d", d) for d in days], withscores=True)
+            pipe.mget([k.top_items_evicted("d", d) for d in days])
+
+        totals: Counter[str] = Counter()
+        bound = 0
+        for ranked, evicted in await self._per_partition(queue):
+            for member, score in ranked:
+                totals[text(member)] += int(score)
+            bound += sum(int(b) for b in evicted if b is not None)
+        counted = sorted((-count, item) for item, count in totals.items())[:limit]
+        return TopItems(ranked=[(item, -negative) for negative, item in counted], error_bound=bound)
 
     async def first_activity_minutes(self, day: int) -> dict[int, int]:
         """minute of ``day`` -> users whose first activity that day was at that minute."""
-        raw = await self._client.hgetall(self._keys.day_progression(day))
-        return {int(text(minute)): int(users) for minute, users in raw.items()}
+        out: Counter[int] = Counter()
+        for (raw,) in await self._per_partition(
+            lambda pipe, k: pipe.hgetall(k.day_progression(day))
+        ):
+            for minute, users in raw.items():
+                out[int(text(minute))] += int(users)
+        return dict(out)

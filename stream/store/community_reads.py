@@ -19,16 +19,25 @@ class CommunityReads:
     """Community activity figures, merged over however many keys hold them."""
 
     def __init__(self, store: RedisStore) -> None:
+        self._store = store
         self._client = store.client
         self._keys = store.keys
 
     async def community_figures(self) -> CommunityActivity:
-        """Last activity and event counts of every community an event named, in one round trip."""
+        """Last activity and event counts of every community an event named, in one round trip.
+
+        Each partition counts the events of its users: the latest time wins, counts add up.
+        """
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self._keys.community_last)
-            pipe.hgetall(self._keys.community_events)
-            raw_last, raw_events = await pipe.execute()
-        return CommunityActivity(
-            last_activity={text(k): int(v) for k, v in raw_last.items()},
-            events={text(k): int(v) for k, v in raw_events.items()},
-        )
+            for p in await self._store.partitions():
+                pipe.hgetall(self._keys.partition(p).community_last)
+                pipe.hgetall(self._keys.partition(p).community_events)
+            replies = await pipe.execute()
+        last: dict[str, int] = {}
+        events: dict[str, int] = {}
+        for raw_last, raw_events in zip(replies[::2], replies[1::2], strict=True):
+            for k, v in raw_last.items():
+                last[text(k)] = max(last.get(text(k), 0), int(v))
+            for k, v in raw_events.items():
+                events[text(k)] = events.get(text(k), 0) + int(v)
+        return CommunityActivity(last_activity=last, events=events)

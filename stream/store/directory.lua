@@ -1,22 +1,28 @@
 -- Fold a batch of directory records: for each profile and each (community, role) membership the
 -- record with the latest `updated` wins, ties broken by content, so any arrival order and any
 -- replay end in the same state.
+-- One call per partition: every key lives in that partition's hash slot.
+-- KEYS: 1 the set of every community a membership of the partition named (read instead of a
+--       key SCAN), then every key the call touches: the profile buckets, the users' membership
+--       hashes and the community role sets (a key an argument names but not declared is a bad
+--       call: a Redis Cluster routes a script by its declared keys only)
 -- ARGV: 1 profile bucket prefix, 2 membership prefix, 3 community prefix,
 --       4 profiles: lines "bucket\tuser\tupdated_ms\tstatus\tcreated_ms\tdepartment\tname",
---       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms",
---       6 the set of every community ever named by a membership (read instead of a key SCAN)
+--       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms"
 -- Every argument is checked before the first write: a bad call fails and leaves nothing behind.
 -- Returns {profiles changed, memberships changed}.
 local function fail(message)
   return redis.error_reply('directory.lua: ' .. message)
 end
-if #KEYS ~= 0 or #ARGV ~= 6 then
-  return fail('expects 0 keys and 6 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS < 1 or #ARGV ~= 5 then
+  return fail('expects at least 1 key and 5 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 for i = 1, 3 do
   if ARGV[i] == '' then return fail('ARGV[' .. i .. '] (a key prefix) is empty') end
 end
-if ARGV[6] == '' then return fail('ARGV[6] (the community registry key) is empty') end
+local declared = {}
+for i = 1, #KEYS do declared[KEYS[i]] = true end
+local registry = KEYS[1]
 local profile_prefix, membership_prefix, community_prefix = ARGV[1], ARGV[2], ARGV[3]
 local STATUS = {enabled = true, disabled = true}
 local ROLE = {owner = true, member = true, follower = true}
@@ -34,6 +40,9 @@ for line in string.gmatch(ARGV[4], '[^\n]+') do
     return fail('ARGV[4] line ' .. n .. ' is not bucket, user, updated, status, created, '
       .. 'department, name')
   end
+  if not declared[profile_prefix .. bucket] then
+    return fail('ARGV[4] line ' .. n .. ' names an undeclared key: ' .. profile_prefix .. bucket)
+  end
   profile_lines[n] = {profile_prefix .. bucket, user, tonumber(updated), rest}
 end
 
@@ -45,6 +54,10 @@ for line in string.gmatch(ARGV[5], '[^\n]+') do
     string.match(line, '^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t(%-?%d+)$')
   if not user or not ROLE[role] or not OP[op] then
     return fail('ARGV[5] line ' .. n .. ' is not user, community, role, op, updated')
+  end
+  if not declared[membership_prefix .. user]
+    or not declared[community_prefix .. community .. ':' .. role] then
+    return fail('ARGV[5] line ' .. n .. ' names an undeclared key')
   end
   membership_lines[n] = {user, community, role, op, tonumber(updated)}
 end
@@ -77,7 +90,7 @@ for _, m in ipairs(membership_lines) do
     local members = community_prefix .. community .. ':' .. role
     if op == 'add' then
       redis.call('SADD', members, user)
-      redis.call('SADD', ARGV[6], community)
+      redis.call('SADD', registry, community)
     else
       redis.call('SREM', members, user)
     end

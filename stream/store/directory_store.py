@@ -9,7 +9,7 @@ from importlib import resources
 from stream.directory import MembershipV1, ProfileV1, updated_ms
 from stream.events import epoch_ms
 from stream.flags.machine import buffer_member_for_profile
-from stream.store.redis_store import RedisStore, text
+from stream.store.redis_store import RedisStore, run_scripts, text
 
 _DIRECTORY_SCRIPT = resources.files("stream.store").joinpath("directory.lua").read_text()
 _ENRICH_SCRIPT = resources.files("stream.store").joinpath("enrich.lua").read_text()
@@ -30,8 +30,18 @@ class Profile:
     display_name: str | None
 
 
+#: A directory record and the partition it was read from (its user's partition).
+PartitionRecord = tuple[int, ProfileV1 | MembershipV1]
+#: A user's profile and their memberships as stored ("community\trole" -> "updated\top").
+_Stored = tuple["Profile | None", dict[str, str]]
+
+
 class DirectoryStore:
-    """Profiles and memberships, sharing the activity store's client, keys and buckets."""
+    """Profiles and memberships, sharing the activity store's client, keys and buckets.
+
+    Each partition keeps the directory of its own users (the directory topic is keyed by user
+    id like the activity); reads that do not know a user's partition ask every partition.
+    """
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
@@ -39,13 +49,34 @@ class DirectoryStore:
         self._fold = store.client.register_script(_DIRECTORY_SCRIPT)
         self._enrich = store.client.register_script(_ENRICH_SCRIPT)
 
-    async def apply(self, records: Sequence[ProfileV1 | MembershipV1]) -> tuple[int, int]:
+    async def apply(self, records: Sequence[PartitionRecord]) -> tuple[int, int]:
         """Fold a batch (latest update wins); returns (profiles changed, memberships changed)."""
+        by_partition: dict[int, list[ProfileV1 | MembershipV1]] = {}
+        for partition, record in records:
+            by_partition.setdefault(partition, []).append(record)
+        calls = [self._fold_call(p, batch) for p, batch in sorted(by_partition.items())]
+        await self.store.register_partitions(by_partition)
+        profiles = memberships = 0
+        for reply in await run_scripts(self.store.client, self._fold, calls):
+            if isinstance(reply, Exception):
+                raise reply
+            profiles += int(reply[0])
+            memberships += int(reply[1])
+        return profiles, memberships
+
+    def _fold_call(
+        self, partition: int, records: Sequence[ProfileV1 | MembershipV1]
+    ) -> tuple[list[str], list[str]]:
+        """The KEYS and ARGV of directory.lua for one partition's records."""
+        k = self.keys.partition(partition)
+        touched: dict[str, None] = {k.community_registry: None}
         profiles, memberships = [], []
         for record in records:
             if isinstance(record, ProfileV1):
+                bucket = self.store.bucket_of(record.user_id)
+                touched[k.profile_bucket(bucket)] = None
                 fields = (
-                    str(self.store.bucket_of(record.user_id)),
+                    str(bucket),
                     record.user_id,
                     str(updated_ms(record)),
                     record.status,
@@ -55,6 +86,8 @@ class DirectoryStore:
                 )
                 profiles.append("\t".join(fields))
             else:
+                touched[k.memberships(record.user_id)] = None
+                touched[k.community_role(record.community, record.role)] = None
                 membership = (
                     record.user_id,
                     record.community,
@@ -63,17 +96,14 @@ class DirectoryStore:
                     str(updated_ms(record)),
                 )
                 memberships.append("\t".join(membership))
-        k = self.keys
         args = [
             k.profile_prefix,
             k.membership_prefix,
             k.community_prefix,
             "\n".join(profiles),
             "\n".join(memberships),
-            k.community_registry,
         ]
-        changed_profiles, changed_memberships = await self._fold(keys=[], args=args)
-        return int(changed_profiles), int(changed_memberships)
+        return list(touched), args
 
     async def buffer_profiles(self, profiles: Sequence[tuple[int, ProfileV1]]) -> None:
         """Add (partition, profile) versions to their partitions' reorder buffers (idempotent)."""
@@ -85,7 +115,7 @@ class DirectoryStore:
                 member = buffer_member_for_profile(
                     at, profile.user_id, profile.status == "enabled", epoch_ms(profile.created)
                 )
-                pipe.zadd(self.keys.reorder_buffer(partition), {member: at})
+                pipe.zadd(self.keys.partition(partition).reorder_buffer, {member: at})
             await pipe.execute()
 
     async def profile(self, user_id: str) -> Profile | None:
@@ -97,69 +127,125 @@ class DirectoryStore:
         return (await self.profiles_and_roles([user_id]))[user_id][1]
 
     async def profiles_and_roles(
-        self, user_ids: Sequence[str]
+        self, user_ids: Sequence[str], partition: int | None = None
     ) -> dict[str, tuple[Profile | None, dict[str, list[str]]]]:
-        """Profile and roles of many users, one script call per chunk of users."""
-        out: dict[str, tuple[Profile | None, dict[str, list[str]]]] = {}
-        k = self.keys
-        for start in range(0, len(user_ids), _ENRICH_CHUNK):
-            chunk = user_ids[start : start + _ENRICH_CHUNK]
-            args = [k.profile_prefix, k.membership_prefix]
-            for user_id in chunk:
-                args += [str(self.store.bucket_of(user_id)), user_id]
-            entries = text(await self._enrich(keys=[], args=args)).split("\x1d")
-            for user_id, entry in zip(chunk, entries, strict=True):
+        """Profile and roles of many users, one script call per chunk of users and partition.
+
+        ``partition``: the users' partition when the caller knows it (a release enriching its
+        own flags); else every partition is asked and the latest record of each wins.
+        """
+        partitions = [partition] if partition is not None else await self.store.partitions()
+        found: dict[str, _Stored] = {user_id: (None, {}) for user_id in user_ids}
+        calls, chunks = [], []
+        for p in partitions:
+            k = self.keys.partition(p)
+            for start in range(0, len(user_ids), _ENRICH_CHUNK):
+                chunk = user_ids[start : start + _ENRICH_CHUNK]
+                keys: dict[str, None] = {}
+                args = [k.profile_prefix, k.membership_prefix]
+                for user_id in chunk:
+                    bucket = self.store.bucket_of(user_id)
+                    keys[k.profile_bucket(bucket)] = None
+                    keys[k.memberships(user_id)] = None
+                    args += [str(bucket), user_id]
+                calls.append((list(keys), args))
+                chunks.append(chunk)
+        replies = await run_scripts(self.store.client, self._enrich, calls)
+        for chunk, reply in zip(chunks, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            for user_id, entry in zip(chunk, text(reply).split("\x1d"), strict=True):
                 raw_profile, *memberships = entry.split("\x1f")
-                raw_roles = dict(m.split("\x1e", 1) for m in memberships)
-                out[user_id] = (_profile(user_id, raw_profile or None), _roles(raw_roles))
-        return out
+                stored = (
+                    _profile(user_id, raw_profile or None),
+                    dict(m.split("\x1e", 1) for m in memberships),
+                )
+                found[user_id] = _latest(found[user_id], stored)
+        return {u: (profile, _roles(raw)) for u, (profile, raw) in found.items()}
 
     async def community_members(self, community: str, role: str) -> set[str]:
-        """Users holding ``role`` in ``community``."""
-        members = await self.store.client.smembers(self.keys.community_role(community, role))
-        return {text(member) for member in members}
+        """Users holding ``role`` in ``community`` (the union over partitions)."""
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for p in await self.store.partitions():
+                pipe.smembers(self.keys.partition(p).community_role(community, role))
+            replies = await pipe.execute()
+        return {text(member) for members in replies for member in members}
 
     async def profiles(self, user_ids: Sequence[str]) -> dict[str, Profile]:
         """The profiles of those users the directory knows, in one round trip."""
+        partitions = await self.store.partitions()
         async with self.store.client.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
-                pipe.hget(self.keys.profile_bucket(self.store.bucket_of(user_id)), user_id)
+                bucket = self.store.bucket_of(user_id)
+                for p in partitions:
+                    pipe.hget(self.keys.partition(p).profile_bucket(bucket), user_id)
             replies = await pipe.execute()
-        found = (_profile(u, raw) for u, raw in zip(user_ids, replies, strict=True))
-        return {profile.user_id: profile for profile in found if profile is not None}
+        out: dict[str, Profile] = {}
+        width = len(partitions)
+        for index, user_id in enumerate(user_ids):
+            for raw in replies[index * width : (index + 1) * width]:
+                profile = _profile(user_id, raw)
+                if profile is not None and (
+                    user_id not in out or profile.updated_ms > out[user_id].updated_ms
+                ):
+                    out[user_id] = profile
+        return out
 
     async def all_profiles(self) -> dict[str, Profile]:
         """Every profile (reads every bucket: analytics refreshes and reports)."""
         out: dict[str, Profile] = {}
-        async with self.store.client.pipeline(transaction=False) as pipe:
-            for bucket in range(self.store.user_buckets):
-                pipe.hgetall(self.keys.profile_bucket(bucket))
-            for records in await pipe.execute():
-                for user, raw in records.items():
-                    profile = _profile(text(user), raw)
-                    if profile is not None:
-                        out[profile.user_id] = profile
+        for p in await self.store.partitions():
+            k = self.keys.partition(p)
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for bucket in range(self.store.user_buckets):
+                    pipe.hgetall(k.profile_bucket(bucket))
+                for records in await pipe.execute():
+                    for user, raw in records.items():
+                        profile = _profile(text(user), raw)
+                        if profile is not None and (
+                            profile.user_id not in out
+                            or profile.updated_ms > out[profile.user_id].updated_ms
+                        ):
+                            out[profile.user_id] = profile
         return out
 
     async def all_communities(self) -> dict[str, dict[str, set[str]]]:
         """Community -> role -> users, for every community with a current member."""
-        names = sorted(
-            text(c) for c in await self.store.client.smembers(self.keys.community_registry)
-        )
-        async with self.store.client.pipeline(transaction=False) as pipe:
-            for community in names:
-                for role in ROLES:
-                    pipe.smembers(self.keys.community_role(community, role))
-            replies = await pipe.execute()
         out: dict[str, dict[str, set[str]]] = {}
-        for index, community in enumerate(names):
-            roles = {
-                role: {text(m) for m in replies[index * len(ROLES) + offset]}
-                for offset, role in enumerate(ROLES)
-            }
-            if any(roles.values()):
-                out[community] = roles
-        return out
+        for p in await self.store.partitions():
+            k = self.keys.partition(p)
+            names = sorted(text(c) for c in await self.store.client.smembers(k.community_registry))
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for community in names:
+                    for role in ROLES:
+                        pipe.smembers(k.community_role(community, role))
+                replies = await pipe.execute()
+            for index, community in enumerate(names):
+                roles = out.setdefault(community, {role: set() for role in ROLES})
+                for offset, role in enumerate(ROLES):
+                    roles[role] |= {text(m) for m in replies[index * len(ROLES) + offset]}
+        return {c: roles for c, roles in out.items() if any(roles.values())}
+
+
+def _latest(held: _Stored, other: _Stored) -> _Stored:
+    """Two partitions' records of one user merged: the latest profile, the latest membership
+    record per community and role (only a producer keying one user to two partitions makes two)."""
+    profile, memberships = held
+    other_profile, other_memberships = other
+    if other_profile is not None and (
+        profile is None or other_profile.updated_ms > profile.updated_ms
+    ):
+        profile = other_profile
+    merged = dict(memberships)
+    for field, value in other_memberships.items():
+        if field not in merged or _updated(value) > _updated(merged[field]):
+            merged[field] = value
+    return profile, merged
+
+
+def _updated(value: str) -> int:
+    head = value.partition("\t")[0]
+    return int(head) if head.lstrip("-").isdigit() else -1
 
 
 def _profile(user_id: str, raw: bytes | str | None) -> Profile | None:

@@ -14,51 +14,60 @@ from stream.store.redis_store import RedisStore, text
 class FlagReads:
     """What the flag lifecycle wrote, read for reports, gauges and the demo."""
 
-    def __init__(self, store: RedisStore, partitions: int) -> None:
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
         self._client = store.client
         self._keys = store.keys
-        #: Activity partitions (ESN_ACTIVITY_PARTITIONS): per-partition figures span them all.
-        self._partitions = partitions
 
     async def inactivity_counts(self) -> dict[str, int]:
         """The engine's counters: "enabled", "never_active", "inactive:<threshold>" -> users."""
-        raw = await self._client.hgetall(self._keys.inactivity_counts)
-        return {text(k): int(v) for k, v in raw.items()}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for p in await self._store.partitions():
+                pipe.hgetall(self._keys.partition(p).inactivity_counts)
+            replies = await pipe.execute()
+        out: dict[str, int] = {}
+        for raw in replies:
+            for k, v in raw.items():
+                out[text(k)] = out.get(text(k), 0) + int(v)
+        return out
 
     async def enabled_users(self) -> int:
         """Users with an enabled profile (0 before the first count)."""
-        raw = await self._client.hget(self._keys.inactivity_counts, "enabled")
-        return int(text(raw)) if raw is not None else 0
+        return (await self.inactivity_counts()).get("enabled", 0)
 
     async def flag_histories(self) -> dict[str, str]:
         """user -> stored flag history ("i@ms,r@ms,..."), every partition's users."""
         async with self._client.pipeline(transaction=False) as pipe:
-            for partition in range(self._partitions):
-                pipe.hgetall(self._keys.flag_history(partition))
+            for p in await self._store.partitions():
+                pipe.hgetall(self._keys.partition(p).flag_history)
             replies = await pipe.execute()
         return {text(u): text(raw) for reply in replies for u, raw in reply.items()}
 
     async def flags_per_minute(self, kind: str, days: Sequence[int]) -> dict[int, dict[int, int]]:
         """day -> minute of the day -> users flagged ``kind`` at that minute of event time."""
+        partitions = await self._store.partitions()
         async with self._client.pipeline(transaction=False) as pipe:
-            for day in days:
-                pipe.hgetall(self._keys.flag_minutes(kind, day))
+            for p in partitions:
+                for day in days:
+                    pipe.hgetall(self._keys.partition(p).flag_minutes(kind, day))
             replies = await pipe.execute()
-        return {
-            day: {int(text(minute)): int(count) for minute, count in counts.items()}
-            for day, counts in zip(days, replies, strict=True)
-        }
+        out: dict[int, dict[int, int]] = {day: {} for day in days}
+        for index, counts in enumerate(replies):
+            minutes = out[days[index % len(days)]]
+            for minute, count in counts.items():
+                minutes[int(text(minute))] = minutes.get(int(text(minute)), 0) + int(count)
+        return out
 
     async def event_watermarks(self) -> dict[int, int]:
         """partition -> highest event time folded (partitions with none left out)."""
-        keys = [self._keys.watermark_source(p) for p in range(self._partitions)]
-        return {
-            partition: int(raw)
-            for partition, raw in enumerate(await self._client.mget(keys))
-            if raw is not None
-        }
+        partitions = await self._store.partitions()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                pipe.get(self._keys.partition(p).watermark_source)
+            replies = await pipe.execute()
+        return {p: int(raw) for p, raw in zip(partitions, replies, strict=True) if raw is not None}
 
     async def event_watermark(self, partition: int) -> int | None:
         """Highest event time folded by one partition, None before its first event."""
-        raw = await self._client.get(self._keys.watermark_source(partition))
+        raw = await self._client.get(self._keys.partition(partition).watermark_source)
         return int(raw) if raw is not None else None

@@ -1,6 +1,10 @@
 -- Apply one partition batch's fold and advance its offset fence, atomically.
 -- KEYS: 1 fence, 2 totals, 3 unknown-type totals, 4 reorder buffer, 5 watermark source,
---       6 community -> last event ms, 7 community -> events
+--       6 community -> last event ms, 7 community -> events, then every other key the call
+--       touches (user and received buckets, stats hashes, day sets, HyperLogLogs, content, top
+--       items and their ":evicted" bounds, last-seen sets): all of one partition's hash slot.
+--       A key named by an argument but not declared is a bad call (a Redis Cluster routes a
+--       script by its declared keys only).
 -- ARGV: 1 user_prefix, 2 stats_prefix (hashes "<prefix><a|p|c|n>": day number -> users),
 --       3 first_offset, 4 last_offset,
 --       5 users: one line per user, "bucket\tuser\tfirst_ms\tlast_ms\tslot=count,slot=count",
@@ -161,6 +165,38 @@ if not totals then return bad_totals end
 local unknown, bad_unknown = tally(ARGV[17], 'unknown types line')
 if not unknown then return bad_unknown end
 
+-- Every key the writes below will touch must be declared.
+local declared = {}
+for index = 1, #KEYS do declared[KEYS[index]] = true end
+local function undeclared(key) return not declared[key] end
+local user_prefix, stats_prefix, received_prefix = ARGV[1], ARGV[2], ARGV[13]
+if #users > 0 and undeclared(stats_prefix .. 'n') then return fail('undeclared key', stats_prefix .. 'n') end
+for _, u in ipairs(users) do
+  if undeclared(user_prefix .. u[1]) then return fail('undeclared key', user_prefix .. u[1]) end
+end
+for _, t in ipairs(tiers) do
+  local needed = {t[3], stats_prefix .. t[1]}
+  if t[5] ~= '' then needed[#needed + 1] = t[5] end
+  if t[1] == 'a' then needed[#needed + 1] = stats_prefix .. 'm:' .. t[2] end
+  for _, key in ipairs(needed) do
+    if undeclared(key) then return fail('undeclared key', key) end
+  end
+end
+for _, c in ipairs(content) do
+  if undeclared(c[1]) then return fail('undeclared key', c[1]) end
+end
+for _, day in ipairs(top) do
+  if undeclared(day[1]) or undeclared(day[1] .. ':evicted') then
+    return fail('undeclared key', day[1])
+  end
+end
+for _, r in ipairs(received) do
+  if undeclared(received_prefix .. r[1]) then return fail('undeclared key', received_prefix .. r[1]) end
+end
+for _, l in ipairs(last_seen) do
+  if undeclared(l[1]) then return fail('undeclared key', l[1]) end
+end
+
 -- Phase 2: the fence decides whether anything is written.
 local applied = tonumber(redis.call('GET', KEYS[1]) or '-1')
 if expected and applied < expected then
@@ -174,7 +210,6 @@ if applied >= first_offset then
   return {-1, applied}
 end
 
-local user_prefix, stats_prefix = ARGV[1], ARGV[2]
 local DAY = 86400000
 local function day_of(ms) return string.format('%d', math.floor(ms / DAY)) end
 
@@ -305,7 +340,6 @@ for _, day in ipairs(top) do
   redis.call('EXPIREAT', key, expire_at)
 end
 
-local received_prefix = ARGV[13]
 for _, r in ipairs(received) do
   local key = received_prefix .. r[1]
   local current = redis.call('HGET', key, r[2])

@@ -1,147 +1,187 @@
-"""The Redis key layout, built in one place (fold.lua receives these prefixes as arguments)."""
+"""The Redis key layout, built in one place: a hash tag per Kafka partition, so that everything one
+partition's scripts touch shares a hash slot (one Redis or a Redis Cluster, the same layout).
+
+Per-partition keys are ``<prefix>{p<partition>}:<name>``; figures of the whole organisation are
+merged on read over the partitions (their users are disjoint: the activity and directory topics
+are keyed by user id). A few keys of the whole deployment live outside every partition; the
+community flags share the tag ``{c}`` because their script commits them together.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+#: The version of this layout, stored in the deployment record: a deployment whose state is in
+#: another one must be rebuilt (replayed), see docs/reference/redis.md.
+LAYOUT = 2
 
 
 @dataclass(frozen=True)
 class RedisKeys:
-    """Key names under one prefix (``ESN_REDIS_PREFIX``)."""
+    """Key names under one prefix (``ESN_REDIS_PREFIX``): the deployment's own keys, and each
+    partition's through :meth:`partition`."""
 
     prefix: str
+
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            # A brace in the prefix would become the hash tag and put every key in one slot.
+            raise ValueError(f"ESN_REDIS_PREFIX must not hold '{{' or '}}': {self.prefix!r}")
+
+    def partition(self, partition: int) -> PartitionKeys:
+        """The keys of one Kafka partition (all in one hash slot)."""
+        return _partition_keys(self.prefix, partition)
+
+    @property
+    def partitions(self) -> str:
+        """Set of the partitions that hold state: what a read merges over."""
+        return self.prefix + "partitions"
+
+    @property
+    def deployment(self) -> str:
+        """Hash of what the stored state was built under: layout, buckets, activity types,
+        definitions."""
+        return self.prefix + "deployment"
+
+    @property
+    def initiatives(self) -> str:
+        """Hash initiative name -> JSON {name, start, users, created}."""
+        return self.prefix + "{init}:all"
+
+    def initiative_users(self, name: str) -> str:
+        """Set of the users an initiative targets (same slot as the initiatives hash)."""
+        return f"{self.prefix}{{init}}:{name}:users"
+
+    @property
+    def community_states(self) -> str:
+        """Hash community -> "orphaned|idle|version" flags as last committed."""
+        return self.prefix + "{c}:flags"
+
+    @property
+    def community_outbox(self) -> str:
+        """List of "seq\tjson" community flag records waiting to be published."""
+        return self.prefix + "{c}:outbox"
+
+    @property
+    def community_outbox_seq(self) -> str:
+        """Last sequence number given to a community flag record."""
+        return self.prefix + "{c}:seq"
+
+    @property
+    def community_flags_ahead(self) -> str:
+        """Set of event ids the community flag topic holds beyond what Redis remembers."""
+        return self.prefix + "{c}:ahead"
+
+    @property
+    def community_published_seq(self) -> str:
+        """Highest sequence number the community flag publisher trimmed after a commit."""
+        return self.prefix + "{c}:pub"
+
+
+@lru_cache(maxsize=4096)
+def _partition_keys(prefix: str, partition: int) -> PartitionKeys:
+    return PartitionKeys(f"{prefix}{{p{partition}}}:", partition)
+
+
+@dataclass(frozen=True)
+class PartitionKeys:
+    """The keys of one partition: ``base`` is ``<prefix>{p<partition>}:``, the hash tag."""
+
+    base: str
+    number: int
+
+    # --- the activity fold ------------------------------------------------------------------
+
+    def fence(self, topic: str) -> str:
+        """Highest offset of ``topic`` (this partition) whose effects are in Redis."""
+        return f"{self.base}fence:{topic}"
 
     @property
     def user_prefix(self) -> str:
         """Prefix of the user-record buckets."""
-        return self.prefix + "u1:"
+        return self.base + "u1:"
 
     def user_bucket(self, bucket: int) -> str:
         """Hash user id -> packed record (see fold.lua), one of ESN_USER_BUCKETS."""
         return f"{self.user_prefix}{bucket}"
 
-    @property
-    def day_prefix(self) -> str:
-        """Prefix of the per-day active-user sets."""
-        return self.prefix + "day:"
-
     def day(self, iso_day: str) -> str:
         """Set of users active on a UTC day."""
-        return self.day_prefix + iso_day
+        return f"{self.base}day:{iso_day}"
 
     def tier_day(self, tier: str, iso_day: str) -> str:
         """Exact set of a tier's users on a day: "a" active (the day set above), "p", "c"."""
-        return self.day(iso_day) if tier == "a" else f"{self.prefix}tday:{tier}:{iso_day}"
+        return self.day(iso_day) if tier == "a" else f"{self.base}tday:{tier}:{iso_day}"
 
     def tier_hll(self, tier: str, day_number: int) -> str:
         """HyperLogLog of a tier's users on a day (days since the epoch), for window counts."""
-        return f"{self.prefix}hll:{tier}:{day_number}"
+        return f"{self.base}hll:{tier}:{day_number}"
 
     @property
     def stats_prefix(self) -> str:
         """Prefix of the exact daily counters: hash day number -> users."""
-        return self.prefix + "stats:"
+        return self.base + "stats:"
 
     def stats(self, name: str) -> str:
         """Daily counter hash: "a" active, "p" participating, "c" contributing, "n" new users."""
         return self.stats_prefix + name
 
+    def day_progression(self, day_number: int) -> str:
+        """Hash minute of the day -> users whose first activity that day was at that minute."""
+        return f"{self.stats_prefix}m:{day_number}"
+
     def content(self, day_number: int) -> str:
         """Hash "type|object_type" -> events of one day (the content mix over time)."""
-        return f"{self.prefix}content:{day_number}"
+        return f"{self.base}content:{day_number}"
 
     def top_items(self, period: str, number: int) -> str:
         """Sorted set item -> interactions of period "d" (a day number); weeks sum their days."""
-        return f"{self.prefix}top:{period}:{number}"
+        return f"{self.base}top:{period}:{number}"
+
+    def top_items_evicted(self, period: str, number: int) -> str:
+        """The highest count a day's top items dropped: how much a listed count may be short."""
+        return self.top_items(period, number) + ":evicted"
 
     @property
     def received_prefix(self) -> str:
         """Prefix of the received-interaction buckets: user -> "likes,mentions"."""
-        return self.prefix + "r1:"
+        return self.base + "r1:"
 
     def received(self, bucket: int) -> str:
         """One of ESN_USER_BUCKETS hashes of likes and mentions received."""
         return f"{self.received_prefix}{bucket}"
 
-    @property
-    def community_registry(self) -> str:
-        """Set of every community a membership record named (analytics read it, no SCAN)."""
-        return self.prefix + "communities"
-
     def tier_last(self, tier: str) -> str:
         """Sorted set user -> time (ms) of their last event of a tier ("a", "p", "c")."""
-        return f"{self.prefix}last:{tier}"
+        return f"{self.base}last:{tier}"
 
     @property
     def community_last(self) -> str:
-        """Hash community -> time (ms) of the last event that named it."""
-        return self.prefix + "cact"
+        """Hash community -> time (ms) of the last event of this partition that named it."""
+        return self.base + "cact"
 
     @property
     def community_events(self) -> str:
-        """Hash community -> events that named it."""
-        return self.prefix + "cevents"
-
-    @property
-    def community_states(self) -> str:
-        """Hash community -> "orphaned|idle" flags as last published."""
-        return self.prefix + "cflags"
-
-    @property
-    def community_outbox(self) -> str:
-        """List of "seq\tjson" community flag records waiting to be published."""
-        return self.prefix + "coutbox"
-
-    @property
-    def community_outbox_seq(self) -> str:
-        """Last sequence number given to a community flag record."""
-        return self.prefix + "cseq"
-
-    @property
-    def community_flags_ahead(self) -> str:
-        """Set of event ids the community flag topic holds beyond what Redis remembers."""
-        return self.prefix + "cahead"
-
-    @property
-    def community_published_seq(self) -> str:
-        """Highest sequence number the community flag publisher trimmed after a commit."""
-        return self.prefix + "cpub"
-
-    def flag_history(self, partition: int) -> str:
-        """Hash user id -> "kind@ms,..." of the user's flag changes (for initiatives)."""
-        return f"{self.prefix}hist:{partition}"
-
-    def flag_minutes(self, kind: str, day_number: int) -> str:
-        """Hash minute of the day -> users flagged (kind) at that minute of event time."""
-        return f"{self.prefix}flagmin:{kind}:{day_number}"
-
-    def day_progression(self, day_number: int) -> str:
-        """Hash minute of the day -> users whose first activity that day was at that minute."""
-        return f"{self.stats_prefix}m:{day_number}"
-
-    @property
-    def initiatives(self) -> str:
-        """Hash initiative name -> JSON {name, start, users, created}."""
-        return self.prefix + "init"
-
-    def initiative_users(self, name: str) -> str:
-        """Set of the users an initiative targets."""
-        return f"{self.prefix}init:{name}:users"
+        """Hash community -> events of this partition that named it."""
+        return self.base + "cevents"
 
     @property
     def totals(self) -> str:
         """Hash "type|object_type" -> events."""
-        return self.prefix + "totals"
+        return self.base + "totals"
 
     @property
     def unknown_types(self) -> str:
         """Hash raw type name -> events counted as "other"."""
-        return self.prefix + "totals:unknown_types"
+        return self.base + "totals:unknown_types"
+
+    # --- the directory ----------------------------------------------------------------------
 
     @property
     def profile_prefix(self) -> str:
         """Prefix of the profile buckets: user id -> "updated\tstatus\tcreated\tdept\tname"."""
-        return self.prefix + "p1:"
+        return self.base + "p1:"
 
     def profile_bucket(self, bucket: int) -> str:
         """One of ESN_USER_BUCKETS hashes of profiles (same bucketing as user records)."""
@@ -150,7 +190,7 @@ class RedisKeys:
     @property
     def membership_prefix(self) -> str:
         """Prefix of the per-user membership hashes: "community\trole" -> "updated\top"."""
-        return self.prefix + "m:"
+        return self.base + "m:"
 
     def memberships(self, user_id: str) -> str:
         """A user's memberships, latest record per community and role."""
@@ -159,70 +199,81 @@ class RedisKeys:
     @property
     def community_prefix(self) -> str:
         """Prefix of the community member sets."""
-        return self.prefix + "c:"
+        return self.base + "c:"
 
     def community_role(self, community: str, role: str) -> str:
-        """Set of users holding ``role`` (owner, member, follower) in ``community``."""
+        """Set of this partition's users holding ``role`` (owner, member, follower)."""
         return f"{self.community_prefix}{community}:{role}"
 
-    def reorder_buffer(self, partition: int) -> str:
+    @property
+    def community_registry(self) -> str:
+        """Set of every community a membership record of this partition named (no SCAN)."""
+        return self.base + "communities"
+
+    # --- the inactivity engine and its outbox -----------------------------------------------
+
+    @property
+    def reorder_buffer(self) -> str:
         """Sorted set of changes waiting for the watermark, scored by event time."""
-        return f"{self.prefix}buf:{partition}"
+        return self.base + "buf"
 
-    def watermark_source(self, partition: int) -> str:
-        """Highest event time folded for a partition (the event clock's 'now')."""
-        return f"{self.prefix}wm:{partition}"
+    @property
+    def watermark_source(self) -> str:
+        """Highest event time folded (the event clock's 'now')."""
+        return self.base + "wm"
 
-    def inactivity_states(self, partition: int) -> str:
-        """Hash user id -> inactivity state (see stream/flags/state_codec.py) of one partition."""
-        return f"{self.prefix}inact:{partition}"
+    @property
+    def inactivity_states(self) -> str:
+        """Hash user id -> inactivity state (see stream/flags/state_codec.py)."""
+        return self.base + "inact"
 
-    def due(self, partition: int) -> str:
+    @property
+    def due(self) -> str:
         """Sorted set user id -> next crossing instant: what a sweep looks at."""
-        return f"{self.prefix}due:{partition}"
-
-    def outbox(self, partition: int) -> str:
-        """List of "seq\tjson" flag records waiting to be published."""
-        return f"{self.prefix}outbox:{partition}"
-
-    def release_version(self, partition: int) -> str:
-        """Commits of a partition's inactivity releases: the compare-and-set of a release."""
-        return f"{self.prefix}relv:{partition}"
-
-    def outbox_seq(self, partition: int) -> str:
-        """Last sequence number given to a flag record of a partition."""
-        return f"{self.prefix}seq:{partition}"
-
-    def flags_ahead(self, partition: int) -> str:
-        """Set of event ids the flag topic holds beyond what Redis remembers (after it lost
-        writes): a release that makes one of them again commits it without a new record."""
-        return f"{self.prefix}ahead:{partition}"
-
-    def published_seq(self, partition: int) -> str:
-        """Highest sequence number of a partition's flags trimmed after a commit: a stale
-        publisher that renumbers the outbox from a lower one is refused."""
-        return f"{self.prefix}pub:{partition}"
+        return self.base + "due"
 
     @property
     def inactivity_counts(self) -> str:
-        """Hash "inactive:<threshold ms>", "never_active", "enabled" -> users (for the gauges)."""
-        return self.prefix + "inact:counts"
-
-    @property
-    def deployment(self) -> str:
-        """Hash of what the stored state was built under: buckets, activity types, definitions."""
-        return self.prefix + "deployment"
+        """Hash "inactive:<threshold ms>", "never_active", "enabled" -> users (the gauges)."""
+        return self.base + "inact:counts"
 
     @property
     def inactivity_definitions(self) -> str:
-        """Hash partition -> "definitions\treleased_ms": what its inactivity states are under."""
-        return self.prefix + "inact:defs"
+        """Hash partition -> "definitions\treleased_ms": what the states are under."""
+        return self.base + "inact:defs"
 
     @property
-    def fence_prefix(self) -> str:
-        """Prefix of the applied-offset fences."""
-        return self.prefix + "fence:"
+    def release_version(self) -> str:
+        """Commits of the inactivity releases: the compare-and-set of a release."""
+        return self.base + "relv"
 
-    def fence(self, topic: str, partition: int) -> str:
-        """Highest offset of ``topic``/``partition`` whose effects are in Redis."""
-        return f"{self.fence_prefix}{topic}:{partition}"
+    @property
+    def flag_history(self) -> str:
+        """Hash user id -> "kind@ms,..." of the user's flag changes (for initiatives)."""
+        return self.base + "hist"
+
+    def flag_minutes(self, kind: str, day_number: int) -> str:
+        """Hash minute of the day -> users flagged (kind) at that minute of event time."""
+        return f"{self.base}flagmin:{kind}:{day_number}"
+
+    @property
+    def outbox(self) -> str:
+        """List of "seq\tjson" flag records waiting to be published."""
+        return self.base + "outbox"
+
+    @property
+    def outbox_seq(self) -> str:
+        """Last sequence number given to a flag record."""
+        return self.base + "seq"
+
+    @property
+    def flags_ahead(self) -> str:
+        """Set of event ids the flag topic holds beyond what Redis remembers (after it lost
+        writes): a release that makes one of them again commits it without a new record."""
+        return self.base + "ahead"
+
+    @property
+    def published_seq(self) -> str:
+        """Highest sequence number of the flags trimmed after a commit: a stale publisher that
+        renumbers the outbox from a lower one is refused."""
+        return self.base + "pub"

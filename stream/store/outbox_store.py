@@ -31,7 +31,12 @@ class OutboxKeys:
     @classmethod
     def users(cls, keys: RedisKeys) -> OutboxKeys:
         """Per activity partition: esn.users.flagged.v1."""
-        return cls(keys.outbox, keys.outbox_seq, keys.flags_ahead, keys.published_seq)
+        return cls(
+            lambda p: keys.partition(p).outbox,
+            lambda p: keys.partition(p).outbox_seq,
+            lambda p: keys.partition(p).flags_ahead,
+            lambda p: keys.partition(p).published_seq,
+        )
 
     @classmethod
     def communities(cls, keys: RedisKeys) -> OutboxKeys:
@@ -67,6 +72,16 @@ class OutboxStore:
         self.keys = keys
         self._trim = store.client.register_script(_TRIM_SCRIPT)
         self._reconcile = store.client.register_script(_RECONCILE_SCRIPT)
+
+    @classmethod
+    def users(cls, store: RedisStore) -> OutboxStore:
+        """The user flags' outboxes, one per activity partition (esn.users.flagged.v1)."""
+        return cls(store, OutboxKeys.users(store.keys))
+
+    @classmethod
+    def communities(cls, store: RedisStore) -> OutboxStore:
+        """The community flags' one outbox (esn.communities.flagged.v1, partition 0)."""
+        return cls(store, OutboxKeys.communities(store.keys))
 
     async def head(self, partition: int, count: int) -> list[tuple[int, str]]:
         """The first ``count`` entries: (sequence number, record JSON), in order."""

@@ -4,7 +4,8 @@
 -- KEYS: 1 states hash, 2 due zset, 3 reorder buffer, 4 outbox list, 5 outbox seq, 6 counts hash,
 --       7 flag history hash, 8 definitions hash (partition -> "definitions\treleased_ms"),
 --       9 the partition's release version (counts the commits), 10 the "ahead" set of event ids
---       already on the flag topic though Redis lost them (see outbox_reconcile.lua)
+--       already on the flag topic though Redis lost them (see outbox_reconcile.lua), then the
+--       per-minute flag count hashes ARGV[8] names (every key declared, one hash slot)
 -- ARGV: 1 states "user\tstate" lines, 2 due "user\tcrossing_ms" lines, 3 not due "user" lines,
 --       4 released buffer members (one per line), 5 flag records (JSON, one per line),
 --       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines,
@@ -24,8 +25,8 @@
 local function fail(message)
   return redis.error_reply('release.lua: ' .. message)
 end
-if #KEYS ~= 10 or #ARGV ~= 14 then
-  return fail('expects 10 keys and 14 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS < 10 or #ARGV ~= 14 then
+  return fail('expects at least 10 keys and 14 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 
 local function parse(index, pattern, what)
@@ -70,8 +71,11 @@ end
 if #lines[14] ~= #lines[5] then
   return fail('ARGV[14] has ' .. #lines[14] .. ' event ids for ' .. #lines[5] .. ' records')
 end
+local declared = {}
+for i = 11, #KEYS do declared[KEYS[i]] = true end
 for n, line in ipairs(lines[8]) do
   if tonumber(line[2]) >= 1440 then return fail('ARGV[8] line ' .. n .. ': minute >= 1440') end
+  if not declared[line[1]] then return fail('ARGV[8] line ' .. n .. ' names an undeclared key') end
 end
 if not string.match(ARGV[9], '^%d+$') then return fail('ARGV[9] is not a partition') end
 if string.find(ARGV[10], '[\t\n]') then return fail('ARGV[10] is not a definitions record') end

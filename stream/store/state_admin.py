@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
+from stream import jsonutil
+from stream.store.initiative_store import InitiativeStore
 from stream.store.redis_store import RedisStore, text
 
 #: Keys per SCAN page and per UNLINK: bounds how long one command holds Redis.
@@ -24,13 +26,35 @@ class StateAdmin:
     """Every key under the deployment's prefix, as a rebuild sees them."""
 
     def __init__(self, store: RedisStore) -> None:
+        self._store = store
         self._client = store.client
         self._keys = store.keys
 
     def is_kept(self, key: str) -> bool:
-        """Keys not derived from Kafka: initiatives (``esn-pulse initiative``)."""
+        """Keys not derived from Kafka: initiatives (``esn-pulse initiative``), in this layout
+        (``{init}``) or in layout 1's (``init``, ``init:<name>:users``), which
+        :meth:`move_layout1_initiatives` moves."""
         rest = key[len(self._keys.prefix) :]
+        if rest.startswith("{init}:"):
+            return True
         return rest == "init" or (rest.startswith("init:") and rest.endswith(":users"))
+
+    async def move_layout1_initiatives(self) -> int:
+        """Move initiatives stored in layout 1 (one Redis) to their keys; returns how many.
+
+        Each is written under its new keys before its old ones go, so a rebuild interrupted
+        half-way moves the rest when run again.
+        """
+        old_records = self._keys.prefix + "init"
+        raw = await self._client.hgetall(old_records)
+        store = InitiativeStore(self._store)
+        for name, record in raw.items():
+            old_users = f"{self._keys.prefix}init:{text(name)}:users"
+            members = sorted(text(u) for u in await self._client.smembers(old_users))
+            await store.put(text(name), jsonutil.loads(record), members)
+            await self._client.hdel(old_records, name)
+            await self._client.delete(old_users)
+        return len(raw)
 
     async def _all_keys(self) -> AsyncIterator[str]:
         pattern = _glob_escape(self._keys.prefix) + "*"
@@ -63,8 +87,11 @@ class StateAdmin:
     async def continue_numbering(self, flag_seqs: dict[int, int], community_seq: int) -> None:
         """Set the flag outboxes' last sequence numbers (partition -> seq; 0s are left unset)."""
         keys = self._keys
-        seqs = {keys.outbox_seq(p): seq for p, seq in flag_seqs.items() if seq > 0}
+        seqs = {keys.partition(p).outbox_seq: seq for p, seq in flag_seqs.items() if seq > 0}
         if community_seq > 0:
             seqs[keys.community_outbox_seq] = community_seq
-        if seqs:
-            await self._client.mset(seqs)
+        # One SET each, pipelined: the keys are in different slots (no MSET on a cluster).
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, seq in seqs.items():
+                pipe.set(key, seq)
+            await pipe.execute()

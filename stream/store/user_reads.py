@@ -14,41 +14,46 @@ from stream.store.redis_store import RedisStore, text
 class UserReads:
     """Inactivity states and received interactions, wherever a user's partition is."""
 
-    def __init__(self, store: RedisStore, partitions: int) -> None:
+    def __init__(self, store: RedisStore) -> None:
         self._store = store
         self._client = store.client
         self._keys = store.keys
-        #: Activity partitions (ESN_ACTIVITY_PARTITIONS): a user's state is in one of them.
-        self._partitions = partitions
 
     async def inactivity_state(self, user_id: str) -> str | None:
         """A user's stored inactivity state, or None when no partition holds one."""
         async with self._client.pipeline(transaction=False) as pipe:
-            for partition in range(self._partitions):
-                pipe.hget(self._keys.inactivity_states(partition), user_id)
+            for p in await self._store.partitions():
+                pipe.hget(self._keys.partition(p).inactivity_states, user_id)
             found = [raw for raw in await pipe.execute() if raw is not None]
         return text(found[0]) if found else None
 
     async def inactivity_states(self) -> dict[str, str]:
         """user -> stored inactivity state, every user of every partition, in one round trip."""
         async with self._client.pipeline(transaction=False) as pipe:
-            for partition in range(self._partitions):
-                pipe.hgetall(self._keys.inactivity_states(partition))
+            for p in await self._store.partitions():
+                pipe.hgetall(self._keys.partition(p).inactivity_states)
             replies = await pipe.execute()
         return {text(user): text(raw) for reply in replies for user, raw in reply.items()}
 
     async def scan_inactivity_states(self) -> AsyncIterator[tuple[str, str]]:
         """(user, stored state) of every user, a thousand at a time (never one long command)."""
-        for partition in range(self._partitions):
-            key = self._keys.inactivity_states(partition)
+        for p in await self._store.partitions():
+            key = self._keys.partition(p).inactivity_states
             async for user, raw in self._client.hscan_iter(key, count=1000):
                 yield text(user), text(raw)
 
     async def interactions_received(self, user_id: str) -> tuple[int, int]:
-        """(likes, mentions) the user received; (0, 0) when none."""
-        key = self._keys.received(self._store.bucket_of(user_id))
-        raw = await self._client.hget(key, user_id)
-        if not raw:
-            return 0, 0
-        likes, mentions = (int(x) for x in text(raw).split(","))
+        """(likes, mentions) the user received; (0, 0) when none (summed over partitions: the
+        likes a person receives are counted in the partition of whoever gave them)."""
+        bucket = self._store.bucket_of(user_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for p in await self._store.partitions():
+                pipe.hget(self._keys.partition(p).received(bucket), user_id)
+            replies = await pipe.execute()
+        likes = mentions = 0
+        for raw in replies:
+            if raw:
+                got_likes, got_mentions = (int(x) for x in text(raw).split(","))
+                likes += got_likes
+                mentions += got_mentions
         return likes, mentions

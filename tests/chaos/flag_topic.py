@@ -17,7 +17,7 @@ from tests.support import eventually
 
 async def add_to_outbox(store: RedisStore, partition: int, seqs: range) -> None:
     """Outbox entries as the release script writes them: "seq\\tJSON"."""
-    key = store.keys.outbox(partition)
+    key = store.keys.partition(partition).outbox
     for seq in seqs:
         await store.client.rpush(key, f"{seq}\t{flag_json(f'u{seq}', seq)}")
 

@@ -281,8 +281,10 @@ class Drill:
         async with FlagTail(self.settings) as tail:
 
             async def drained() -> bool:
-                outbox = self.store.keys.outbox
-                lengths = [await self.store.client.llen(outbox(p)) for p in partitions]
+                keys = self.store.keys
+                lengths = [
+                    await self.store.client.llen(keys.partition(p).outbox) for p in partitions
+                ]
                 if any(lengths) or not await tail.settled():
                     return False
                 ages = [await asyncio.to_thread(_sweep_age, w) for w in self.alive()]

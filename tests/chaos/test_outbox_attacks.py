@@ -70,7 +70,9 @@ def user_record(user: str) -> dict[str, Any]:
 async def release(settings: Settings, store: RedisStore, partition: int, users: list[str]) -> int:
     """One commit of release.lua whose records are these users' flags; returns its last seq."""
     sweeper = InactivitySweeper(store, definitions_from(settings))
-    stored = await store.client.hget(store.keys.inactivity_definitions, str(partition))
+    stored = await store.client.hget(
+        store.keys.partition(partition).inactivity_definitions, str(partition)
+    )
     under = text(stored).split("\t", 1)[0] if stored is not None else ""
     records = [user_record(user) for user in users]
     args = ["", "", "", ""]
@@ -91,7 +93,7 @@ def numbered(users: list[str]) -> list[tuple[int, str]]:
 
 
 async def outbox_seqs(store: RedisStore, partition: int) -> list[int]:
-    entries: list[Any] = await store.client.lrange(store.keys.outbox(partition), 0, -1)
+    entries: list[Any] = await store.client.lrange(store.keys.partition(partition).outbox, 0, -1)
     return [int(entry.split(b"\t", 1)[0]) for entry in entries]
 
 
@@ -144,8 +146,8 @@ class TestReleasedAgainAfterARollback:
             assert 5 == await release(settings, store, 0, ["uc", "ux", "ua", "ub", "uy"])
             await publisher.publish(0)
             assert numbered(["ua", "ub", "uc", "ux", "uy"]) == await topic_users(settings, 0)
-            assert b"5" == await store.client.get(store.keys.outbox_seq(0))
-            assert 0 == await store.client.scard(store.keys.flags_ahead(0))
+            assert b"5" == await store.client.get(store.keys.partition(0).outbox_seq)
+            assert 0 == await store.client.scard(store.keys.partition(0).flags_ahead)
         finally:
             await publisher.stop()
 
@@ -168,7 +170,7 @@ class TestReleasedAgainAfterARollback:
             assert ["uy"] == [r["user_id"] for r in await publisher.publish(1)]
             expected = ["ua", "ub", "uc", "ud", "ue", "ux", "uy"]
             assert numbered(expected) == await topic_users(settings, 1)
-            assert 0 == await store.client.scard(store.keys.flags_ahead(1))
+            assert 0 == await store.client.scard(store.keys.partition(1).flags_ahead)
             assert 8 == await release(settings, store, 1, ["uz"]), "numbering goes on after 7"
         finally:
             await publisher.stop()
@@ -220,7 +222,7 @@ class TestReleasedAgainAfterARollback:
             assert [] == await publisher.publish(3)
             expected = ["ua", "ub", "uc", "ux", "uy", "uz"]
             assert numbered(expected) == await topic_users(settings, 3)
-            assert 0 == await store.client.scard(store.keys.flags_ahead(3))
+            assert 0 == await store.client.scard(store.keys.partition(3).flags_ahead)
         finally:
             await publisher.stop()
 
@@ -267,7 +269,7 @@ class TestCrashBetweenCommitAndTrim:
         try:
             assert ["ud"] == [r["user_id"] for r in await restarted.publish(4)]
             assert numbered(["ua", "ub", "uc", "ud"]) == await topic_users(settings, 4)
-            assert 0 == await store.client.scard(store.keys.flags_ahead(4))
+            assert 0 == await store.client.scard(store.keys.partition(4).flags_ahead)
         finally:
             await restarted.stop()
 
@@ -293,7 +295,7 @@ class TestCrashBetweenCommitAndTrim:
         try:
             assert ["uy"] == [r["user_id"] for r in await restarted.publish(5)]
             assert numbered(["ua", "ub", "uc", "ux", "uy"]) == await topic_users(settings, 5)
-            assert 0 == await store.client.scard(store.keys.flags_ahead(5))
+            assert 0 == await store.client.scard(store.keys.partition(5).flags_ahead)
         finally:
             await restarted.stop()
 

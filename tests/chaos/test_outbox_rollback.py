@@ -22,11 +22,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 async def set_outbox(store: RedisStore, partition: int, first_seq: int, users: list[str]) -> None:
     """The outbox and its counter as a release after a rollback leaves them."""
     keys = store.keys
-    await store.client.delete(keys.outbox(partition))
+    await store.client.delete(keys.partition(partition).outbox)
     for offset, user in enumerate(users):
         entry = f"{first_seq + offset}\t{flag_json(user, ord(user[-1]))}"
-        await store.client.rpush(keys.outbox(partition), entry)
-    await store.client.set(keys.outbox_seq(partition), first_seq + len(users) - 1)
+        await store.client.rpush(keys.partition(partition).outbox, entry)
+    await store.client.set(keys.partition(partition).outbox_seq, first_seq + len(users) - 1)
 
 
 async def published(settings: Settings, partition: int) -> list[tuple[int, str]]:
@@ -48,8 +48,10 @@ class TestOutboxAfterRollback:
             assert [(1, "ua"), (2, "ub"), (3, "uc"), (4, "ud"), (5, "ue"), (6, "uf")] == (
                 await published(settings, 3)
             )
-            assert {b"ue:inactive::101"} == await store.client.smembers(store.keys.flags_ahead(3))
-            assert b"6" == await store.client.get(store.keys.outbox_seq(3))
+            assert {b"ue:inactive::101"} == await store.client.smembers(
+                store.keys.partition(3).flags_ahead
+            )
+            assert b"6" == await store.client.get(store.keys.partition(3).outbox_seq)
         finally:
             await publisher.stop()
 
@@ -69,7 +71,7 @@ class TestOutboxAfterRollback:
         try:
             await restarted.publish(4)
             assert [(1, "ua"), (2, "ub"), (3, "uc"), (4, "ux")] == await published(settings, 4)
-            assert [] == await store.client.lrange(store.keys.outbox(4), 0, -1)
+            assert [] == await store.client.lrange(store.keys.partition(4).outbox, 0, -1)
         finally:
             await restarted.stop()
 
@@ -85,10 +87,10 @@ class TestOutboxAfterRollback:
         sweeper = InactivitySweeper(store, definitions_from(settings))
         keys = sweeper._commit_keys(0)
         encoded = sweeper.encoded
-        await store.client.sadd(store.keys.flags_ahead(0), "u1:inactive:2592000000:9000")
+        await store.client.sadd(store.keys.partition(0).flags_ahead, "u1:inactive:2592000000:9000")
         args: list[Any] = release_args(encoded, a10="")
         assert 0 == await sweeper._commit(keys=keys, args=args)
-        assert [] == await store.client.lrange(store.keys.outbox(0), 0, -1)
-        assert 0 == await store.client.scard(store.keys.flags_ahead(0))
+        assert [] == await store.client.lrange(store.keys.partition(0).outbox, 0, -1)
+        assert 0 == await store.client.scard(store.keys.partition(0).flags_ahead)
         # Not ahead any more: the same record the next time is queued, numbered 1.
         assert 1 == await sweeper._commit(keys=keys, args=release_args(encoded, a13=""))

@@ -57,7 +57,7 @@ class TestZombiePublisher:
             assert [] == await zombie.publish(0), "and leaves the partition alone"
             assert [6, 7] == [r["at"] for r in await owner.publish(0)]
             assert [1, 2, 3, 4, 5, 6, 7] == await committed_seqs(settings, 0)
-            assert 0 == await store.client.llen(store.keys.outbox(0))
+            assert 0 == await store.client.llen(store.keys.partition(0).outbox)
         finally:
             await zombie.stop()
             await owner.stop()
@@ -108,7 +108,7 @@ class TestZombiePublisher:
             await add_to_outbox(store, 2, range(4, 6))
             # The zombie's late trim, for the three records it had committed: nothing to drop.
             await owner.outbox.trim(2, 3)
-            left: list[Any] = await store.client.lrange(store.keys.outbox(2), 0, -1)
+            left: list[Any] = await store.client.lrange(store.keys.partition(2).outbox, 0, -1)
             assert [b"4", b"5"] == [entry.split(b"\t", 1)[0] for entry in left]
         finally:
             await owner.stop()

@@ -86,7 +86,7 @@ class TestDailyCounters:
             await store.apply([second])  # a replay: fenced
             assert [3] == await daily_counter(store, "a", range(old_day, old_day + 1))
             assert [3] == await daily_counter(store, "n", range(old_day, old_day + 1))
-            ttl = await store.client.ttl(store.keys.tier_day("a", _iso(old_day)))
+            ttl = await store.client.ttl(store.keys.partition(0).tier_day("a", _iso(old_day)))
             assert 86_400 < ttl <= 2 * 86_400
         finally:
             async for key in store.client.scan_iter(match=settings.redis_prefix + "*"):

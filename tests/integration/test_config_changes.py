@@ -33,7 +33,8 @@ from stream.flags.machine import (
 )
 from stream.generator import directory_records, generate_events
 from stream.settings import Settings
-from stream.store import RedisStore
+from stream.store import FlagReads, InitiativeStore, RedisStore
+from stream.store.definitions_store import DefinitionsStore
 from stream.store.redis_store import text
 from stream.topics import FLAG_SEQ, TopicNames
 from tests.integration.test_inactivity import (
@@ -198,8 +199,11 @@ async def sweeps_done(worker: Any, count: int) -> None:
 
 
 async def markers(store: RedisStore) -> dict[int, str]:
-    raw = await store.client.hgetall(store.keys.inactivity_definitions)
-    return {int(text(p)): text(v).partition("\t")[0] for p, v in raw.items()}
+    out = {}
+    for partition in await store.partitions():
+        raw = await store.client.hgetall(store.keys.partition(partition).inactivity_definitions)
+        out.update({int(text(p)): text(v).partition("\t")[0] for p, v in raw.items()})
+    return out
 
 
 async def second_run(
@@ -253,8 +257,7 @@ def assert_gapless(records: list[Any]) -> None:
 
 async def assert_counts(store: RedisStore, settings: Settings, held: dict[str, Any]) -> None:
     """The gauges' counts say what the users hold under the new definitions."""
-    raw = await store.client.hgetall(store.keys.inactivity_counts)
-    counts = {text(k): int(v) for k, v in raw.items()}
+    counts = await FlagReads(store).inactivity_counts()
     for threshold in (1, 30, 60, 90):
         label = threshold_label(threshold * 86_400_000)
         flag = ("inactive", threshold * 86_400_000)
@@ -310,9 +313,11 @@ class TestDefinitionsMigrate:
         """ "90d,30d" is "30d,90d": no record, no write to the inactivity state."""
         events, _, first = await first_run(base, worker_factory, store)
         keys = store.keys
-        names = [keys.inactivity_counts, keys.inactivity_definitions]
+        names = []
         for p in range(base.activity_partitions):
-            names += [keys.inactivity_states(p), keys.due(p), keys.flag_history(p)]
+            k = keys.partition(p)
+            names += [k.inactivity_counts, k.inactivity_definitions]
+            names += [k.inactivity_states, k.due, k.flag_history]
         dumped = [await store.client.dump(name) for name in names]
         reordered = base.model_copy(update={"inactivity_thresholds": " 90d, 30d "})
         records, _ = await second_run(reordered, worker_factory, store, events, len(first), 0)
@@ -363,7 +368,7 @@ class TestRefusedUntilRebuilt:
         assert 0 == dry.returncode, dry.stderr
         assert "nothing done" in dry.stdout
         assert await store.client.exists(
-            store.keys.fence(TopicNames.from_settings(base).activity, 0)
+            store.keys.partition(0).fence(TopicNames.from_settings(base).activity)
         )
         done = esn(changed, "rebuild", "--yes")
         assert 0 == done.returncode, done.stderr
@@ -386,12 +391,62 @@ class TestRefusedUntilRebuilt:
         finally:
             await rebuilt_store.close()
 
+    async def test_a_state_of_key_layout_1_is_refused_then_rebuilt_into_layout_2(
+        self, base: Settings, store: RedisStore, worker_factory: Any
+    ) -> None:
+        """An upgrade from the layout before the hash tags: the worker refuses in one line naming
+        the rebuild; ``rebuild --yes`` deletes the old keys, moves the initiatives and the worker
+        replays the topics into the new layout, exactly."""
+        events, directory, first = await first_run(base, worker_factory, store)
+        # What a deployment of layout 1 left: its record (no layout field), its flat keys and
+        # an initiative under the old names.
+        prefix, topic = base.redis_prefix, TopicNames.from_settings(base).activity
+        await store.client.hdel(store.keys.deployment, "layout")
+        await store.client.hset(prefix + "u1:7", "someone", "1,2,3")
+        await store.client.set(f"{prefix}fence:{topic}:0", 99)
+        record = {"name": "onboarding", "start": "2026-01-01", "users": 2, "created": "x"}
+        await store.client.hset(prefix + "init", "onboarding", jsonutil.dumps(record))
+        await store.client.sadd(prefix + "init:onboarding:users", "u-1", "u-2")
+
+        refused = worker_factory(base).start()
+        assert refused.proc is not None
+        code = await asyncio.to_thread(refused.proc.wait, 120)
+        lines = [line for line in refused.log_path.read_text().splitlines() if line.strip()]
+        assert (ExitCode.BAD_CONFIG, 1) == (code, len(lines)), lines
+        assert "key layout 1" in lines[0] and "esn-pulse rebuild --yes" in lines[0]
+
+        dry = esn(base, "rebuild")
+        assert 0 == dry.returncode, dry.stderr
+        assert "from key layout 1 to 2" in dry.stdout and "nothing done" in dry.stdout
+        done = esn(base, "rebuild", "--yes")
+        assert 0 == done.returncode, done.stderr
+        assert "from key layout 1 to 2" in done.stdout
+        for old in (prefix + "u1:7", f"{prefix}fence:{topic}:0", prefix + "init"):
+            assert 0 == await store.client.exists(old), old
+        initiatives = InitiativeStore(store)
+        assert record == await initiatives.record("onboarding")
+        assert {"u-1", "u-2"} == await initiatives.users("onboarding")
+
+        worker = await worker_factory(base).started()
+        await wait_fully_applied(store, base, 120, worker.check_alive)
+        expected = released_run(base, events, directory)
+        flagged = TopicNames.from_settings(base).flagged
+        records = await read_topic(base, flagged, len(first) + len(expected), timeout=90)
+        await sweeps_done(worker, 2)
+        records = await read_topic(base, flagged, len(first) + len(expected) + 1, 3)
+        assert expected == sorted(
+            as_transition(jsonutil.loads(r.value)) for r in after_first(records, first)
+        )
+        assert_gapless(records)
+        await Oracle.of(events).assert_matches(store)
+        assert 2 == (await DefinitionsStore(store).stored() or _never()).layout
+
     async def test_rebuild_refuses_while_a_worker_runs(
         self, base: Settings, store: RedisStore, worker_factory: Any
     ) -> None:
         """Deleting state under a running worker would corrupt it: one line, nothing deleted."""
         await worker_factory(base).started()
-        fence = store.keys.fence(TopicNames.from_settings(base).activity, 0)
+        fence = store.keys.partition(0).fence(TopicNames.from_settings(base).activity)
         await store.client.set(fence, 41)
         result = esn(base, "rebuild", "--yes")
         assert ExitCode.FAILURE == result.returncode
@@ -421,18 +476,18 @@ class TestRetention:
             await admin.delete_records({TopicPartition(topic, partition): RecordsToDelete(3)})
         finally:
             await admin.close()
-        await store.client.set(store.keys.fence(topic, partition), 10)
+        await store.client.set(store.keys.partition(partition).fence(topic), 10)
 
         refused = esn(base, "rebuild", "--yes")
         assert ExitCode.FAILURE == refused.returncode
         assert 1 == len(refused.stderr.strip().splitlines())
         assert f"{topic}[{partition}] <3" in refused.stderr and "--allow-loss" in refused.stderr
-        assert b"10" == await store.client.get(store.keys.fence(topic, partition))
+        assert b"10" == await store.client.get(store.keys.partition(partition).fence(topic))
 
         done = esn(base, "rebuild", "--yes", "--allow-loss")
         assert 0 == done.returncode, done.stderr
         assert "3 records were beyond retention" in done.stdout
-        assert 0 == await store.client.exists(store.keys.fence(topic, partition))
+        assert 0 == await store.client.exists(store.keys.partition(partition).fence(topic))
 
 
 async def _ends(settings: Settings, topic: str) -> dict[int, int]:
@@ -440,3 +495,7 @@ async def _ends(settings: Settings, topic: str) -> dict[int, int]:
 
     async with EndOffsets(settings, topic) as ends:
         return await ends.get()
+
+
+def _never() -> Any:
+    raise AssertionError("no deployment record after the replay")

@@ -249,8 +249,10 @@ class TestStateLoss:
         await eventually(roster_folded, 60, "the roster folded", worker.check_alive)
         # What an AOF that lost its last second looks like to the directory: the writes gone,
         # the Kafka offsets committed.
-        async for key in store.client.scan_iter(match=store.keys.profile_prefix + "*", count=1000):
-            await store.client.delete(key)
+        for partition in await store.partitions():
+            prefix = store.keys.partition(partition).profile_prefix
+            async for key in store.client.scan_iter(match=prefix + "*", count=1000):
+                await store.client.delete(key)
         assert await asyncio.to_thread(local_stack.stop_redis)
         await asyncio.to_thread(local_stack.start_redis)
         await eventually(roster_folded, 60, "the roster back after the restart", worker.check_alive)

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
+from stream.events import Activity
 from stream.flags.definitions import encode_definitions
 from stream.flags.machine import definitions_from
-from stream.flags.release import InactivitySweeper
+from stream.fold import PartitionDelta
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
-from stream.store.outbox_store import BehindPublished, OutboxKeys, OutboxStore
+from stream.store.directory_store import ROLES
+from stream.store.outbox_store import BehindPublished, OutboxStore
+from stream.store.release_store import ReleaseStore
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +32,11 @@ async def snapshot(store: RedisStore, prefix: str) -> dict[bytes, tuple[bytes | 
     return out
 
 
+def release_keys(release: ReleaseStore) -> list[str]:
+    """Partition 0's keys of a release, with the minute hash release_args names."""
+    return release.commit_keys(0, ["{p0}flagmin-key"])
+
+
 def release_args(encoded: str, **bad: str) -> list[Any]:
     """A valid release of one user, with ``bad`` replacing arguments (by 1-based index)."""
     args: list[Any] = [
@@ -39,7 +47,7 @@ def release_args(encoded: str, **bad: str) -> list[Any]:
         '{"kind": "inactive"}',
         "inactive:30d\t1",
         "u1\ti@9000",
-        "flagmin-key\t12\t1\t4102444800",
+        "{p0}flagmin-key\t12\t1\t4102444800",
         "0",
         encoded,
         encoded,
@@ -50,6 +58,27 @@ def release_args(encoded: str, **bad: str) -> list[Any]:
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value
     return args
+
+
+class TestFoldScript:
+    async def test_a_key_left_undeclared_writes_nothing(
+        self, settings: Settings, store: RedisStore
+    ) -> None:
+        """A fold call without one of the keys it would write is refused whole (a Redis Cluster
+        routes a script by its declared keys, so an undeclared one may live on another node)."""
+        delta = PartitionDelta("topic", 0, first_offset=0, last_offset=1)
+        for event_id, at in (("e1", 1_780_000_000_000), ("e2", 1_780_000_060_000)):
+            delta.add(
+                Activity(event_id, "u1", at, "like", "post", "like", "post:item-1", "c1", "u2")
+            )
+        keys, args = store._script_call(delta)
+        args.append("")
+        before = snapshot(store, settings.redis_prefix)
+        assert len(keys) > 7 + 5, "user and received buckets, stats, day set, HLL, top items..."
+        for missing in keys[7:]:
+            with pytest.raises(ResponseError, match="undeclared key"):
+                await store._fold(keys=[k for k in keys if k != missing], args=args)
+        assert await before == await snapshot(store, settings.redis_prefix)
 
 
 class TestReleaseScript:
@@ -72,68 +101,74 @@ class TestReleaseScript:
         self, settings: Settings, store: RedisStore, bad: dict[str, str]
     ) -> None:
         """Earlier valid lines are not written when a later one is bad; the error says which."""
-        definitions = definitions_from(settings)
-        sweeper = InactivitySweeper(store, definitions)
-        keys, encoded = sweeper._commit_keys(0), encode_definitions(definitions)
-        await sweeper._commit(keys=keys, args=release_args(encoded))  # some state to keep
+        release = ReleaseStore(store)
+        keys, encoded = release_keys(release), encode_definitions(definitions_from(settings))
+        await release._commit(keys=keys, args=release_args(encoded))  # some state to keep
         before = await snapshot(store, settings.redis_prefix)
         with pytest.raises(ResponseError, match=r"release\.lua"):
-            await sweeper._commit(keys=keys, args=release_args(encoded, **bad))
+            await release._commit(keys=keys, args=release_args(encoded, **bad))
         assert before == await snapshot(store, settings.redis_prefix)
 
     async def test_too_few_arguments_write_nothing(
         self, settings: Settings, store: RedisStore
     ) -> None:
         """A caller of an old layout (8 arguments) is refused, not half applied."""
-        sweeper = InactivitySweeper(store, definitions_from(settings))
-        encoded = encode_definitions(sweeper.definitions)
-        keys = sweeper._commit_keys(0)
-        await sweeper._commit(keys=keys, args=release_args(encoded))
+        release = ReleaseStore(store)
+        encoded = encode_definitions(definitions_from(settings))
+        keys = release_keys(release)
+        await release._commit(keys=keys, args=release_args(encoded))
         before = await snapshot(store, settings.redis_prefix)
-        with pytest.raises(ResponseError, match="expects 10 keys and 14 arguments"):
-            await sweeper._commit(keys=keys, args=release_args(encoded)[:8])
+        with pytest.raises(ResponseError, match="expects at least 10 keys and 14 arguments"):
+            await release._commit(keys=keys, args=release_args(encoded)[:8])
         assert before == await snapshot(store, settings.redis_prefix)
 
     async def test_other_stored_definitions_write_nothing(
         self, settings: Settings, store: RedisStore
     ) -> None:
         """A release computed under definitions the partition is no longer under is dropped."""
-        sweeper = InactivitySweeper(store, definitions_from(settings))
-        encoded = encode_definitions(sweeper.definitions)
-        keys = sweeper._commit_keys(0)
-        await sweeper._commit(keys=keys, args=release_args(encoded))
+        release = ReleaseStore(store)
+        encoded = encode_definitions(definitions_from(settings))
+        keys = release_keys(release)
+        await release._commit(keys=keys, args=release_args(encoded))
         before = await snapshot(store, settings.redis_prefix)
         stale = release_args(encoded, a10="v1;t=1;g=1")
-        assert -1 == await sweeper._commit(keys=keys, args=stale)
+        assert -1 == await release._commit(keys=keys, args=stale)
         assert before == await snapshot(store, settings.redis_prefix)
 
     async def test_a_release_read_before_another_commit_writes_nothing(
         self, settings: Settings, store: RedisStore
     ) -> None:
         """A zombie's release, read before the new owner's commit, cannot commit it again."""
-        sweeper = InactivitySweeper(store, definitions_from(settings))
-        encoded = encode_definitions(sweeper.definitions)
-        keys = sweeper._commit_keys(0)
+        release = ReleaseStore(store)
+        encoded = encode_definitions(definitions_from(settings))
+        keys = release_keys(release)
         # The partition under these definitions, as after its first release.
-        await sweeper._commit(keys=keys, args=release_args(encoded, a10=""))
-        read_by_both = await sweeper._version(0)
+        await release._commit(keys=keys, args=release_args(encoded, a10=""))
+        read_by_both = await release.version(0)
         first = release_args(encoded, a13=read_by_both)
-        assert 0 < await sweeper._commit(keys=keys, args=first)
+        assert 0 < await release._commit(keys=keys, args=first)
         before = await snapshot(store, settings.redis_prefix)
         again = release_args(encoded, a13=read_by_both)
-        assert -1 == await sweeper._commit(keys=keys, args=again)
+        assert -1 == await release._commit(keys=keys, args=again)
         assert before == await snapshot(store, settings.redis_prefix)
 
 
+def directory_keys(store: RedisStore) -> list[str]:
+    """Partition 0's registry, then every key directory_args' lines can touch (u1-u4, c1, c2)."""
+    k = store.keys.partition(0)
+    keys = [k.community_registry, k.profile_bucket(0), k.profile_bucket(1)]
+    keys += [k.memberships(f"u{n}") for n in range(1, 5)]
+    return keys + [k.community_role(c, role) for c in ("c1", "c2") for role in ROLES]
+
+
 def directory_args(store: RedisStore, **bad: str) -> list[str]:
-    k = store.keys
+    k = store.keys.partition(0)
     args = [
         k.profile_prefix,
         k.membership_prefix,
         k.community_prefix,
         "0\tu1\t2000\tenabled\t1000\tSales\tAda\n1\tu2\t2000\tenabled\t1000\t\t",
         "u1\tc1\tmember\tadd\t2000\nu2\tc1\towner\tadd\t2000",
-        k.community_registry,
     ]
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value
@@ -149,7 +184,9 @@ class TestDirectoryScript:
             {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tadmin\tadd\t3000"},
             {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tmember\tjoin\t3000"},
             {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tmember"},
-            {"a6": ""},
+            # a key the call did not declare (another partition's user and community)
+            {"a5": "u3\tc2\tmember\tadd\t3000\nu9\tc9\tmember\tadd\t3000"},
+            {"a4": "0\tu3\t3000\tenabled\t1000\t\t\n7\tu4\t3000\tenabled\t1000\t\t"},
         ],
     )
     async def test_a_bad_argument_writes_nothing(
@@ -157,7 +194,8 @@ class TestDirectoryScript:
     ) -> None:
         """A bad profile or membership line after good ones: nothing of the batch is folded."""
         directory = DirectoryStore(store)
-        await directory._fold(keys=[], args=directory_args(store))
+        keys = directory_keys(store)
+        await directory._fold(keys=keys, args=directory_args(store))
         before = await snapshot(store, settings.redis_prefix)
         good = directory_args(store)
         args = directory_args(store, **bad)
@@ -169,7 +207,7 @@ class TestDirectoryScript:
             args[3] = "0\tu3\t3000\tenabled\t1000\t\t"
         assert good != args
         with pytest.raises(ResponseError, match=r"directory\.lua"):
-            await directory._fold(keys=[], args=args)
+            await directory._fold(keys=keys, args=args)
         assert before == await snapshot(store, settings.redis_prefix)
 
 
@@ -219,25 +257,25 @@ class TestOutboxReconcileScript:
         self, settings: Settings, store: RedisStore, bad: dict[str, str]
     ) -> None:
         """Entries before the bad one would be dropped or renumbered: none is, nothing changes."""
-        outbox = OutboxStore(store, OutboxKeys.users(store.keys))
-        k = store.keys
+        outbox = OutboxStore.users(store)
+        k = store.keys.partition(0)
         for seq, user in ((2, "a"), (3, "b")):
-            await store.client.rpush(k.outbox(0), f'{seq}\t{{"event_id": "{user}"}}')
+            await store.client.rpush(k.outbox, f'{seq}\t{{"event_id": "{user}"}}')
         if "entry" in bad:
-            await store.client.rpush(k.outbox(0), bad["entry"])
-        await store.client.sadd(k.flags_ahead(0), "z")
+            await store.client.rpush(k.outbox, bad["entry"])
+        await store.client.sadd(k.flags_ahead, "z")
         before = await snapshot(store, settings.redis_prefix)
         with pytest.raises(ResponseError, match=r"outbox_reconcile\.lua"):
             await outbox._reconcile(
-                keys=[k.outbox(0), k.outbox_seq(0), k.flags_ahead(0), k.published_seq(0)],
+                keys=[k.outbox, k.outbox_seq, k.flags_ahead, k.published_seq],
                 args=[bad.get("tail", "3"), bad.get("from_seq", "2"), "a\nb", "event_id", 60],
             )
         assert before == await snapshot(store, settings.redis_prefix)
 
     async def test_a_stale_tail_writes_nothing(self, settings: Settings, store: RedisStore) -> None:
         """A caller whose tail is below what was committed and trimmed is refused."""
-        outbox = OutboxStore(store, OutboxKeys.users(store.keys))
-        await store.client.rpush(store.keys.outbox(0), '6\t{"event_id": "f"}')
+        outbox = OutboxStore.users(store)
+        await store.client.rpush(store.keys.partition(0).outbox, '6\t{"event_id": "f"}')
         await outbox.trim(0, 5)  # the owner committed up to 5
         before = await snapshot(store, settings.redis_prefix)
         assert BehindPublished(5) == await outbox.reconcile(0, 3, 3, [])

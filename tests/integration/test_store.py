@@ -82,6 +82,6 @@ class TestDays:
         await store.apply([delta(0, 0, ("u1", T0, "view"))])
         day = "2026-05-28"  # T0 is 2026-05-28T20:26:40Z
         assert {"u1"} == await store.daily_active_users(day)
-        expire_at = await store.client.expiretime(store.keys.day(day))
+        expire_at = await store.client.expiretime(store.keys.partition(2).day(day))
         end_of_day = 1_780_012_800  # 2026-05-29T00:00:00Z
         assert end_of_day + store.retention_days * 86_400 == expire_at

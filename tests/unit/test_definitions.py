@@ -126,13 +126,15 @@ class TestDeploymentRecord:
 
     def test_bucket_and_type_changes_are_refused_with_the_remedy(self) -> None:
         """One line naming the setting, the stored value and the rebuild command."""
-        stored = DeploymentRecord(128, "", "v1;t=1;g=1")
+        stored = DeploymentRecord(128, "", "v1;t=1;g=1", 2)
         assert refusal(stored, stored) is None
-        assert refusal(stored, DeploymentRecord(128, "", "v1;t=2;g=1")) is None
-        buckets = refusal(stored, DeploymentRecord(256, "", "v1;t=1;g=1"))
-        types = refusal(stored, DeploymentRecord(128, "login", "v1;t=1;g=1"))
-        for why in (buckets, types):
+        assert refusal(stored, DeploymentRecord(128, "", "v1;t=2;g=1", 2)) is None
+        buckets = refusal(stored, DeploymentRecord(256, "", "v1;t=1;g=1", 2))
+        types = refusal(stored, DeploymentRecord(128, "login", "v1;t=1;g=1", 2))
+        layout = refusal(DeploymentRecord(128, "", "v1;t=1;g=1", 1), stored)
+        for why in (buckets, types, layout):
             assert why is not None and "\n" not in "; ".join(why)
             assert "esn-pulse rebuild" in why[1]
+        assert layout is not None and "key layout 1" in layout[0]
         assert buckets is not None and "ESN_USER_BUCKETS=128" in buckets[1]
         assert types is not None and "ESN_ACTIVITY_TYPES" in types[0]

@@ -139,8 +139,15 @@ class LocalStack:
         ]
 
     def kafka_up(self) -> bool:
-        """True when the configured broker accepts connections."""
-        return port_open(*self.settings.kafka_host_port)
+        """True when the configured broker (any broker of a bootstrap list) accepts connections."""
+        return any(port_open(host, port) for host, port in self._bootstrap_servers())
+
+    def _bootstrap_servers(self) -> list[tuple[str, int]]:
+        servers = []
+        for entry in self.settings.kafka_bootstrap.split(","):
+            host, _, port = entry.strip().rpartition(":")
+            servers.append((host or "127.0.0.1", int(port)))
+        return servers
 
     def redis_up(self) -> bool:
         """True when the configured Redis (a server, or a cluster's nodes) answers PING."""
@@ -228,6 +235,14 @@ class LocalStack:
         )
 
     def _start_kafka(self, timeout: float = 90) -> None:
+        if len(self._bootstrap_servers()) > 1:
+            # A list names a cluster: a lone broker on its first port would be a cluster of its
+            # own that clients mistake for it.
+            raise StackError(
+                f"no broker of ESN_KAFKA_BOOTSTRAP={self.settings.kafka_bootstrap} answers; "
+                "stack up starts a single broker only (docs/operations/cluster.md starts a local "
+                "cluster)"
+            )
         self.kafka_home.mkdir(parents=True, exist_ok=True)
         self._ensure_kafka_jars()
         config = self._write_kafka_config()

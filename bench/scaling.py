@@ -169,7 +169,8 @@ async def main(args: argparse.Namespace) -> int:
             "activity_partitions": args.partitions,
             # Generated history is old: keep its daily sets (bench.ingest does the same).
             "daily_active_retention_days": 3650,
-            "user_buckets": max(1, args.users // 64),
+            # Buckets are per partition: users / (64 x partitions), as the settings advise.
+            "user_buckets": max(1, args.users // (64 * args.partitions)),
             # Like bench.ingest, the fold alone is timed: the inactivity sweep is held back.
             "sweep_interval_seconds": 3600,
         }

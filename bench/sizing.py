@@ -1,7 +1,8 @@
 """A sizing table derived from measured figures: Redis memory, workers and partitions per size.
 
 Memory = users x per-user bytes + users x daily-active share x days of daily sets kept x
-per-user-day bytes + days of analytics kept x per-day bytes, times the headroom. Workers = the
+per-user-day bytes + days of analytics kept x per-day bytes (scaled to the partitions: each keeps
+its own), times the headroom. Workers = the
 busiest hour's event rate times the headroom over one worker's measured rate, and never fewer than
 two. Partitions bound the
 parallelism and cannot be raised without a rebuild, so they are set well above the workers.
@@ -39,6 +40,9 @@ class SizingBasis:
     partitions_per_worker: int = 4
     #: Never fewer: a worker lost or restarted hands its partitions to the other (a rebalance).
     min_workers: int = 2
+    #: Partitions of the measured run: each partition keeps its own per-day aggregates, so
+    #: ``per_day`` scales with the partitions of the size being computed.
+    measured_partitions: int = MIN_PARTITIONS
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,14 @@ class SizingRow:
     redis_bytes: float
 
 
-def redis_bytes(users: int, basis: SizingBasis) -> float:
-    """Redis memory to provision for ``users`` (masters; replicas need as much again)."""
+def redis_bytes(users: int, basis: SizingBasis, partitions: int = MIN_PARTITIONS) -> float:
+    """Redis memory to provision for ``users`` on ``partitions`` (masters; replicas need as
+    much again)."""
+    per_day = basis.per_day * partitions / basis.measured_partitions
     need = (
         users * basis.per_user
         + users * basis.daily_active_share * basis.daily_sets_days * basis.per_user_day
-        + basis.analytics_days * basis.per_day
+        + basis.analytics_days * per_day
     )
     return need * basis.headroom
 
@@ -81,12 +87,9 @@ def partitions_for(workers: int, basis: SizingBasis) -> int:
 def sizing_row(users: int, events_per_day: int, basis: SizingBasis) -> SizingRow:
     """The partitions, workers and Redis memory of one deployment size."""
     workers = workers_for(events_per_day, basis)
+    partitions = partitions_for(workers, basis)
     return SizingRow(
-        users,
-        events_per_day,
-        partitions_for(workers, basis),
-        workers,
-        redis_bytes(users, basis),
+        users, events_per_day, partitions, workers, redis_bytes(users, basis, partitions)
     )
 
 

@@ -1,8 +1,11 @@
-"""The scaling bench's pure figures: input counts, key attribution, cluster parsing, sizing."""
+"""The scaling bench's pure figures: input counts, key attribution, fleet timing, sizing and the
+sizing page's table."""
 
 from __future__ import annotations
 
 import fnmatch
+import re
+from pathlib import Path
 
 import pytest
 
@@ -152,6 +155,10 @@ class TestSizing:
             1000, self.BASIS
         )
 
+    def test_per_day_aggregates_scale_with_partitions(self) -> None:
+        """24 partitions keep twice the per-day aggregates the measured 12 did."""
+        assert 400 * 1000 * 2 == redis_bytes(0, self.BASIS, 24) - redis_bytes(0, self.BASIS, 12)
+
     def test_workers_cover_the_busiest_hour_twice(self) -> None:
         """86.4M events a day: 1,000/s mean, 3,000/s at peak, 6,000/s with headroom: 1 worker,
         but never fewer than 2; five times that needs 3."""
@@ -188,3 +195,35 @@ class TestSizing:
     def test_human_bytes(self, size: float, text: str) -> None:
         """Binary units, up to three significant digits."""
         assert text == human_bytes(size)
+
+
+class TestSizingDoc:
+    """docs/operations/sizing.md's table is what bench.sizing derives from the page's figures."""
+
+    PAGE = Path(__file__).resolve().parents[2] / "docs" / "operations" / "sizing.md"
+
+    def figure(self, text: str, pattern: str) -> float:
+        found = re.search(pattern, text)
+        assert found, f"sizing.md no longer states {pattern!r}"
+        return float(found.group(1).replace(",", ""))
+
+    def test_table_follows_from_the_stated_figures_and_rules(self) -> None:
+        """Edit a figure or a rule without the table (or the other way round) and this fails."""
+        text = self.PAGE.read_text()
+        basis = SizingBasis(
+            per_user=self.figure(text, r"\| per user \| ([\d,.]+) bytes \|"),
+            per_user_day=self.figure(text, r"\| per user-day \| ([\d,.]+) bytes \|"),
+            per_day=self.figure(text, r"\| per day \| ([\d.]+) MiB \|") * 1024**2,
+            worker_rate=self.figure(text, r"\| one worker \| ([\d,]+) events/s \|"),
+            daily_active_share=self.figure(text, r"\u00d7 (\d+)% active a day") / 100,
+            peak_hour_factor=self.figure(text, r"\(([\d.]+) \u00d7 the day's mean"),
+        )
+        rows = re.findall(r"^\| ([\d,]+) \| ([\d,]+) \| (\d+) \| (\d+) \| ([^|]+) \|$", text, re.M)
+        assert len(rows) >= 5
+        for users, events, partitions, workers, memory in rows:
+            row = sizing_row(int(users.replace(",", "")), int(events.replace(",", "")), basis)
+            assert (row.partitions, row.workers, human_bytes(row.redis_bytes)) == (
+                int(partitions),
+                int(workers),
+                memory.strip(),
+            ), f"the row of {users} users"

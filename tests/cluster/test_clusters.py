@@ -96,7 +96,8 @@ class TestRedisCluster:
         cluster_redis: RedisClient,
     ) -> None:
         """SIGKILL of the master holding a key while a writer uses it: the same client object,
-        retrying, carries on at the promoted replica, from the value the replica had (WAIT)."""
+        retrying, carries on at the promoted replica (now the key's node), from the value the
+        replica had (WAIT)."""
         client = _cluster(cluster_redis)
         await client.initialize()
         key = f"{cluster_settings.redis_prefix}{{p3}}:fence"
@@ -114,13 +115,14 @@ class TestRedisCluster:
             has succeeded again after the kill."""
             nonlocal last_ok, first_ok_after
             while True:
+                after_kill = killed.is_set()  # a request begun after the SIGKILL
                 try:
                     value = await client.get(key)
                     await client.set(key, str(int(value or b"0") + 1))
                 except _FAILOVER_ERRORS as exc:
                     seen[type(exc).__name__] += 1
                 else:
-                    if killed.is_set() and not first_ok_after:
+                    if after_kill:
                         first_ok_after = time.monotonic()
                         return
                     last_ok = time.monotonic()
@@ -133,6 +135,7 @@ class TestRedisCluster:
         while redis_cluster.pid(int(node.port)) is not None:  # its pid file goes with the kill
             await asyncio.sleep(0.005)
         killed.set()
+        killed_at = time.monotonic()
         failover = await kill
         await asyncio.wait_for(writing, timeout=60)
         # The promoted replica had at least the WAITed 41 (later increments are replicated
@@ -141,12 +144,13 @@ class TestRedisCluster:
         assert int(await client.get(key) or b"0") >= 42
         now = client.get_node_from_key(key)
         assert now is not None and failover.promoted_port == int(now.port)
-        assert seen, "the writer never saw the master down: the test did not test a failover"
+        # The client's own retries (redis-py's, with backoff) may span the failover, so the
+        # writer may see no error at all: what counts is that its write after the kill landed.
         print(  # measured figures for the report (pytest -s shows them)
             f"\nredis failover: master {failover.killed_port} killed, replica "
             f"{failover.promoted_port} promoted, cluster ok after {failover.seconds:.2f} s; the "
-            f"client's writes stopped for {first_ok_after - last_ok:.2f} s; errors meanwhile "
-            f"{dict(seen)}"
+            f"first write begun after the kill succeeded {first_ok_after - killed_at:.2f} s after "
+            f"it; errors the writer saw meanwhile {dict(seen)}"
         )
 
     async def test_the_documented_acl_user_works_and_needs_cluster_slots(

@@ -8,11 +8,11 @@ previous run's data wiped), and stopped at the end of the session:
   replicas, healthy. ``.url`` is its ``redis+cluster://`` ESN_REDIS_URL; ``.kill_master(port)``
   SIGKILLs a master and returns once its replica took over (a ``Failover`` with the seconds);
   ``.start_node(port)`` brings a killed node back (it rejoins as a replica); ``.nodes()``,
-  ``.masters_ports()``, ``.wait_healthy()``.
+  ``.masters_ports()``, ``.wait_healthy()``, ``.on_every_node(*command)`` (ACLs, CONFIG SET).
 - ``kafka_cluster``: a :class:`~stream.local.kafka_cluster.LocalKafkaCluster` of 3 KRaft brokers
   (combined with controllers), topics RF 3 / min ISR 2 by default. ``.bootstrap`` is its
   ESN_KAFKA_BOOTSTRAP; ``.kill_broker(node_id)`` (ids 1-3) SIGKILLs one, ``.start_broker(node_id)``
-  restarts it and waits until no partition is under-replicated.
+  restarts it and waits until no partition is under-replicated; ``.wait_fully_replicated()``.
 - ``cluster_stack_settings``: Settings on both clusters (the session's state dir).
 - ``cluster_settings``: per test, isolated (own topics, key prefix, group, web port, as
   ``tests.support.isolated``) with the topics created by ``stream.kafka_admin.ensure_topics``.

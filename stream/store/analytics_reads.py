@@ -7,10 +7,13 @@ HyperLogLogs and sorted sets) before handing plain values back.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
 
 from stream.store.keys import PartitionKeys
 from stream.store.redis_store import RedisStore, text
@@ -75,12 +78,29 @@ class AnalyticsReads:
         partition only, so the partitions' distinct users add up.
         """
 
-        def queue(pipe: Any, k: PartitionKeys) -> None:
-            for day in days:
-                pipe.pfcount(*[k.tier_hll(tier, d) for d in range(day - window + 1, day + 1)])
+        def windows(k: PartitionKeys) -> list[list[str]]:
+            return [[k.tier_hll(tier, d) for d in range(day - window + 1, day + 1)] for day in days]
 
+        if isinstance(self._client, RedisCluster):
+            # redis-py's cluster pipelines refuse PFCOUNT: each on its own, all in flight.
+            partitions = await self._store.partitions()
+            flat = await asyncio.gather(
+                *(
+                    self._client.pfcount(*keys)
+                    for p in partitions
+                    for keys in windows(self._keys.partition(p))
+                )
+            )
+            per_partition = [flat[i : i + len(days)] for i in range(0, len(flat), len(days))]
+        else:
+
+            def queue(pipe: Any, k: PartitionKeys) -> None:
+                for keys in windows(k):
+                    pipe.pfcount(*keys)
+
+            per_partition = await self._per_partition(queue)
         out = dict.fromkeys(days, 0)
-        for replies in await self._per_partition(queue):
+        for replies in per_partition:
             for day, count in zip(days, replies, strict=True):
                 out[day] += int(count)
         return out
@@ -113,11 +133,12 @@ class AnalyticsReads:
             # Whole sketches (at most ESN_TOP_ITEMS_CAPACITY items a day and partition): ties at
             # the cut are then broken by item, independently of Redis's order among equal scores.
             pipe.zunion([k.top_items("d", d) for d in days], withscores=True)
-            pipe.mget([k.top_items_evicted("d", d) for d in days])
+            for d in days:  # GETs, not MGET: a cluster's pipeline refuses MGET
+                pipe.get(k.top_items_evicted("d", d))
 
         totals: Counter[str] = Counter()
         bound = 0
-        for ranked, evicted in await self._per_partition(queue):
+        for ranked, *evicted in await self._per_partition(queue):
             for member, score in ranked:
                 totals[text(member)] += int(score)
             bound += sum(int(b) for b in evicted if b is not None)

@@ -16,13 +16,22 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.workload import drop_topics, generated_records
+from bench.memory_figures import key_kind
+from bench.redis_nodes import redis_nodes
+from bench.workload import (
+    InputFigures,
+    drop_topics,
+    generated_records,
+    input_figures,
+    record_actor_times,
+)
 from stream import jsonutil
 from stream.flags.machine import definitions_from
 from stream.flags.release import InactivitySweeper
@@ -106,26 +115,25 @@ async def release_all(settings: Settings) -> tuple[int, float]:
     return released, time.perf_counter() - started
 
 
-async def user_memory(settings: Settings) -> tuple[float, int, float, float]:
-    """Bytes of Redis per user for user records, users, bytes per user-day of daily sets, and
-    bytes per user of everything under the deployment's prefix (analytics included)."""
-    store = RedisStore.from_settings(settings)
-    try:
-        users, record_bytes, day_bytes, user_days = 0, 0, 0, 0
-        for bucket in range(settings.user_buckets):
-            key = store.keys.user_bucket(bucket)
-            users += await store.client.hlen(key)
-            record_bytes += await store.client.memory_usage(key, samples=0) or 0
-        async for key in store.client.scan_iter(match=store.keys.day_prefix + "*"):
-            user_days += await store.client.scard(key)
-            day_bytes += await store.client.memory_usage(key, samples=0) or 0
-        total = 0
-        async for key in store.client.scan_iter(match=settings.redis_prefix + "*", count=1000):
-            total += await store.client.memory_usage(key, samples=0) or 0
-        per_user = max(users, 1)
-        return record_bytes / per_user, users, day_bytes / max(user_days, 1), total / per_user
-    finally:
-        await store.close()
+async def user_memory(settings: Settings, figures: InputFigures) -> tuple[float, int, float, float]:
+    """Bytes of Redis per user for user records, users, bytes per user-day of the daily active
+    sets, and bytes per user of everything under the deployment's prefix (analytics included).
+
+    Server-side (MEMORY USAGE over a SCAN of the prefix, see bench/redis_nodes.py), attributed by
+    key name whatever the layout; users and user-days are counted from the input.
+    """
+    async with redis_nodes(settings) as nodes:
+        usage = await nodes.key_usage(settings.redis_prefix)
+    by_kind: Counter[str] = Counter()
+    for key, size in usage.items():
+        by_kind[key_kind(key, settings.redis_prefix)] += size
+    users = max(figures.users, 1)
+    return (
+        by_kind["u1"] / users,
+        figures.users,
+        by_kind["day"] / max(figures.user_days, 1),
+        sum(usage.values()) / users,
+    )
 
 
 async def latency(base: Settings, rate: float, seconds: float, users: int) -> dict[str, float]:
@@ -276,7 +284,8 @@ async def main(args: argparse.Namespace) -> None:
         f"inactivity release       {released / seconds:10,.0f} changes/s"
         f"  ({released} buffered changes through the state machine in {seconds:.2f}s)"
     )
-    memory = await user_memory(contender_settings(base, "worker"))
+    figures = input_figures(record_actor_times(events))
+    memory = await user_memory(contender_settings(base, "worker"), figures)
     per_user, users, per_user_day, everything = memory
     print(f"redis per user         {per_user:10.1f} bytes  ({users} users; target <= 150)")
     print(f"redis per user-day     {per_user_day:10.1f} bytes  (daily active sets)")

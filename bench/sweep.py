@@ -37,8 +37,9 @@ async def populate(store: RedisStore, partitions: int, users: int, now_ms: int) 
             due[index % partitions][user] = last + 30 * DAY_MS
         async with store.client.pipeline(transaction=False) as pipe:
             for partition in range(partitions):
-                pipe.hset(store.keys.inactivity_states(partition), mapping=states[partition])
-                pipe.zadd(store.keys.due(partition), due[partition])  # type: ignore[arg-type]
+                keys = store.keys.partition(partition)
+                pipe.hset(keys.inactivity_states, mapping=states[partition])
+                pipe.zadd(keys.due, due[partition])  # type: ignore[arg-type]
             await pipe.execute()
 
 
@@ -72,7 +73,8 @@ async def main(args: argparse.Namespace) -> None:
         # Move the chosen users' crossing into the past: they cross at the next sweep.
         async with store.client.pipeline(transaction=False) as pipe:
             for index in range(0, args.users, args.users // args.crossing):
-                pipe.zadd(store.keys.due(index % partitions), {f"u{index:07d}": now_ms - 60_000})
+                due_key = store.keys.partition(index % partitions).due
+                pipe.zadd(due_key, {f"u{index:07d}": now_ms - 60_000})
             await pipe.execute()
         busy, flagged = await timed_sweep(sweeper, partitions, now_ms)
         print(

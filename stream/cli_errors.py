@@ -179,7 +179,14 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
         UnknownTopicOrPartitionError,
     )
     from pydantic import ValidationError
-    from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+    from redis.exceptions import (
+        AuthenticationError,
+        ClusterDownError,
+        NoPermissionError,
+        RedisClusterException,
+        RedisError,
+        TryAgainError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -211,6 +218,13 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
         return (
             f"Redis unreachable at {redis_url} ({_cause(exc)}); start it (esn-pulse stack up) "
             "or point ESN_REDIS_URL at a running Redis",
+            ExitCode.UNREACHABLE,
+        )
+    # A cluster failing over (no master for a slot yet, CLUSTERDOWN, TRYAGAIN): waiting helps.
+    if isinstance(exc, ClusterDownError | TryAgainError | RedisClusterException):
+        return (
+            f"the Redis Cluster at {redis_url} cannot serve every slot now ({_cause(exc)}); "
+            "retry once its failover ends (redis-cli --cluster check shows it)",
             ExitCode.UNREACHABLE,
         )
     # A script refused a key reports a plain error reply, not NOPERM.

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError, SlotNotCoveredError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stream.analytics import views
@@ -80,7 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail)[:200])
 
     @app.exception_handler(RedisError)
-    @app.exception_handler(SlotNotCoveredError)  # a Redis Cluster failing over: not a RedisError
+    @app.exception_handler(RedisClusterException)  # a cluster failing over: not a RedisError
     async def redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("Redis unavailable for %s: %s", request.url.path[:200], type(exc).__name__)
         return error_response(503, "Redis unavailable; retry shortly")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError, SlotNotCoveredError
+from redis.exceptions import RedisClusterException, RedisError
 
 #: Errors that mean "not now": the server or a cluster's master is away, failing over, loading.
-#: A cluster whose slot has no master during a failover raises SlotNotCoveredError, which is
-#: not a RedisError (redis-py); a caller's backoff takes it like a connection error.
-REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (RedisError, OSError, SlotNotCoveredError)
+#: A cluster client raises RedisClusterException (not a RedisError in redis-py) when a slot has
+#: no master during a failover or no node answers its re-learning of the slots: a caller's
+#: backoff takes it like a connection error.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (RedisError, OSError, RedisClusterException)

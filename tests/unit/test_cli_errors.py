@@ -71,6 +71,19 @@ class TestDescribe:
         assert "redis://:***@127.0.0.1:1/0 (connection refused)" in failure.message
         assert "topsecret" not in failure.message
 
+    def test_a_redis_cluster_failing_over_is_exit_2(self) -> None:
+        """No master for a slot yet (not a RedisError in redis-py), CLUSTERDOWN, TRYAGAIN: wait."""
+        from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
+
+        for exc in (
+            SlotNotCoveredError("Slot 42 not covered by the cluster"),
+            ClusterDownError("The cluster is down"),
+            TryAgainError("TRYAGAIN"),
+        ):
+            failure = describe(exc)
+            assert ExitCode.UNREACHABLE == failure.exit_code, exc
+            assert "failover" in failure.message and "\n" not in failure.message
+
     def test_redis_credentials_refused_is_exit_1(self) -> None:
         """Wrong password: a setting to fix (code 1, not 2: retrying later would not help) and
         a hint about the password, not 'unreachable'."""

@@ -18,6 +18,9 @@ from redis.asyncio.cluster import RedisCluster
 from stream.store.keys import PartitionKeys
 from stream.store.redis_store import RedisStore, text
 
+#: Commands one read keeps in flight on a cluster when they cannot be pipelined.
+_IN_FLIGHT = 16
+
 
 @dataclass(frozen=True)
 class TopItems:
@@ -82,14 +85,17 @@ class AnalyticsReads:
             return [[k.tier_hll(tier, d) for d in range(day - window + 1, day + 1)] for day in days]
 
         if isinstance(self._client, RedisCluster):
-            # redis-py's cluster pipelines refuse PFCOUNT: each on its own, all in flight.
+            # redis-py's cluster pipelines refuse PFCOUNT: each on its own, concurrently but
+            # a bounded number in flight (past a node's max_connections its pool raises).
+            client, gate = self._client, asyncio.Semaphore(_IN_FLIGHT)
+
+            async def pfcount(keys: list[str]) -> int:
+                async with gate:
+                    return int(await client.pfcount(*keys))
+
             partitions = await self._store.partitions()
             flat = await asyncio.gather(
-                *(
-                    self._client.pfcount(*keys)
-                    for p in partitions
-                    for keys in windows(self._keys.partition(p))
-                )
+                *(pfcount(keys) for p in partitions for keys in windows(self._keys.partition(p)))
             )
             per_partition = [flat[i : i + len(days)] for i in range(0, len(flat), len(days))]
         else:

@@ -343,12 +343,15 @@ class Drill:
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is None:
                 w.proc.send_signal(signal.SIGCONT)
-            await asyncio.to_thread(w.stop)
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
         try:
-            async for key in self.store.client.scan_iter(
-                match=self.settings.redis_prefix + "*", count=1000
-            ):
-                await self.store.client.delete(key)
+            client = self.store.client
+            keys = [k async for k in client.scan_iter(match=self.settings.redis_prefix + "*")]
+            # One DEL per key (a cluster's keys span slots), pipelined: one round trip a node.
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.delete(key)
+                await pipe.execute()
         finally:
             await self.store.close()
         # Fewer logs for the next broker restart to recover.

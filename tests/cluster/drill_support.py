@@ -127,20 +127,28 @@ async def fold_and_settle(drill: Drill) -> Figures:
     on every worker after the flags were out, then stop the workers: nothing moves after."""
     figures = await drill.run(no_fault)
     settled = time.time() + 1.0
+    took: list[float] = []
 
     async def refreshed() -> bool:
+        took.clear()
         for worker in drill.alive():
             _, body = await asyncio.to_thread(worker.get, "/metrics")
-            found = re.search(
-                r"^esn_analytics_last_refresh_timestamp_seconds\S* (\S+)$", body.decode(), re.M
-            )
-            if found is None or float(found.group(1)) <= settled:
+            at = _gauge(body, "esn_analytics_last_refresh_timestamp_seconds")
+            if at is None or at <= settled:
                 return False
+            took.append(_gauge(body, "esn_analytics_refresh_seconds") or 0.0)
         return True
 
-    await eventually(refreshed, 60, "an analytics refresh after the flags", drill.check_alive)
+    await eventually(refreshed, 90, "an analytics refresh after the flags", drill.check_alive)
+    figures.notes.append(f"last analytics refresh took up to {max(took):.1f}s")
     await asyncio.gather(*(asyncio.to_thread(w.stop) for w in drill.workers))
     return figures
+
+
+def _gauge(metrics: bytes, name: str) -> float | None:
+    """A gauge's value in a /metrics body, or None when absent."""
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", metrics.decode(), re.M)
+    return None if found is None else float(found.group(1))
 
 
 def without(value: Any, *names: str) -> Any:

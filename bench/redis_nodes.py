@@ -43,10 +43,14 @@ class RedisNodes:
             total += int(info["used_memory"])
         return total
 
-    async def key_usage(self, prefix: str) -> dict[str, int]:
-        """key -> MEMORY USAGE (SAMPLES 0: every element counted) of each key under ``prefix``."""
+    async def key_usage(
+        self, prefix: str, by_master: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        """key -> MEMORY USAGE (SAMPLES 0: every element counted) of each key under ``prefix``;
+        each master's sum into ``by_master`` when given."""
         usage: dict[str, int] = {}
-        for _, client in self.masters:
+        for name, client in self.masters:
+            before = sum(usage.values())
             async for batch in _scan_batches(client, _match(prefix)):
                 async with client.pipeline(transaction=False) as pipe:
                     for key in batch:
@@ -55,6 +59,8 @@ class RedisNodes:
                 for key, size in zip(batch, sizes, strict=True):
                     if size is not None:  # gone between SCAN and MEMORY USAGE
                         usage[key] = int(size)
+            if by_master is not None:
+                by_master[name] = sum(usage.values()) - before
         return usage
 
     async def delete(self, prefix: str) -> int:

@@ -100,7 +100,8 @@ async def run_combination(
         try:
             run = await time_fleet(fleet, ends, f"bench-scaling-{tag}", timeout)
             after = await nodes.used_memory()
-            usage = await nodes.key_usage(deployment.redis_prefix)
+            by_master: dict[str, int] = {}
+            usage = await nodes.key_usage(deployment.redis_prefix, by_master)
         finally:
             await nodes.delete(deployment.redis_prefix)
     memory = memory_figures(
@@ -113,7 +114,7 @@ async def run_combination(
         figures.days,
         figures.events,
     )
-    return Combination(target, run, memory)
+    return Combination(target, run, memory, by_master)
 
 
 async def measure(

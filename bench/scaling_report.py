@@ -28,6 +28,8 @@ class Combination:
     target: str
     run: FleetRun
     memory: MemoryFigures
+    #: host:port -> MEMORY USAGE of the deployment's keys on that master.
+    by_master: dict[str, int]
 
 
 def ratio(value: float, reference: float) -> float:
@@ -69,6 +71,14 @@ def print_memory(combinations: list[Combination], how: dict[str, str]) -> None:
             f"{m.per_user_day:9.1f} {human_bytes(m.per_day):>9} {m.transient_per_event:10.1f} "
             f"{m.all_per_user:9.1f} {m.used_per_user:10.1f}"
         )
+    for c in combinations:
+        if len(c.by_master) > 1:
+            total = max(sum(c.by_master.values()), 1)
+            shares = ", ".join(
+                f"{name} {size / total:.0%}" for name, size in sorted(c.by_master.items())
+            )
+            label = f"{TARGETS[c.target]}, {c.run.workers} worker(s)"
+            print(f"  {label}, key bytes per master: {shares}")
     measured = {c.target for c in combinations}
     for target, text in how.items():
         if target in measured:

@@ -26,6 +26,7 @@ from stream.flags.release import InactivitySweeper
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.redis_store import text
+from stream.store.release_store import ReleaseCommit, ReleaseStore
 from stream.topics import TopicNames
 from tests.chaos.flag_topic import committed_flags, log_end
 
@@ -75,11 +76,15 @@ async def release(settings: Settings, store: RedisStore, partition: int, users: 
     )
     under = text(stored).split("\t", 1)[0] if stored is not None else ""
     records = [user_record(user) for user in users]
-    args = ["", "", "", ""]
-    args.append("\n".join(jsonutil.dumps(r).decode() for r in records))
-    args += ["", "", "", str(partition), under, sweeper.encoded, "", ""]
-    args.append("\n".join(r["event_id"] for r in records))
-    return int(await sweeper._commit(keys=sweeper._commit_keys(partition), args=args))
+    commit = ReleaseCommit(
+        under,
+        sweeper.encoded,
+        "",
+        "",
+        records=[jsonutil.dumps(r).decode() for r in records],
+        event_ids=[r["event_id"] for r in records],
+    )
+    return await ReleaseStore(store).commit(partition, commit)
 
 
 async def topic_users(settings: Settings, partition: int) -> list[tuple[int, str]]:

@@ -80,17 +80,18 @@ class TestOutboxAfterRollback:
     ) -> None:
         """release.lua, given a record whose event id the topic already holds (the ahead set),
         commits the release but queues no record and no number for it."""
+        from stream.flags.definitions import encode_definitions
         from stream.flags.machine import definitions_from
-        from stream.flags.release import InactivitySweeper
-        from tests.integration.test_script_checks import release_args
+        from stream.store.release_store import ReleaseStore
+        from tests.integration.test_script_checks import release_args, release_keys
 
-        sweeper = InactivitySweeper(store, definitions_from(settings))
-        keys = sweeper._commit_keys(0)
-        encoded = sweeper.encoded
+        release = ReleaseStore(store)
+        keys = release_keys(release)
+        encoded = encode_definitions(definitions_from(settings))
         await store.client.sadd(store.keys.partition(0).flags_ahead, "u1:inactive:2592000000:9000")
         args: list[Any] = release_args(encoded, a10="")
-        assert 0 == await sweeper._commit(keys=keys, args=args)
+        assert 0 == await release._commit(keys=keys, args=args)
         assert [] == await store.client.lrange(store.keys.partition(0).outbox, 0, -1)
         assert 0 == await store.client.scard(store.keys.partition(0).flags_ahead)
         # Not ahead any more: the same record the next time is queued, numbered 1.
-        assert 1 == await sweeper._commit(keys=keys, args=release_args(encoded, a13=""))
+        assert 1 == await release._commit(keys=keys, args=release_args(encoded, a13=""))

@@ -128,7 +128,7 @@ class TestInitiativeUsers:
         profile = {"kind": "profile", "user_id": p(BOB), "status": "enabled",
                    "created": at, "updated": at}  # fmt: skip
         record = decode_directory(jsonutil.dumps(profile), p(BOB).encode())
-        await DirectoryStore(store).apply([record])
+        await DirectoryStore(store).apply([(0, record)])
         await add_initiative(store, keyed, "hostile-ids", 0, [p(BOB), ALICE, LOOKALIKE])
         members = await store.client.smembers(store.keys.initiative_users("hostile-ids"))
         assert {p(BOB), p(ALICE), p(LOOKALIKE)} == {m.decode() for m in members}

@@ -21,15 +21,7 @@ class FlagReads:
 
     async def inactivity_counts(self) -> dict[str, int]:
         """The engine's counters: "enabled", "never_active", "inactive:<threshold>" -> users."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            for p in await self._store.partitions():
-                pipe.hgetall(self._keys.partition(p).inactivity_counts)
-            replies = await pipe.execute()
-        out: dict[str, int] = {}
-        for raw in replies:
-            for k, v in raw.items():
-                out[text(k)] = out.get(text(k), 0) + int(v)
-        return out
+        return await self._store.summed_partition_hashes("inactivity_counts")
 
     async def enabled_users(self) -> int:
         """Users with an enabled profile (0 before the first count)."""

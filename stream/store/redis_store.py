@@ -358,16 +358,16 @@ class RedisStore:
     async def totals(self) -> dict[tuple[str, str], int]:
         """Events per (type, object_type) since the beginning."""
         out: dict[tuple[str, str], int] = {}
-        for field, count in (await self._summed_hashes("totals")).items():
+        for field, count in (await self.summed_partition_hashes("totals")).items():
             event_type, _, object_type = field.partition("|")
             out[event_type, object_type] = count
         return out
 
     async def unknown_type_totals(self) -> dict[str, int]:
         """Events per raw type name that was counted as "other"."""
-        return await self._summed_hashes("unknown_types")
+        return await self.summed_partition_hashes("unknown_types")
 
-    async def _summed_hashes(self, name: str) -> dict[str, int]:
+    async def summed_partition_hashes(self, name: str) -> dict[str, int]:
         """A per-partition counter hash (a PartitionKeys property), summed over partitions."""
         async with self.client.pipeline(transaction=False) as pipe:
             for p in await self.partitions():

@@ -336,6 +336,26 @@ def esn(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def assert_replayed_exactly(
+    settings: Settings, store: RedisStore, worker_factory: Any, first_run_output: Any
+) -> None:
+    """After a rebuild: a worker replays the topics into exactly the state and flags a run
+    under ``settings`` gives, and the flag numbering continues after the first run's."""
+    events, directory, first = first_run_output
+    worker = await worker_factory(settings).started()
+    await wait_fully_applied(store, settings, 120, worker.check_alive)
+    expected = released_run(settings, events, directory)
+    flagged = TopicNames.from_settings(settings).flagged
+    records = await read_topic(settings, flagged, len(first) + len(expected), timeout=90)
+    await sweeps_done(worker, 2)
+    records = await read_topic(settings, flagged, len(first) + len(expected) + 1, 3)
+    replayed = after_first(records, first)
+    assert expected == sorted(as_transition(jsonutil.loads(r.value)) for r in replayed)
+    assert_gapless(records)  # the numbering continues after the rebuild
+    if not settings.activity_types:
+        await Oracle.of(events).assert_matches(store)
+
+
 class TestRefusedUntilRebuilt:
     @pytest.mark.parametrize(
         ("change", "setting"),
@@ -376,18 +396,9 @@ class TestRefusedUntilRebuilt:
 
         rebuilt_store = RedisStore.from_settings(changed)
         try:
-            worker = await worker_factory(changed).started()
-            await wait_fully_applied(rebuilt_store, changed, 120, worker.check_alive)
-            expected = released_run(changed, events, directory)
-            flagged = TopicNames.from_settings(changed).flagged
-            records = await read_topic(changed, flagged, len(first) + len(expected), timeout=90)
-            await sweeps_done(worker, 2)
-            records = await read_topic(changed, flagged, len(first) + len(expected) + 1, 3)
-            replayed = after_first(records, first)
-            assert expected == sorted(as_transition(jsonutil.loads(r.value)) for r in replayed)
-            assert_gapless(records)  # the numbering continues after the rebuild
-            if not changed.activity_types:
-                await Oracle.of(events).assert_matches(rebuilt_store)
+            await assert_replayed_exactly(
+                changed, rebuilt_store, worker_factory, (events, directory, first)
+            )
         finally:
             await rebuilt_store.close()
 
@@ -427,18 +438,7 @@ class TestRefusedUntilRebuilt:
         assert record == await initiatives.record("onboarding")
         assert {"u-1", "u-2"} == await initiatives.users("onboarding")
 
-        worker = await worker_factory(base).started()
-        await wait_fully_applied(store, base, 120, worker.check_alive)
-        expected = released_run(base, events, directory)
-        flagged = TopicNames.from_settings(base).flagged
-        records = await read_topic(base, flagged, len(first) + len(expected), timeout=90)
-        await sweeps_done(worker, 2)
-        records = await read_topic(base, flagged, len(first) + len(expected) + 1, 3)
-        assert expected == sorted(
-            as_transition(jsonutil.loads(r.value)) for r in after_first(records, first)
-        )
-        assert_gapless(records)
-        await Oracle.of(events).assert_matches(store)
+        await assert_replayed_exactly(base, store, worker_factory, (events, directory, first))
         assert 2 == (await DefinitionsStore(store).stored() or _never()).layout
 
     async def test_rebuild_refuses_while_a_worker_runs(

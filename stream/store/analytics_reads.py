@@ -16,10 +16,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from stream.store.keys import PartitionKeys
-from stream.store.redis_store import RedisStore, text
-
-#: Commands one read keeps in flight on a cluster when they cannot be pipelined.
-_IN_FLIGHT = 16
+from stream.store.redis_store import CLUSTER_IN_FLIGHT, RedisStore, text
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,11 @@ class AnalyticsReads:
         if isinstance(self._client, RedisCluster):
             # redis-py's cluster pipelines refuse PFCOUNT: each on its own, concurrently but
             # a bounded number in flight (past a node's max_connections its pool raises).
-            client, gate = self._client, asyncio.Semaphore(_IN_FLIGHT)
+            client, gate = self._client, asyncio.Semaphore(CLUSTER_IN_FLIGHT)
+            # A fresh cluster client given many commands at once, before it learnt the slots,
+            # sends some on connections still being set up (redis-py: 'NoneType' object has no
+            # attribute 'writelines'): learn them first (a no-op once done).
+            await client.initialize()
 
             async def pfcount(keys: list[str]) -> int:
                 async with gate:

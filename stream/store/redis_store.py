@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from stream.events import COUNTED_TYPES
 from stream.fold import MS_PER_DAY, PartitionDelta
@@ -33,6 +33,10 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 #: A backfill writes days older than their retention; their keys live this long after the last
 #: write so that the exact daily counters (built on the sets' SADD replies) stay exact meanwhile.
 _BACKFILL_GRACE_S = 2 * 86_400
+#: Commands one cluster client keeps in flight at most when it cannot pipeline them (scripts,
+#: multi-key reads): well below a node's pool of connections (redis-py's default is 100), past
+#: which the pool raises MaxConnectionsError instead of waiting.
+CLUSTER_IN_FLIGHT = 16
 #: How often a process says again which partitions it writes (see register_partitions).
 _REGISTER_EVERY_S = 5.0
 _FOLD_SCRIPT = resources.files("stream.store").joinpath("fold.lua").read_text()
@@ -408,15 +412,45 @@ async def run_scripts(
     if not calls:
         return []
     if isinstance(client, RedisCluster):
-        return list(
-            await asyncio.gather(
-                *(script(keys=keys, args=args) for keys, args in calls), return_exceptions=True
-            )
-        )
+        return await _run_scripts_on_cluster(client, script, calls)
     async with client.pipeline(transaction=False) as pipe:
         for keys, args in calls:
             await script(keys=keys, args=args, client=pipe)
         return list(await pipe.execute(raise_on_error=False))
+
+
+async def _run_scripts_on_cluster(
+    client: RedisCluster, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+) -> list[Any]:
+    """EVALSHA each call, a bounded number in flight; those answered NOSCRIPT go again after one
+    SCRIPT LOAD on every master (the script object's own load-and-retry, run by many calls at
+    once, loads it many times over and leaves redis-py's connections in a broken state)."""
+    # A fresh cluster client given many commands at once, before it learnt the slots, sends
+    # some on connections still being set up (redis-py: 'NoneType' object has no attribute
+    # 'writelines', 29 of 600 calls here): learn them first (a no-op once done).
+    await client.initialize()
+    gate = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
+
+    async def one(keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        async with gate:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+
+    replies: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
+    for attempt in range(3):
+        answers = await asyncio.gather(
+            *(one(*calls[index]) for index in pending), return_exceptions=True
+        )
+        missing = []
+        for index, answer in zip(pending, answers, strict=True):
+            replies[index] = answer
+            if isinstance(answer, NoScriptError):
+                missing.append(index)
+        if not missing or attempt == 2:
+            break
+        await client.script_load(script.script)
+        pending = missing
+    return replies
 
 
 def merge_user_states(states: Sequence[UserState]) -> UserState:

@@ -192,6 +192,27 @@ class TestRedisCluster:
             redis_cluster.on_every_node("ACL", "DELUSER", user)
 
 
+class TestScriptsOnACluster:
+    async def test_many_script_calls_at_once_stay_within_the_nodes_pools(
+        self, cluster_settings: Settings, cluster_redis: RedisClient
+    ) -> None:
+        """run_scripts on a fresh cluster client: 600 calls (a worker with hundreds of
+        partitions, or a big enrichment) all answer. Sent all at once they exhaust a node's 100
+        connections; sent before the client learnt the slots, some went out on connections
+        still being set up (AttributeError from redis-py)."""
+        from stream.store.keys import RedisKeys
+        from stream.store.redis_store import run_scripts
+
+        client = _cluster(cluster_redis)
+        keys = RedisKeys(cluster_settings.redis_prefix)
+        script = client.register_script("return redis.call('INCR', KEYS[1])")
+        calls = [([keys.partition(n % 48).base + "calls"], []) for n in range(600)]
+        replies = await run_scripts(client, script, calls)
+        assert [] == [r for r in replies if isinstance(r, BaseException)]
+        counts = [await client.get(keys.partition(p).base + "calls") for p in range(48)]
+        assert 600 == sum(int(count or 0) for count in counts)
+
+
 class TestKafkaCluster:
     async def test_topics_get_three_replicas_and_min_isr_two(
         self, kafka_cluster: LocalKafkaCluster, cluster_settings: Settings

@@ -69,6 +69,7 @@ class IngestTasks(Service):
             owned = sorted(tp.partition for tp in ingest.consumer.assignment())
             log.warning("Redis restarted or failed over: re-reading directory partitions %s", owned)
             ingest.metrics.state_losses.inc()
+            ingest.store.forget_registrations()
             try:
                 await ingest.directory.reread_partitions(owned)
             except (KafkaError, OSError, TimeoutError) as exc:

@@ -167,6 +167,10 @@ class RedisStore:
         raw = await self.client.smembers(self.keys.partitions)
         return sorted(int(text(p)) for p in raw if text(p).isdigit())
 
+    def forget_registrations(self) -> None:
+        """Redis restarted or failed over: say again which partitions hold state."""
+        self._registered.clear()
+
     async def register_partitions(self, partitions: Iterable[int]) -> None:
         """Record that these partitions hold (or are about to hold) state.
 
@@ -200,7 +204,12 @@ class RedisStore:
         # Registered before the fold's writes, so a read never misses a partition with state.
         await self.register_partitions(delta.partition for delta in deltas)
         replies = await run_scripts(self.client, self._fold, calls)
-        return [_apply_result(reply) for reply in replies]
+        results = [_apply_result(reply) for reply in replies]
+        for delta, result in zip(deltas, results, strict=True):
+            if result.outcome is ApplyOutcome.STATE_LOST:
+                # Redis lost state, the partitions set with it: said again at the next apply.
+                self._registered.pop(delta.partition, None)
+        return results
 
     def _script_call(self, delta: PartitionDelta) -> tuple[list[str], list[Any]]:
         """Flatten a delta into the KEYS and ARGV layout documented in fold.lua.

@@ -234,6 +234,12 @@ def _classify(exc: BaseException, kafka: str, redis_url: str) -> tuple[str, int]
             "ACL in docs/operations/security.md",
             ExitCode.BAD_CONFIG,
         )
+    if isinstance(exc, RedisError) and "cluster support disabled" in str(exc):
+        return (
+            f"ESN_REDIS_URL names a Redis Cluster but {redis_url} is a single Redis "
+            "(cluster support disabled); use a redis:// or rediss:// URL for it",
+            ExitCode.BAD_CONFIG,
+        )
     if isinstance(exc, RedisError):
         return (
             f"Redis failed a command ({type(exc).__name__}: {_cause(exc)}); check that "

@@ -283,6 +283,14 @@ class Settings(BaseSettings):
             raise ValueError("a client key needs its certificate in ESN_KAFKA_SSL_CERTFILE")
         return value
 
+    @field_validator("redis_prefix")
+    @classmethod
+    def _a_prefix_without_hash_tag(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            # A brace would become the keys' hash tag: every key in one slot, scripts refused.
+            raise ValueError("a Redis key prefix must not hold '{' or '}' (the keys' hash tags)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _a_redis_url(cls, value: str) -> str:

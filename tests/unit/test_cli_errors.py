@@ -84,6 +84,12 @@ class TestDescribe:
             assert ExitCode.UNREACHABLE == failure.exit_code, exc
             assert "failover" in failure.message and "\n" not in failure.message
 
+    def test_a_cluster_url_at_a_single_redis_is_exit_1(self) -> None:
+        """redis+cluster:// pointed at a plain Redis: a setting to fix, said so in one line."""
+        failure = describe(ResponseError("This instance has cluster support disabled"))
+        assert ExitCode.BAD_CONFIG == failure.exit_code
+        assert "single Redis" in failure.message and "redis://" in failure.message
+
     def test_redis_credentials_refused_is_exit_1(self) -> None:
         """Wrong password: a setting to fix (code 1, not 2: retrying later would not help) and
         a hint about the password, not 'unreachable'."""

@@ -72,6 +72,13 @@ class TestSettings:
         assert "invalid setting ESN_REDIS_URL" in failure.message
         assert "hunter22" not in failure.message
 
+    def test_a_prefix_with_a_brace_is_one_line_naming_the_setting(self) -> None:
+        """A brace in ESN_REDIS_PREFIX would become every key's hash tag: refused up front."""
+        with pytest.raises(ValidationError) as caught:
+            Settings(redis_prefix="esn{x}:")
+        failure = describe(caught.value)
+        assert "\n" not in failure.message and "ESN_REDIS_PREFIX" in failure.message
+
     def test_tls_files_accept_the_tls_cluster_form(self) -> None:
         """A Redis TLS file goes with rediss+cluster:// too, and is refused with redis+cluster://."""
         Settings(redis_url="rediss+cluster://h:7000", redis_tls_cafile="/ca.pem")

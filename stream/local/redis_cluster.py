@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,26 +255,18 @@ class LocalRedisCluster:
         return None
 
     def _wait_state_ok(self, ports: list[int], deadline: float) -> None:
-        while True:
-            try:
-                if all(self._info(p).get("cluster_state") == "ok" for p in ports):
-                    return
-            except subprocess.SubprocessError:
-                pass
-            if time.monotonic() > deadline:
-                raise StackError(f"Redis Cluster nodes {ports} not back to cluster_state:ok")
-            time.sleep(0.05)
+        _poll(
+            lambda: all(self._info(p).get("cluster_state") == "ok" for p in ports),
+            deadline,
+            f"Redis Cluster nodes {ports} not back to cluster_state:ok",
+        )
 
     def _wait_answers(self, port: int, deadline: float) -> None:
-        while True:
-            try:
-                if self._cli(port, "PING").strip() == "PONG":
-                    return
-            except subprocess.SubprocessError:
-                pass
-            if time.monotonic() > deadline:
-                raise StackError(f"Redis Cluster node {port} did not answer PING")
-            time.sleep(0.05)
+        _poll(
+            lambda: self._cli(port, "PING").strip() == "PONG",
+            deadline,
+            f"Redis Cluster node {port} did not answer PING",
+        )
 
     def _info(self, port: int, section: str = "") -> dict[str, str]:
         command = ["INFO", section] if section else ["CLUSTER", "INFO"]
@@ -311,3 +304,16 @@ def _redis_cli() -> str:
     if not found:
         raise StackError("redis-cli is missing: run  sudo apt-get install -y redis-tools")
     return found
+
+
+def _poll(condition: Callable[[], bool], deadline: float, failure: str) -> None:
+    """Until ``condition()`` (a redis-cli call failing counts as not yet) or the deadline."""
+    while True:
+        try:
+            if condition():
+                return
+        except subprocess.SubprocessError:
+            pass
+        if time.monotonic() > deadline:
+            raise StackError(failure)
+        time.sleep(0.05)

@@ -184,11 +184,7 @@ class DirectoryStore:
         width = len(partitions)
         for index, user_id in enumerate(user_ids):
             for raw in replies[index * width : (index + 1) * width]:
-                profile = _profile(user_id, raw)
-                if profile is not None and (
-                    user_id not in out or profile.updated_ms > out[user_id].updated_ms
-                ):
-                    out[user_id] = profile
+                _keep_latest(out, _profile(user_id, raw))
         return out
 
     async def all_profiles(self) -> dict[str, Profile]:
@@ -201,12 +197,7 @@ class DirectoryStore:
                     pipe.hgetall(k.profile_bucket(bucket))
                 for records in await pipe.execute():
                     for user, raw in records.items():
-                        profile = _profile(text(user), raw)
-                        if profile is not None and (
-                            profile.user_id not in out
-                            or profile.updated_ms > out[profile.user_id].updated_ms
-                        ):
-                            out[profile.user_id] = profile
+                        _keep_latest(out, _profile(text(user), raw))
         return out
 
     async def all_communities(self) -> dict[str, dict[str, set[str]]]:
@@ -225,6 +216,14 @@ class DirectoryStore:
                 for offset, role in enumerate(ROLES):
                     roles[role] |= {text(m) for m in replies[index * len(ROLES) + offset]}
         return {c: roles for c, roles in out.items() if any(roles.values())}
+
+
+def _keep_latest(found: dict[str, Profile], profile: Profile | None) -> None:
+    """Keep ``profile`` unless a later record of the user is already in ``found``."""
+    if profile is not None and (
+        profile.user_id not in found or profile.updated_ms > found[profile.user_id].updated_ms
+    ):
+        found[profile.user_id] = profile
 
 
 def _latest(held: _Stored, other: _Stored) -> _Stored:

@@ -22,6 +22,7 @@ from stream.directory_fold import DirectoryFolder
 from stream.flags.machine import definitions_from
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
+from stream.loop_lag import LoopLagMonitor
 from stream.metrics import PipelineMetrics
 from stream.metrics_auth import CHALLENGE, basic_auth_check
 from stream.privacy import dlq_detail_redactor
@@ -106,6 +107,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         )
         pipeline.ingest = ingest
         await app.add_runtime_dependency(ingest)
+
+    loop_lag = LoopLagMonitor(pipeline.metrics.loop_lag, pipeline.metrics.loop_lag_max)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def watch_loop_lag() -> None:
+        # From the worker's start: a stall while it joins the group or replays counts too.
+        await loop_lag.run()
 
     directory = app.topic(pipeline.topics.directory, key_serializer="raw", value_serializer="raw")
     directory_dead_letters = app.topic(

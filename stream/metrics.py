@@ -104,6 +104,18 @@ class PipelineMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=registry,
         )
+        self.loop_lag = Histogram(
+            "esn_event_loop_lag_seconds",
+            "How late the worker's event loop woke a task that slept a 25 ms tick: every stall "
+            "of the loop (the fold, the web pages and the timers all wait behind it).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 5),
+            registry=registry,
+        )
+        self.loop_lag_max = Gauge(
+            "esn_event_loop_lag_max_seconds",
+            "Largest event loop lag over a sliding window of the last 60 seconds.",
+            registry=registry,
+        )
         self.redis_errors = Counter(
             "esn_redis_errors",
             "Failed Redis applies (each is retried with backoff; nothing is committed past it).",

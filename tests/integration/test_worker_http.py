@@ -56,6 +56,8 @@ class TestEndpoints:
             "esn_last_event_timestamp_seconds",
             "esn_consumer_applied_offset",
             "esn_redis_up",
+            "esn_event_loop_lag_seconds_bucket",
+            "esn_event_loop_lag_max_seconds",
         } <= names
         assert any(name.startswith("faust_") for name in names), "Faust's own sensor metrics"
         lag_count = sum(v for name, _, v in parsed if name == "esn_event_lag_seconds_count")

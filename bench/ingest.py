@@ -1,29 +1,33 @@
-"""Ingest benchmark: the worker against a plain aiokafka loop (and a naive Faust agent), same run.
+"""Ingest benchmark (issue 15): the worker against its peers on one topic, latency under load,
+Redis bytes per user, and what a sweep, a refresh and a summary read cost at two populations.
 
 Every contender reads the same pre-produced topic with its own consumer group and Redis prefix,
-as its own process; throughput is timed by polling the Redis offset fences from outside, from the
-first applied batch to the last, so every contender is measured the same way.
+as its own process, and is timed the same way (bench/contenders.py): from its first applied
+batch to its last, as Redis shows them. The run ends with a summary block of every figure.
 
-    python -m bench.ingest [--events 500000] [--users 20000] [--skip-naive]
+    python -m bench.ingest [--events 500000] [--users 20000] [--populations 20000,200000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from bench.memory_figures import key_kind
+from bench.contenders import (
+    Throughput,
+    contender_settings,
+    contenders,
+    fence_progress,
+    peer_progress,
+    time_fold,
+)
+from bench.latency import LatencyFigures, measure_latency, read_summary
+from bench.memory_figures import category_of, key_kind
+from bench.population import measure_population, population_lines, release_all
 from bench.redis_nodes import redis_nodes
 from bench.workload import (
     InputFigures,
@@ -32,210 +36,129 @@ from bench.workload import (
     input_figures,
     record_actor_times,
 )
-from stream import jsonutil
-from stream.flags.machine import definitions_from
-from stream.flags.release import InactivitySweeper
-from stream.generator import live_events
-from stream.kafka_admin import ensure_topics
-from stream.produce import new_producer
+from stream.flags.publisher import FlagPublisher
 from stream.settings import Settings
 from stream.stack import LocalStack
 from stream.store import RedisStore
-from stream.topics import TopicNames
-from tests.support import free_port, produce_raw, settings_env
+from tests.support import free_port, produce_raw
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Throughput:
-    """One contender's run."""
-
-    name: str
-    events: int
-    seconds: float
-
-    @property
-    def per_second(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
+#: Issue 15's targets, printed beside the figures they judge.
+TARGET_QUIX_RATIO = 1.0
+TARGET_PLAIN_LAST_SEEN_RATIO = 0.5
+TARGET_P99_SECONDS = 0.25
+TARGET_STALL_SECONDS = 0.1
+TARGET_ALL_STATE_PER_USER = 1024
+TARGET_CORE_RECORD_PER_USER = 150
 
 
-def contender_settings(base: Settings, tag: str, **extra: object) -> Settings:
-    return base.model_copy(
-        update={"redis_prefix": f"{base.topic_prefix}{tag}:", "app_id": f"bench-{tag}", **extra}
-    )
+@dataclass(frozen=True)
+class StateMemory:
+    """MEMORY USAGE of a deployment's keys, by key kind, and the users of its input."""
+
+    by_kind: dict[str, int]
+    users: int
+    user_days: int
+
+    def per_user(self, kinds: set[str] | None = None) -> float:
+        """Bytes per user of ``kinds`` (every key when None)."""
+        chosen = (v for k, v in self.by_kind.items() if kinds is None or k in kinds)
+        return sum(chosen) / max(self.users, 1)
+
+    def by_category(self) -> dict[str, int]:
+        """Bytes per category of bench/memory_figures.py (per-user, user-day, per-day...)."""
+        totals: Counter[str] = Counter()
+        for kind, size in self.by_kind.items():
+            totals[category_of(kind)] += size
+        return dict(totals)
 
 
-async def time_fold(settings: Settings, command: list[str], total: int, name: str) -> Throughput:
-    """Start ``command``, time first-to-last applied batch by polling the fences, stop it."""
-    topic = TopicNames.from_settings(settings).activity
-    partitions = list(range(settings.activity_partitions))
-    store = RedisStore.from_settings(settings)
-    log = (settings.state_dir / f"bench-{name}.log").open("wb")
-    proc = subprocess.Popen(command, env=settings_env(settings), stdout=log, stderr=log, cwd=REPO)
-    try:
-        started_at = None
-        applied_at_start = 0
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {log.name}")
-            fences = await store.load_fences(topic, partitions)
-            applied = sum(f + 1 for f in fences.values())
-            now = time.perf_counter()
-            if started_at is None and applied > 0:
-                started_at, applied_at_start = now, applied
-            if applied >= total:
-                assert started_at is not None
-                return Throughput(name, total - applied_at_start, now - started_at)
-            await asyncio.sleep(0.02)
-        raise RuntimeError(f"{name} did not finish in time")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        await store.close()
-
-
-async def release_all(settings: Settings) -> tuple[int, float]:
+async def release_timed(settings: Settings) -> tuple[int, float]:
     """Release everything the worker buffered, as its sweep would, and time it."""
     store = RedisStore.from_settings(settings)
-    sweeper = InactivitySweeper(store, definitions_from(settings))
-    now_ms = int(time.time() * 1000)
-    released = 0
     started = time.perf_counter()
     try:
-        for partition in range(settings.activity_partitions):
-            while True:
-                result = await sweeper.release(partition, now_ms)
-                released += result.changes
-                if result.complete:
-                    break
+        released = await release_all(settings, store, int(time.time() * 1000))
     finally:
         await store.close()
     return released, time.perf_counter() - started
 
 
-async def user_memory(settings: Settings, figures: InputFigures) -> tuple[float, int, float, float]:
-    """Bytes of Redis per user for user records, users, bytes per user-day of the daily active
-    sets, and bytes per user of everything under the deployment's prefix (analytics included).
+async def publish_flags(settings: Settings) -> int:
+    """Send every flag record the release left in the outboxes, as the worker's sweep does."""
+    store = RedisStore.from_settings(settings)
+    publisher = FlagPublisher(settings, store)
+    await publisher.start()
+    try:
+        sent = 0
+        for partition in range(settings.activity_partitions):
+            sent += len(await publisher.publish(partition))
+        return sent
+    finally:
+        await publisher.stop()
+        await store.close()
 
-    Server-side (MEMORY USAGE over a SCAN of the prefix, see bench/redis_nodes.py), attributed by
-    key name whatever the layout; users and user-days are counted from the input.
-    """
+
+async def state_memory(settings: Settings, figures: InputFigures) -> StateMemory:
+    """Server-side bytes of every key under the deployment's prefix (bench/redis_nodes.py),
+    attributed by key name whatever the layout; users and user-days are counted from the input."""
     async with redis_nodes(settings) as nodes:
         usage = await nodes.key_usage(settings.redis_prefix)
     by_kind: Counter[str] = Counter()
     for key, size in usage.items():
         by_kind[key_kind(key, settings.redis_prefix)] += size
-    users = max(figures.users, 1)
-    return (
-        by_kind["u1"] / users,
-        figures.users,
-        by_kind["day"] / max(figures.user_days, 1),
-        sum(usage.values()) / users,
-    )
-
-
-async def latency(base: Settings, rate: float, seconds: float, users: int) -> dict[str, float]:
-    """Event-to-Redis latency at a fixed rate, from the worker's own lag histogram."""
-    settings = contender_settings(
-        base, "latency", topic_prefix=base.topic_prefix + "lat.", web_port=free_port()
-    )
-    await ensure_topics(settings)
-    log = (settings.state_dir / "bench-latency.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker"],
-        env=settings_env(settings),
-        stdout=log,
-        stderr=log,
-        cwd=REPO,
-    )
-    url = f"http://127.0.0.1:{settings.web_port}"
-    try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(url + "/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            await asyncio.sleep(0.2)
-        stream = live_events(users)
-        # Warm up first (script load, first fetches, lazy imports), then measure the difference
-        # of two scrapes so that only the steady state counts.
-        await send_live(settings, stream, rate, int(rate * 2))
-        await asyncio.sleep(1)
-        before = lag_buckets(scrape(url))
-        await send_live(settings, stream, rate, int(rate * seconds))
-        await asyncio.sleep(2)
-        after = lag_buckets(scrape(url))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    buckets = [(bound, count - before[i][1]) for i, (bound, count) in enumerate(after)]
-    return {q: histogram_quantile(q, buckets) for q in (0.5, 0.99)}
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-        return str(response.read().decode())
-
-
-def lag_buckets(exposition: str) -> list[tuple[float, float]]:
-    """(upper bound, cumulative count) of the worker's event lag histogram."""
-    buckets = []
-    for line in exposition.splitlines():
-        if line.startswith("esn_event_lag_seconds_bucket"):
-            bound = line.split('le="')[1].split('"')[0]
-            upper = float("inf") if bound == "+Inf" else float(bound)
-            buckets.append((upper, float(line.split()[-1])))
-    return buckets
-
-
-async def send_live(
-    settings: Settings, stream: Iterator[dict[str, Any]], rate: float, count: int
-) -> None:
-    """Send ``count`` events at ``rate``, each stamped with the wall clock as it is sent."""
-    topic = TopicNames.from_settings(settings).activity
-    producer = new_producer(settings)
-    await producer.start()
-    try:
-        started = time.monotonic()
-        for sent in range(1, count + 1):
-            event = next(stream)
-            event["time"] = datetime.now(UTC).isoformat(timespec="milliseconds")
-            await producer.send(topic, jsonutil.dumps(event), key=event["actor"].encode())
-            if sent % 10 == 0:  # small steps: bursts would show up as latency
-                ahead = sent / rate - (time.monotonic() - started)
-                await asyncio.sleep(max(0.0, ahead))
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """Prometheus' histogram_quantile: linear interpolation inside the bucket."""
-    total = buckets[-1][1]
-    rank = q * total
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if bound == float("inf"):
-                return lower_bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(
-                count - lower_count, 1e-9
-            )
-        lower_bound, lower_count = bound, count
-    return lower_bound
+    return StateMemory(dict(by_kind), figures.users, figures.user_days)
 
 
 async def drop_keys(settings: Settings, prefix: str) -> None:
-    store = RedisStore.from_settings(settings)
-    try:
-        async for key in store.client.scan_iter(match=prefix + "*", count=2000):
-            await store.client.delete(key)
-    finally:
-        await store.close()
+    """Delete every key under ``prefix``."""
+    async with redis_nodes(settings) as nodes:
+        await nodes.delete(prefix)
+
+
+def ratio_line(label: str, worker: Throughput, peer: Throughput | None, target: float) -> str:
+    """``worker / peer`` with its target and whether it is met."""
+    if peer is None or not peer.per_second:
+        return f"{label:34} n/a"
+    value = worker.per_second / peer.per_second
+    verdict = "met" if value >= target else "NOT met"
+    return f"{label:34} {value:6.2f}   (target >= {target:.1f}: {verdict})"
+
+
+def latency_lines(lat: LatencyFigures) -> list[str]:
+    """p50/p99 against the target, and the event loop's stalls."""
+    verdict = "met" if lat.p99 <= TARGET_P99_SECONDS else "NOT met"
+    lag = "n/a" if lat.loop_lag_max is None else f"{lat.loop_lag_max * 1000:.0f} ms"
+    stalls = "n/a" if lat.stalls_over_100ms is None else str(lat.stalls_over_100ms)
+    return [
+        f"event-to-Redis at {lat.rate:,.0f} events/s   p50 {lat.p50 * 1000:.0f} ms, "
+        f"p99 {lat.p99 * 1000:.0f} ms  (target p99 <= {TARGET_P99_SECONDS * 1000:.0f} ms: "
+        f"{verdict}; {lat.events} events)",
+        f"loop lag max                       {lag} (esn_event_loop_lag_max_seconds, last 60 s); "
+        f"stalls over {TARGET_STALL_SECONDS * 1000:.0f} ms in the run: {stalls} (target 0)",
+        f"reads during the run               {read_summary(lat)}",
+    ]
+
+
+def memory_lines(memory: StateMemory) -> list[str]:
+    """Bytes per user: all state, the core record, and the split by category."""
+    everything = memory.per_user()
+    core = memory.per_user({"u1"})
+    verdict = "met" if everything <= TARGET_ALL_STATE_PER_USER else "NOT met"
+    core_verdict = "met" if core <= TARGET_CORE_RECORD_PER_USER else "NOT met"
+    split = ", ".join(
+        f"{category} {size / max(memory.users, 1):.0f}"
+        for category, size in sorted(memory.by_category().items(), key=lambda kv: -kv[1])
+    )
+    kinds = sorted(memory.by_kind.items(), key=lambda kv: -kv[1])[:8]
+    top = ", ".join(f"{kind} {size / max(memory.users, 1):.0f}" for kind, size in kinds)
+    return [
+        f"redis all state per user           {everything:8.0f} B  ({memory.users} users; "
+        f"target <= {TARGET_ALL_STATE_PER_USER}: {verdict})",
+        f"redis core record per user (u1)    {core:8.0f} B  "
+        f"(target <= {TARGET_CORE_RECORD_PER_USER}: {core_verdict})",
+        f"  by category, B per user          {split}",
+        f"  largest key kinds, B per user    {top}",
+    ]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -244,7 +167,7 @@ async def main(args: argparse.Namespace) -> None:
         update={
             "topic_prefix": f"bench{run}.",
             "daily_active_retention_days": 3650,
-            "user_buckets": max(1, args.users // 64),
+            "user_buckets": max(1, args.users // (64 * Settings().activity_partitions)),
         }
     )
     await asyncio.to_thread(LocalStack(base).up)
@@ -253,52 +176,74 @@ async def main(args: argparse.Namespace) -> None:
     total = len(events)
     t = time.perf_counter()
     await produce_raw(base, events)
-    print(f"produced {total} events of {args.users} users in {time.perf_counter() - t:.1f}s")
+    partitions = base.activity_partitions
+    print(
+        f"produced {total} events of {args.users} users on {partitions} partitions "
+        f"in {time.perf_counter() - t:.1f}s"
+    )
 
-    runs: list[Throughput] = []
-    contenders = [
-        ("plain aiokafka loop", "plain", [sys.executable, "-m", "bench.plain_loop"]),
-        ("esn-pulse worker", "worker", [sys.executable, "-m", "stream.cli", "worker"]),
-    ]
-    if not args.skip_naive:
-        contenders.append(
-            ("naive Faust agent", "naive", [sys.executable, "-m", "bench.naive_faust"])
-        )
-    for name, tag, command in contenders:
-        # The fold is compared like for like: the worker's inactivity sweep is held back here
-        # and measured on its own below.
-        settings = contender_settings(base, tag, web_port=free_port(), sweep_interval_seconds=3600)
-        result = await time_fold(settings, command, total, name)
-        runs.append(result)
+    runs: dict[str, Throughput] = {}
+    try:
+        for contender in contenders(base, args.skip_naive):
+            # The fold is compared like for like: the worker's inactivity sweep is held back
+            # here and measured on its own below.
+            settings = contender_settings(
+                base, contender.tag, web_port=free_port(), sweep_interval_seconds=3600
+            )
+            progress = peer_progress(settings) if contender.peer else fence_progress(settings)
+            result = await time_fold(settings, contender.command, total, contender.name, progress)
+            runs[contender.tag] = result
+            print(
+                f"{contender.name:26} {result.per_second:10,.0f} events/s  "
+                f"({result.events} in {result.seconds:.2f}s)"
+            )
+
+        worker_settings = contender_settings(base, "worker")
+        released, seconds = await release_timed(worker_settings)
         print(
-            f"{name:22} {result.per_second:10,.0f} events/s  "
-            f"({result.events} in {result.seconds:.2f}s)"
+            f"inactivity release         {released / max(seconds, 1e-9):10,.0f} changes/s"
+            f"  ({released} buffered changes through the state machine in {seconds:.2f}s)"
         )
-    plain, worker = runs[0], runs[1]
-    print(f"worker / plain ratio   {worker.per_second / plain.per_second:10.2f}   (target >= 0.80)")
-    if len(runs) > 2:
-        print(f"worker / naive Faust   {worker.per_second / runs[2].per_second:10.1f}x")
+        published = await publish_flags(worker_settings)
+        print(
+            f"flag records published       {published:10}  (the outboxes emptied, as a sweep does)"
+        )
+        # After the release and the publishing: the reorder buffer and the outboxes are
+        # drained, so what remains is the steady state.
+        memory = await state_memory(worker_settings, input_figures(record_actor_times(events)))
+        lat = await measure_latency(base, args.rate, args.latency_seconds, args.users)
+        scaling = []
+        for users in args.populations:
+            scaling.append(await measure_population(base, users, args.population_days))
+            loaded = scaling[-1]
+            print(
+                f"population of {users:,} users: {loaded.events:,} events loaded in "
+                f"{loaded.load_seconds:.1f}s, then measured"
+            )
+    finally:
+        for tag in ("plain", "worker", "naive", "quix", "aiolast", "latency"):
+            await drop_keys(base, f"{base.topic_prefix}{tag}:")
+        await drop_topics(base, f"bench{run}")
 
-    released, seconds = await release_all(contender_settings(base, "worker"))
+    worker = runs["worker"]
+    print()
+    print(f"## Summary (one run, {total} events of {args.users} users, {partitions} partitions)")
+    for result in runs.values():
+        print(f"{result.name:34} {result.per_second:10,.0f} events/s")
+    print(ratio_line("worker / quixstreams last-seen", worker, runs.get("quix"), TARGET_QUIX_RATIO))
     print(
-        f"inactivity release       {released / seconds:10,.0f} changes/s"
-        f"  ({released} buffered changes through the state machine in {seconds:.2f}s)"
+        ratio_line(
+            "worker / aiokafka last-seen", worker, runs.get("aiolast"), TARGET_PLAIN_LAST_SEEN_RATIO
+        )
     )
-    figures = input_figures(record_actor_times(events))
-    memory = await user_memory(contender_settings(base, "worker"), figures)
-    per_user, users, per_user_day, everything = memory
-    print(f"redis per user         {per_user:10.1f} bytes  ({users} users; target <= 150)")
-    print(f"redis per user-day     {per_user_day:10.1f} bytes  (daily active sets)")
-    print(f"redis all state/user   {everything:10.1f} bytes  (every key of the deployment)")
+    print(ratio_line("worker / plain loop (same writes)", worker, runs.get("plain"), 0.8))
+    for line in [*latency_lines(lat), *memory_lines(memory), *population_lines(scaling)]:
+        print(line)
 
-    lat = await latency(base, args.rate, args.latency_seconds, args.users)
-    print(
-        f"event-to-Redis latency at {args.rate:,.0f} events/s: "
-        f"p50 {lat[0.5] * 1000:.0f} ms, p99 {lat[0.99] * 1000:.0f} ms  (target p99 <= 250 ms)"
-    )
-    for tag in ("plain", "worker", "naive", "latency"):
-        await drop_keys(base, f"{base.topic_prefix}{tag}:")
-    await drop_topics(base, f"bench{run}")
+
+def populations(text: str) -> list[int]:
+    """``20000,200000`` -> [20000, 200000]; an empty string: none."""
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 if __name__ == "__main__":
@@ -307,6 +252,8 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--rate", type=float, default=5000)
-    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--latency-seconds", type=float, default=60)
+    parser.add_argument("--populations", type=populations, default=[20_000, 200_000])
+    parser.add_argument("--population-days", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true")
     asyncio.run(main(parser.parse_args()))

@@ -12,7 +12,8 @@ from typing import Protocol
 
 from stream.decode import decode_activity
 from stream.events import Activity, InvalidEvent
-from stream.fold import PartitionDelta
+from stream.fold import PartitionDelta, UserDelta
+from stream.native import native_fold
 from stream.privacy import Pseudonymize, person_object_id
 from stream.timebounds import TimeBounds
 
@@ -71,11 +72,14 @@ def fold_partition(
     counting_types: frozenset[str] | None = None,
     pseudonymize: Pseudonymize | None = None,
     bounds: TimeBounds | None = None,
+    native: bool = True,
 ) -> tuple[PartitionDelta, list[int]]:
     """Fold one partition's records (ascending offsets) into a delta covering all of them.
 
     No record can stop the partition: one that fails the gate, or that makes the gate or the
     fold raise anything at all, becomes a reject and the records after it are folded.
+    With the compiled core installed (and ``native``), it folds the plainly valid records and
+    leaves the rest to the Python gate below; the fold is commutative, so the delta is the same.
     """
     first = records[0].offset
     delta = PartitionDelta(
@@ -84,7 +88,33 @@ def fold_partition(
     if bounds is None:
         bounds = TimeBounds.at()
     times: list[int] = []
-    for record in records:
+    pending: Sequence[RawRecord] = records
+    if native and native_fold is not None:
+        try:
+            slow, times = native_fold(
+                delta,
+                records,
+                bounds.earliest_ms,
+                bounds.latest_ms,
+                pseudonymize,
+                counting_types,
+                UserDelta,
+            )
+        except Exception:
+            # A bug of the core (or of a pseudonymizer it called) must not stop the partition:
+            # this batch is folded again from scratch by the Python path.
+            log.exception("Compiled fold failed on %s[%d]; folding in Python", topic, partition)
+            delta = PartitionDelta(
+                topic,
+                partition,
+                first_offset=first,
+                last_offset=first,
+                counting_types=counting_types,
+            )
+            times = []
+        else:
+            pending = [records[index] for index in slow]
+    for record in pending:
         try:
             activity = decode_activity(record.value, record.key, bounds)
             if pseudonymize is not None:
@@ -114,6 +144,7 @@ def fold_fetch(
     counting_types: frozenset[str] | None = None,
     pseudonymize: Pseudonymize | None = None,
     bounds: TimeBounds | None = None,
+    native: bool = True,
 ) -> FoldedFetch:
     """Fold every partition of a fetch; invalid records become rejects, valid ones deltas."""
     if bounds is None:
@@ -123,7 +154,7 @@ def fold_fetch(
         if not records:
             continue
         delta, times = fold_partition(
-            topic, partition, records, out.rejects, counting_types, pseudonymize, bounds
+            topic, partition, records, out.rejects, counting_types, pseudonymize, bounds, native
         )
         out.deltas.append(delta)
         out.event_times_ms[partition] = times

@@ -71,7 +71,7 @@ class AnalyticsRefresher:
         for state, number in community_counts(communities).items():
             metrics.communities.labels(state).set(number)
         self._community_top_n(communities)
-        departments = await department_figures(store, self.settings, self.definitions, now_ms)
+        departments = await department_figures(store, self.settings)
         metrics.department_users.clear()
         for department, row in departments.items():
             for state, users in row.items():

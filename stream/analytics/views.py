@@ -121,7 +121,7 @@ async def summary(
         "stickiness": round(dau / mau, 4) if mau else 0.0,
         "tiers": tiers,
         "communities": community_counts(communities),
-        "departments": await department_figures(store, settings, definitions, now_ms),
+        "departments": await department_figures(store, settings),
         "min_group_size": settings.min_group_size,
     }
 

@@ -8,14 +8,18 @@
 --       call: a Redis Cluster routes a script by its declared keys only)
 -- ARGV: 1 profile bucket prefix, 2 membership prefix, 3 community prefix,
 --       4 profiles: lines "bucket\tuser\tupdated_ms\tstatus\tcreated_ms\tdepartment\tname",
---       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms"
+--       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms",
+--       6 the inactivity states hash, 7 the department counts hash (both declared keys)
+-- A profile that changes a user's department or enabled status moves the department counts
+-- (department_counts.lua says what they hold) by the user's state, read here; release.lua moves
+-- them when the state changes. A replayed or older record changes nothing, so neither do they.
 -- Every argument is checked before the first write: a bad call fails and leaves nothing behind.
 -- Returns {profiles changed, memberships changed}.
 local function fail(message)
   return redis.error_reply('directory.lua: ' .. message)
 end
-if #KEYS < 1 or #ARGV ~= 5 then
-  return fail('expects at least 1 key and 5 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS < 1 or #ARGV ~= 7 then
+  return fail('expects at least 1 key and 7 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 for i = 1, 3 do
   if ARGV[i] == '' then return fail('ARGV[' .. i .. '] (a key prefix) is empty') end
@@ -23,6 +27,10 @@ end
 local declared = {}
 for i = 1, #KEYS do declared[KEYS[i]] = true end
 local registry = KEYS[1]
+local states, counts = ARGV[6], ARGV[7]
+if not declared[states] or not declared[counts] then
+  return fail('ARGV[6] and ARGV[7] (the states and department counts) must be declared keys')
+end
 local profile_prefix, membership_prefix, community_prefix = ARGV[1], ARGV[2], ARGV[3]
 local STATUS = {enabled = true, disabled = true}
 local ROLE = {owner = true, member = true, follower = true}
@@ -69,13 +77,41 @@ local function newer(updated, value, current)
   return updated > current_updated or (updated == current_updated and value > current)
 end
 
+-- The department a profile counts under (nil unless enabled) and a state's figures.
+local function department_of(profile)
+  return profile and string.match(profile, '^[^\t]*\tenabled\t[^\t]*\t([^\t]*)\t') or nil
+end
+local function figures(raw)
+  local last, flagged, never
+  if raw then
+    last, flagged, never = string.match(raw, '^[^|]*|[^|]*|[01]|(%-?%d*)|(%d+)|([01])|')
+  end
+  if not last then return {enabled = 1} end
+  local inactive = tonumber(flagged) > 0 and 1 or 0
+  local never_active = never == '1' and 1 or 0
+  local active = (last ~= '' and inactive == 0 and never_active == 0) and 1 or 0
+  return {enabled = 1, active = active, inactive = inactive, never_active = never_active}
+end
+local function move(department, user_figures, sign)
+  for figure, value in pairs(user_figures) do
+    if value ~= 0 then redis.call('HINCRBY', counts, department .. '\t' .. figure, sign * value) end
+  end
+end
+
 -- Checked: from here on every call succeeds.
 local profiles = 0
 for _, p in ipairs(profile_lines) do
   local key, user, updated, rest = p[1], p[2], p[3], p[4]
-  if newer(updated, rest, redis.call('HGET', key, user)) then
+  local current = redis.call('HGET', key, user)
+  if newer(updated, rest, current) then
     redis.call('HSET', key, user, rest)
     profiles = profiles + 1
+    local before, after = department_of(current), department_of(rest)
+    if before ~= after then
+      local user_figures = figures(redis.call('HGET', states, user))
+      if before then move(before, user_figures, -1) end
+      if after then move(after, user_figures, 1) end
+    end
   end
 end
 

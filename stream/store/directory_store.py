@@ -69,7 +69,8 @@ class DirectoryStore:
     ) -> tuple[list[str], list[str]]:
         """The KEYS and ARGV of directory.lua for one partition's records."""
         k = self.keys.partition(partition)
-        touched: dict[str, None] = {k.community_registry: None}
+        # The states and department counts: a profile change moves the counts (directory.lua).
+        touched = dict.fromkeys([k.community_registry, k.inactivity_states, k.department_counts])
         profiles, memberships = [], []
         for record in records:
             if isinstance(record, ProfileV1):
@@ -102,6 +103,8 @@ class DirectoryStore:
             k.community_prefix,
             "\n".join(profiles),
             "\n".join(memberships),
+            k.inactivity_states,
+            k.department_counts,
         ]
         return list(touched), args
 

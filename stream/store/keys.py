@@ -243,6 +243,13 @@ class PartitionKeys:
         return self.base + "inact:defs"
 
     @property
+    def department_counts(self) -> str:
+        """Hash "<department>\t<figure>" -> enabled profiles of the department that are enabled,
+        active, inactive, never_active ("built" once counted from scratch): release.lua and
+        directory.lua keep it, department_counts.lua builds it."""
+        return self.base + "dept"
+
+    @property
     def release_version(self) -> str:
         """Commits of the inactivity releases: the compare-and-set of a release."""
         return self.base + "relv"

@@ -4,8 +4,10 @@
 -- KEYS: 1 states hash, 2 due zset, 3 reorder buffer, 4 outbox list, 5 outbox seq, 6 counts hash,
 --       7 flag history hash, 8 definitions hash (partition -> "definitions\treleased_ms"),
 --       9 the partition's release version (counts the commits), 10 the "ahead" set of event ids
---       already on the flag topic though Redis lost them (see outbox_reconcile.lua), then the
---       per-minute flag count hashes ARGV[8] names (every key declared, one hash slot)
+--       already on the flag topic though Redis lost them (see outbox_reconcile.lua),
+--       11 the department counts hash (see department_counts.lua), then the per-minute flag
+--       count hashes ARGV[8] names and the profile buckets ARGV[15] names (every key declared,
+--       one hash slot)
 -- ARGV: 1 states "user\tstate" lines, 2 due "user\tcrossing_ms" lines, 3 not due "user" lines,
 --       4 released buffer members (one per line), 5 flag records (JSON, one per line),
 --       6 count deltas "field\tdelta" lines, 7 flag history entries "user\tkind@ms" lines,
@@ -14,7 +16,11 @@
 --       11 the definitions the states are under after this call,
 --       12 the instant released up to ('' for a migration: it keeps the stored one),
 --       13 the release version the caller read before it read the states ('' skips the check),
---       14 the event id of each flag record of ARGV[5], one per line in the same order
+--       14 the event id of each flag record of ARGV[5], one per line in the same order,
+--       15 the profile bucket of each user of ARGV[1], one per line in the same order
+-- A state that changes a user's department figures (active, inactive, never_active) moves the
+-- department counts of their profile, read here (the directory's script moves them when the
+-- profile changes): the counts stay what a scan of profiles and states gives, replays included.
 -- A record whose event id is in the ahead set is already published: its transition is committed,
 -- the record is not queued again (and the id leaves the set).
 -- Every argument is checked before the first write: a bad call fails and leaves nothing behind.
@@ -25,8 +31,8 @@
 local function fail(message)
   return redis.error_reply('release.lua: ' .. message)
 end
-if #KEYS < 10 or #ARGV ~= 14 then
-  return fail('expects at least 10 keys and 14 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS < 11 or #ARGV ~= 15 then
+  return fail('expects at least 11 keys and 15 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 
 local function parse(index, pattern, what)
@@ -56,6 +62,7 @@ local specs = {
   {7, '^([^\t]+)\t([inrw]@%-?%d+)$', 'user<TAB>code@ms'},
   {8, '^([^\t]+)\t(%d+)\t(%d+)\t(%d+)$', 'key<TAB>minute<TAB>count<TAB>expire_at'},
   {14, '^([^\n]+)$', 'an event id'},
+  {15, '^([^\n]+)$', 'a profile bucket key'},
 }
 local lines = {}
 for _, spec in ipairs(specs) do
@@ -71,8 +78,14 @@ end
 if #lines[14] ~= #lines[5] then
   return fail('ARGV[14] has ' .. #lines[14] .. ' event ids for ' .. #lines[5] .. ' records')
 end
+if #lines[15] ~= #lines[1] then
+  return fail('ARGV[15] has ' .. #lines[15] .. ' profile buckets for ' .. #lines[1] .. ' states')
+end
 local declared = {}
-for i = 11, #KEYS do declared[KEYS[i]] = true end
+for i = 12, #KEYS do declared[KEYS[i]] = true end
+for n, line in ipairs(lines[15]) do
+  if not declared[line[1]] then return fail('ARGV[15] line ' .. n .. ' names an undeclared key') end
+end
 for n, line in ipairs(lines[8]) do
   if tonumber(line[2]) >= 1440 then return fail('ARGV[8] line ' .. n .. ': minute >= 1440') end
   if not declared[line[1]] then return fail('ARGV[8] line ' .. n .. ' names an undeclared key') end
@@ -105,9 +118,32 @@ if ARGV[13] ~= '' and ARGV[13] ~= version then
   return -1
 end
 
+-- The department figures of a stored state: active (seen, no flag), inactive, never_active.
+local function figures(raw)
+  if not raw then return 0, 0, 0 end
+  local last, flagged, never = string.match(raw, '^[^|]*|[^|]*|[01]|(%-?%d*)|(%d+)|([01])|')
+  if not last then return 0, 0, 0 end -- unreadable: counts as no state (never written so)
+  local inactive = tonumber(flagged) > 0 and 1 or 0
+  local never_active = never == '1' and 1 or 0
+  local active = (last ~= '' and inactive == 0 and never_active == 0) and 1 or 0
+  return active, inactive, never_active
+end
+
 -- Checked: from here on every call succeeds.
-for _, line in ipairs(lines[1]) do
-  redis.call('HSET', KEYS[1], line[1], line[2])
+for n, line in ipairs(lines[1]) do
+  local user = line[1]
+  local a0, i0, n0 = figures(redis.call('HGET', KEYS[1], user))
+  local a1, i1, n1 = figures(line[2])
+  if a0 ~= a1 or i0 ~= i1 or n0 ~= n1 then
+    local profile = redis.call('HGET', lines[15][n][1], user)
+    local department = profile and string.match(profile, '^[^\t]*\tenabled\t[^\t]*\t([^\t]*)\t')
+    if department then
+      if a0 ~= a1 then redis.call('HINCRBY', KEYS[11], department .. '\tactive', a1 - a0) end
+      if i0 ~= i1 then redis.call('HINCRBY', KEYS[11], department .. '\tinactive', i1 - i0) end
+      if n0 ~= n1 then redis.call('HINCRBY', KEYS[11], department .. '\tnever_active', n1 - n0) end
+    end
+  end
+  redis.call('HSET', KEYS[1], user, line[2])
 end
 for _, line in ipairs(lines[2]) do
   redis.call('ZADD', KEYS[2], line[2], line[1])

@@ -83,8 +83,9 @@ class ReleaseStore:
         raw = await self.client.get(self.store.keys.partition(partition).release_version)
         return text(raw) if raw is not None else "0"
 
-    def commit_keys(self, partition: int, minute_keys: Sequence[str] = ()) -> list[str]:
-        """KEYS of release.lua, in its order: the partition's ten, then the minute hashes."""
+    def commit_keys(self, partition: int, named_keys: Sequence[str] = ()) -> list[str]:
+        """KEYS of release.lua, in its order: the partition's eleven, then the keys its
+        arguments name (minute hashes, profile buckets)."""
         k = self.store.keys.partition(partition)
         return [
             k.inactivity_states,
@@ -97,14 +98,17 @@ class ReleaseStore:
             k.inactivity_definitions,
             k.release_version,
             k.flags_ahead,
-            *dict.fromkeys(minute_keys),
+            k.department_counts,
+            *dict.fromkeys(named_keys),
         ]
 
     async def commit(self, partition: int, commit: ReleaseCommit) -> int:
         """Commit atomically: the last outbox number, or -1 (nothing written) on a lost race."""
         k = self.store.keys.partition(partition)
         minute_keys = {m: k.flag_minutes(m.kind, m.day_number) for m in commit.minutes}
-        keys = self.commit_keys(partition, list(minute_keys.values()))
+        # Each state's profile bucket: release.lua moves the department counts by the profile.
+        buckets = [k.profile_bucket(self.store.bucket_of(user)) for user in commit.states]
+        keys = self.commit_keys(partition, [*minute_keys.values(), *buckets])
         args = [
             "\n".join(f"{u}\t{s}" for u, s in commit.states.items()),
             "\n".join(f"{u}\t{at}" for u, at in commit.due.items()),
@@ -122,6 +126,7 @@ class ReleaseStore:
             commit.released_to,
             commit.version,
             "\n".join(commit.event_ids),
+            "\n".join(buckets),
         ]
         (reply,) = await run_scripts(self.client, self._commit, [(keys, args)])
         if isinstance(reply, Exception):

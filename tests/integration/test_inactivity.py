@@ -33,6 +33,7 @@ from stream.generator import directory_records, generate_events
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import FLAG_SEQ, TopicNames
+from tests.department_oracle import assert_department_counts_exact
 from tests.e2e.test_cli import esn
 from tests.support import (
     applied_count,
@@ -235,6 +236,7 @@ class TestEventClockReplay:
         some_user = next(u for u, flags in held.items() if flags)
         shown = jsonutil.loads(esn(event_settings, "user", some_user, "--json").stdout)
         assert (True, sorted(held[some_user])) == (shown["enabled"], sorted(shown["flags"]))
+        await assert_department_counts_exact(store, event_settings, settle_seconds=30)
 
     async def test_a_sigkill_mid_replay_neither_loses_nor_repeats_a_flag(
         self, event_settings: Settings, store: RedisStore, worker_factory: Any
@@ -243,6 +245,8 @@ class TestEventClockReplay:
         expected, records, _ = await replay(event_settings, store, worker_factory, kill_at=0.5)
         got = sorted(as_transition(jsonutil.loads(r.value)) for r in records)
         assert expected == got
+        # The department counts the releases kept: no drift from the replayed batches.
+        await assert_department_counts_exact(store, event_settings, settle_seconds=30)
 
 
 async def _directory_folded(worker: Any, count: int) -> bool:

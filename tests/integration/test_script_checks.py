@@ -33,8 +33,9 @@ async def snapshot(store: RedisStore, prefix: str) -> dict[bytes, tuple[bytes | 
 
 
 def release_keys(release: ReleaseStore) -> list[str]:
-    """Partition 0's keys of a release, with the minute hash release_args names."""
-    return release.commit_keys(0, ["{p0}flagmin-key"])
+    """Partition 0's keys of a release, with the minute hash and profile buckets release_args
+    names."""
+    return release.commit_keys(0, ["{p0}flagmin-key", "{p0}profiles-0", "{p0}profiles-1"])
 
 
 def release_args(encoded: str, **bad: str) -> list[Any]:
@@ -54,6 +55,7 @@ def release_args(encoded: str, **bad: str) -> list[Any]:
         "9000",
         "",  # no release-version check unless a test asks for one
         "u1:inactive:2592000000:9000",
+        "{p0}profiles-0\n{p0}profiles-1",  # the profile bucket of each state's user
     ]
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value
@@ -95,6 +97,8 @@ class TestReleaseScript:
             {"a12": "later"},  # the released instant
             {"a13": "v2"},  # the release version
             {"a14": ""},  # an event id per record
+            {"a15": "{p0}profiles-0"},  # a profile bucket per state
+            {"a15": "{p0}profiles-0\n{p0}profiles-9"},  # an undeclared profile bucket
         ],
     )
     async def test_a_bad_argument_writes_nothing(
@@ -118,7 +122,7 @@ class TestReleaseScript:
         keys = release_keys(release)
         await release._commit(keys=keys, args=release_args(encoded))
         before = await snapshot(store, settings.redis_prefix)
-        with pytest.raises(ResponseError, match="expects at least 10 keys and 14 arguments"):
+        with pytest.raises(ResponseError, match="expects at least 11 keys and 15 arguments"):
             await release._commit(keys=keys, args=release_args(encoded)[:8])
         assert before == await snapshot(store, settings.redis_prefix)
 
@@ -157,6 +161,7 @@ def directory_keys(store: RedisStore) -> list[str]:
     """Partition 0's registry, then every key directory_args' lines can touch (u1-u4, c1, c2)."""
     k = store.keys.partition(0)
     keys = [k.community_registry, k.profile_bucket(0), k.profile_bucket(1)]
+    keys += [k.inactivity_states, k.department_counts]
     keys += [k.memberships(f"u{n}") for n in range(1, 5)]
     return keys + [k.community_role(c, role) for c in ("c1", "c2") for role in ROLES]
 
@@ -169,6 +174,8 @@ def directory_args(store: RedisStore, **bad: str) -> list[str]:
         k.community_prefix,
         "0\tu1\t2000\tenabled\t1000\tSales\tAda\n1\tu2\t2000\tenabled\t1000\t\t",
         "u1\tc1\tmember\tadd\t2000\nu2\tc1\towner\tadd\t2000",
+        k.inactivity_states,
+        k.department_counts,
     ]
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value

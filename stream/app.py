@@ -16,6 +16,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from stream.analytics.refresh import AnalyticsRefresher
+from stream.analytics.refresh_thread import RefreshThread
 from stream.batch import Reject
 from stream.clients import faust_broker_options
 from stream.directory_fold import DirectoryFolder
@@ -149,9 +150,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # As a header: aiohttp refuses a charset inside content_type=.
         return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    # The refresh runs on a thread of its own, with its own Redis client (and community flag
+    # producer): it reads every community's members, which on the ingest's loop stalled the
+    # fold and /ready for as long as decoding them took (issue 15).
+    analytics_store = RedisStore.from_settings(settings)
     analytics = AnalyticsRefresher(
-        settings, pipeline.store, pipeline.metrics, definitions_from(settings)
+        settings, analytics_store, pipeline.metrics, definitions_from(settings)
     )
+    refresh_thread = RefreshThread()
 
     # A Faust timer: every worker refreshes the gauges; the owner of activity partition 0 (one
     # worker at a time, whoever it is after a rebalance) also evaluates the community flags.
@@ -163,15 +169,20 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             return
         owns_first = any(tp.partition == 0 for tp in ingest.consumer.assignment())
         try:
-            await analytics.refresh(evaluate_communities=owns_first)
+            await refresh_thread.run(lambda: analytics.refresh(evaluate_communities=owns_first))
         except (*REDIS_UNAVAILABLE, KafkaError) as exc:
             log.warning("Analytics refresh incomplete (%s); retrying at the next one", exc)
+
+    async def close_analytics() -> None:
+        await analytics.stop()
+        await analytics_store.close()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types it too narrowly
     async def stop_analytics(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Bounded: a broker that went away first must not hold the worker's exit.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(analytics.stop(), timeout=10)
+            await asyncio.wait_for(refresh_thread.run(close_analytics), timeout=10)
+        refresh_thread.stop()
 
     @app.page("/health")
     async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+import traceback
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bench.contenders import (
     Throughput,
@@ -41,6 +44,8 @@ from stream.settings import Settings
 from stream.stack import LocalStack
 from stream.store import RedisStore
 from tests.support import free_port, produce_raw
+
+T = TypeVar("T")
 
 #: Issue 15's targets, printed beside the figures they judge.
 TARGET_QUIX_RATIO = 1.0
@@ -183,6 +188,7 @@ async def main(args: argparse.Namespace) -> None:
     )
 
     runs: dict[str, Throughput] = {}
+    failures: dict[str, str] = {}
     try:
         for contender in contenders(base, args.skip_naive):
             # The fold is compared like for like: the worker's inactivity sweep is held back
@@ -211,15 +217,27 @@ async def main(args: argparse.Namespace) -> None:
         # After the release and the publishing: the reorder buffer and the outboxes are
         # drained, so what remains is the steady state.
         memory = await state_memory(worker_settings, input_figures(record_actor_times(events)))
-        lat = await measure_latency(base, args.rate, args.latency_seconds, args.users)
+        report(memory_lines(memory))
+        # Each stage on its own: one that fails (a worker that does not start, an API error) is
+        # said in the summary and the exit status, and the figures of the others are kept.
+        lat = await stage(
+            "latency", failures, measure_latency(base, args.rate, args.latency_seconds, args.users)
+        )
+        if lat is not None:
+            report(latency_lines(lat))
         scaling = []
         for users in args.populations:
-            scaling.append(await measure_population(base, users, args.population_days))
-            loaded = scaling[-1]
-            print(
-                f"population of {users:,} users: {loaded.events:,} events loaded in "
-                f"{loaded.load_seconds:.1f}s, then measured"
+            loaded = await stage(
+                f"population of {users:,}",
+                failures,
+                measure_population(base, users, args.population_days),
             )
+            if loaded is not None:
+                scaling.append(loaded)
+                print(
+                    f"population of {users:,} users: {loaded.events:,} events loaded in "
+                    f"{loaded.load_seconds:.1f}s, then measured"
+                )
     finally:
         for tag in ("plain", "worker", "naive", "quix", "aiolast", "latency"):
             await drop_keys(base, f"{base.topic_prefix}{tag}:")
@@ -237,8 +255,31 @@ async def main(args: argparse.Namespace) -> None:
         )
     )
     print(ratio_line("worker / plain loop (same writes)", worker, runs.get("plain"), 0.8))
-    for line in [*latency_lines(lat), *memory_lines(memory), *population_lines(scaling)]:
-        print(line)
+    report(latency_lines(lat) if lat is not None else [f"latency: FAILED ({failures['latency']})"])
+    report(memory_lines(memory))
+    report(population_lines(scaling))
+    for name, error in failures.items():
+        if name != "latency":
+            print(f"{name}: FAILED ({error})")
+    if failures:
+        raise SystemExit(1)
+
+
+def report(lines: list[str]) -> None:
+    """Print each line."""
+    for line in lines:
+        print(line, flush=True)
+
+
+async def stage(name: str, failures: dict[str, str], work: Awaitable[T]) -> T | None:
+    """Await ``work``; on an error, its traceback on stderr, one line in ``failures``, None."""
+    try:
+        return await work
+    except Exception as exc:
+        traceback.print_exc()
+        failures[name] = f"{type(exc).__name__}: {exc}"[:300]
+        print(f"{name}: FAILED ({failures[name]})", flush=True)
+        return None
 
 
 def populations(text: str) -> list[int]:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.analytics.days import iso_time
-from stream.store import CommunityReads, DirectoryStore, RedisStore
+from stream.store import CommunityReads, RedisStore
 from stream.store.directory_store import ROLES
+from stream.store.member_reads import MemberReads
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,25 @@ def evaluate(
 
 
 async def load_inputs(store: RedisStore) -> CommunityInputs:
-    """Memberships, last-seen of every member, disabled profiles and community activity."""
-    directory = DirectoryStore(store)
-    roles = await directory.all_communities()
-    people = sorted(set().union(*(set().union(*r.values()) for r in roles.values())))
-    last_seen = await store.last_seen(people)
-    profiles = await directory.profiles(people)
-    disabled = {user for user, profile in profiles.items() if profile.status != "enabled"}
+    """Memberships, last-seen of every member, disabled profiles and community activity.
+
+    O(members): each partition's members are read in that partition only, by bucket, one
+    partition at a time (a bounded reply each); see docs/design/performance.md.
+    """
+    reads = MemberReads(store)
+    roles: dict[str, dict[str, set[str]]] = {}
+    last_seen: dict[str, int] = {}
+    disabled: set[str] = set()
+    for partition in await store.partitions():
+        members = await reads.partition_members(partition)
+        for community, by_role in members.roles.items():
+            merged = roles.setdefault(community, {role: set() for role in ROLES})
+            for role, users in by_role.items():
+                merged[role] |= users
+        for user, seen in members.last_seen.items():
+            last_seen[user] = max(seen, last_seen.get(user, seen))
+        disabled |= members.disabled
+    roles = {c: by_role for c, by_role in roles.items() if any(by_role.values())}
     activity = await CommunityReads(store).community_figures()
     return CommunityInputs(
         roles=roles,

@@ -27,7 +27,7 @@ from stream.settings import Settings
 #: Version of the encoding below; a new one needs a reader for the old.
 FORMAT: Final = 1
 DOC: Final = "docs/operations/config-changes.md"
-LAYOUT_DOC: Final = "docs/reference/redis.md#upgrading-from-layout-1"
+LAYOUT_DOC: Final = "docs/reference/redis.md#upgrading-from-an-older-layout"
 
 
 def encode_definitions(definitions: Definitions) -> str:
@@ -86,8 +86,7 @@ def refusal(stored: DeploymentRecord, configured: DeploymentRecord) -> tuple[str
     if stored.layout != configured.layout:
         return (
             f"refusing to start: the state in Redis is stored in key layout {stored.layout}, "
-            f"this version of ESN Pulse keeps it in layout {configured.layout} (a hash tag per "
-            "partition, for Redis Cluster)",
+            f"this version of ESN Pulse keeps it in layout {configured.layout}",
             "stop every worker of the old version and run `esn-pulse rebuild --yes`: it deletes "
             "the old keys (initiatives are kept) and the workers replay the topics into the new "
             f"layout (see {LAYOUT_DOC})",

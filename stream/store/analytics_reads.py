@@ -15,6 +15,8 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from stream import jsonutil
+from stream.store.fold_call import iso_of
 from stream.store.keys import PartitionKeys
 from stream.store.redis_store import CLUSTER_IN_FLIGHT, RedisStore, text
 
@@ -64,12 +66,37 @@ class AnalyticsReads:
                 out[day] += int(value) if value is not None else 0
         return out
 
-    async def window_users(self, tier: str, first_ms: int) -> int:
-        """Users of a tier ("a", "p", "c") whose last event of it is at or after ``first_ms``."""
-        replies = await self._per_partition(
-            lambda pipe, k: pipe.zcount(k.tier_last(tier), first_ms, "+inf")
-        )
-        return sum(int(count) for (count,) in replies)
+    async def window_users(
+        self, tier: str, last_day: int, windows: Sequence[int]
+    ) -> dict[int, int]:
+        """window (days) -> users of a tier ("a", "p", "c") in the days ending with ``last_day``.
+
+        Exact: per partition, the OR of the window's day bitmaps (a bit per user index), counted;
+        the partitions' users are disjoint, so their counts add up. The bitmaps are read whole
+        (users/8 bytes a partition-day) and OR-ed here, newest day first, one pass for every
+        window; Redis does no more than GETs.
+        """
+        if not windows:
+            return {}
+        longest = max(windows)
+        days = [last_day - back for back in range(longest)]
+        iso_days = [iso_of(day) for day in days]
+
+        def queue(pipe: Any, k: PartitionKeys) -> None:
+            for iso in iso_days:
+                pipe.get(k.tier_day(tier, iso))
+
+        out = dict.fromkeys(windows, 0)
+        for bitmaps in await self._per_partition(queue):
+            union = 0
+            for length, bitmap in enumerate(bitmaps, start=1):
+                if bitmap:
+                    # Left-aligned: bit 0 of a bitmap is its first byte's highest bit, and
+                    # bitmaps of one partition differ in length only.
+                    union |= int.from_bytes(bitmap, "little")
+                if length in out:
+                    out[length] += union.bit_count()
+        return out
 
     async def window_distinct(self, tier: str, days: Sequence[int], window: int) -> dict[int, int]:
         """day -> distinct users of a tier in the ``window`` days ending with it.
@@ -139,25 +166,37 @@ class AnalyticsReads:
         def queue(pipe: Any, k: PartitionKeys) -> None:
             # Whole sketches (at most ESN_TOP_ITEMS_CAPACITY items a day and partition): ties at
             # the cut are then broken by item, independently of Redis's order among equal scores.
-            pipe.zunion([k.top_items("d", d) for d in days], withscores=True)
             for d in days:  # GETs, not MGET: a cluster's pipeline refuses MGET
-                pipe.get(k.top_items_evicted("d", d))
+                pipe.get(k.top_items("d", d))
 
         totals: Counter[str] = Counter()
         bound = 0
-        for ranked, *evicted in await self._per_partition(queue):
-            for member, score in ranked:
-                totals[text(member)] += int(score)
-            bound += sum(int(b) for b in evicted if b is not None)
+        for lists in await self._per_partition(queue):
+            for raw in lists:
+                if raw is None:
+                    continue
+                kept = jsonutil.loads(raw)  # [bound, item, count, item, count...]
+                bound += int(kept[0])
+                for index in range(1, len(kept), 2):
+                    totals[kept[index]] += int(kept[index + 1])
         counted = sorted((-count, item) for item, count in totals.items())[:limit]
         return TopItems(ranked=[(item, -negative) for negative, item in counted], error_bound=bound)
 
     async def first_activity_minutes(self, day: int) -> dict[int, int]:
         """minute of ``day`` -> users whose first activity that day was at that minute."""
+
+        def queue(pipe: Any, k: PartitionKeys) -> None:
+            pipe.get(k.day_progression(day))
+            pipe.hgetall(k.day_progression_spill(day))
+
         out: Counter[int] = Counter()
-        for (raw,) in await self._per_partition(
-            lambda pipe, k: pipe.hgetall(k.day_progression(day))
-        ):
-            for minute, users in raw.items():
+        for progression, spill in await self._per_partition(queue):
+            # A big-endian u16 per minute (BITFIELD u16 #minute), as long as the last minute set.
+            raw = progression or b""
+            for minute in range(len(raw) // 2):
+                users = raw[2 * minute] << 8 | raw[2 * minute + 1]
+                if users:
+                    out[minute] += users
+            for minute, users in spill.items():
                 out[int(text(minute))] += int(users)
         return dict(out)

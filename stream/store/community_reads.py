@@ -30,14 +30,14 @@ class CommunityReads:
         """
         async with self._client.pipeline(transaction=False) as pipe:
             for p in await self._store.partitions():
-                pipe.hgetall(self._keys.partition(p).community_last)
-                pipe.hgetall(self._keys.partition(p).community_events)
+                pipe.hgetall(self._keys.partition(p).community_activity)
             replies = await pipe.execute()
         last: dict[str, int] = {}
         events: dict[str, int] = {}
-        for raw_last, raw_events in zip(replies[::2], replies[1::2], strict=True):
-            for k, v in raw_last.items():
-                last[text(k)] = max(last.get(text(k), 0), int(v))
-            for k, v in raw_events.items():
-                events[text(k)] = events.get(text(k), 0) + int(v)
+        for reply in replies:
+            for raw_name, raw_value in reply.items():
+                name = text(raw_name)
+                last_ms, _, count = text(raw_value).partition(",")  # "last_ms,events"
+                last[name] = max(last.get(name, 0), int(last_ms))
+                events[name] = events.get(name, 0) + int(count)
         return CommunityActivity(last_activity=last, events=events)

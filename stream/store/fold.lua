@@ -1,202 +1,181 @@
--- Apply one partition batch's fold and advance its offset fence, atomically.
+-- Apply one partition batch's fold and advance its offset fence, atomically (key layout 3).
 -- KEYS: 1 fence, 2 totals, 3 unknown-type totals, 4 reorder buffer, 5 watermark source,
---       6 community -> last event ms, 7 community -> events, then every other key the call
---       touches (user and received buckets, stats hashes, day sets, HyperLogLogs, content, top
---       items and their ":evicted" bounds, last-seen sets): all of one partition's hash slot.
---       A key named by an argument but not declared is a bad call (a Redis Cluster routes a
---       script by its declared keys only).
--- ARGV: 1 user_prefix, 2 stats_prefix (hashes "<prefix><a|p|c|n>": day number -> users),
---       3 first_offset, 4 last_offset,
---       5 users: one line per user, "bucket\tuser\tfirst_ms\tlast_ms\tslot=count,slot=count",
---       6 tier days: "tier\tday_number\tset_key\tset_expire_at\thll_key\thll_expire_at\tuser..."
---         (hll_key '' when the tier keeps no HyperLogLog; active members are "user@minute"),
---       7 reorder buffer: lines "time_ms\tuser" of the events that count as activity,
---       8 highest event time of the batch ('' when none),
---       9 content mix: "key\texpire_at\tfield=count\tfield=count..." lines (one per day),
---       10 top items: "sketch_key\texpire_at\tcount\titem\tcount\titem..." (one per day),
---       11 sketch capacity,
---       12 received: "bucket\tuser\tlikes\tmentions" lines, 13 received prefix,
---       14 communities: "community\tlast_ms\tevents" lines,
---       15 last event per tier: "key\tms\tuser\tms\tuser..." lines (ZADD GT: never backwards),
---       16 totals: "type|object_type\tcount" lines, 17 unknown types: "raw name\tcount" lines,
---       18 the fence the caller believes this partition is at ('' when it does not know)
--- Lines travel as text blobs: one argument per value cost the client more to encode than the
--- whole fold (user ids cannot hold tabs or newlines: the contract forbids control chars; the
--- caller leaves out object, community and target ids that hold them).
+--       6 community activity (community -> "last_ms,events"), 7 user index (list: position ->
+--       user id), then every other key the call touches (user and received buckets, daily
+--       counters, day bitmaps, HyperLogLogs, progressions, content, top items): all of one
+--       partition's hash slot. A key named by the payload but not declared is a bad call (a
+--       Redis Cluster routes a script by its declared keys only).
+-- ARGV: 1 first_offset, 2 last_offset, 3 the payload (JSON, below), 4 the fence the caller
+--       believes this partition is at ('' when it does not know).
+-- Payload: one JSON object, decoded by cjson in C (text lines parsed with string.match cost a
+-- third of the script's time); counts are whole numbers, keys are strings:
+--   n   the new-users counter hash (day number -> users new that day)
+--   u   user buckets: [bucket_key, user, first_ms, last_ms, [slot, count, ...], user, ...];
+--       users are numbered 1, 2... in this order (the "positions" of the tier members)
+--   t   tier days: [tier, day_number, bitmap_key, counter_key, bitmap_expire_at, hll_key,
+--       hll_expire_at, progression_key, spill_key, [position, ...], [minute, ...]]; hll,
+--       progression and spill keys '' and minutes [] except for the active tier ("a")
+--   m   content mix: [key, expire_at, [field, count, ...]] (one per day)
+--   o   top items: [key, expire_at, [item, count, ...]] (one per day); cap: items kept a day
+--   r   received: [bucket_key, user, likes, mentions, user, ...]
+--   c   communities: [community, last_ms, events, ...]
+--   b   reorder buffer: [time_ms, user, ...] of the events that count as activity
+--   w   highest event time of the batch (-1 when none)
+--   tot totals: ["type|object_type", count, ...]; unk unknown types: [raw name, count, ...]
 -- Returns {status, applied_before}: 1 applied, 0 already applied (replay), -1 partial overlap,
 -- -2 state lost: the fence is behind what the caller already applied (Redis restarted empty or
 -- from an older AOF, or failed over to a replica that was behind): nothing is written and the
 -- caller re-reads the partition from the fence found.
--- Every argument is parsed and checked before the first write: Redis does not roll a script
--- back, so a bad line found half-way would leave half a batch behind (and a retry would count
--- it again). A bad argument is an error reply and nothing changed.
-local function fail(what, line)
-  return redis.error_reply('ESNFOLD bad ' .. what .. ': ' .. string.sub(tostring(line), 1, 200))
+-- Every argument is checked before the first write: Redis does not roll a script back, so a
+-- bad value found half-way would leave half a batch behind (and a retry would count it again).
+-- A bad argument is an error reply and nothing changed.
+local function fail(what, value)
+  local shown = type(value) == 'table' and cjson.encode(value) or tostring(value)
+  return redis.error_reply('ESNFOLD bad ' .. what .. ': ' .. string.sub(shown, 1, 200))
 end
+local floor = math.floor
+local function nat(v) return type(v) == 'number' and v >= 0 and v == floor(v) end
+local function name(v) return type(v) == 'string' and v ~= '' end
+local function list(v) return type(v) == 'table' end
 local function int(value) return value and string.match(value, '^%d+$') and tonumber(value) end
 
-local first_offset, last_offset = int(ARGV[3]), int(ARGV[4])
+local first_offset, last_offset = int(ARGV[1]), int(ARGV[2])
 if not first_offset or not last_offset or first_offset > last_offset then
-  return fail('offsets', tostring(ARGV[3]) .. '..' .. tostring(ARGV[4]))
+  return fail('offsets', tostring(ARGV[1]) .. '..' .. tostring(ARGV[2]))
 end
 local expected = nil
-if ARGV[18] and ARGV[18] ~= '' then
-  expected = tonumber(ARGV[18])
-  if not expected or expected ~= math.floor(expected) or expected < -1 then
-    return fail('expected fence', ARGV[18])
+if ARGV[4] and ARGV[4] ~= '' then
+  expected = tonumber(ARGV[4])
+  if not expected or expected ~= floor(expected) or expected < -1 then
+    return fail('expected fence', ARGV[4])
   end
 end
-local capacity = int(ARGV[11])
-if not capacity then return fail('capacity', ARGV[11]) end
-if ARGV[8] ~= '' and not int(ARGV[8]) then return fail('highest event time', ARGV[8]) end
-
--- Phase 1: parse everything; any bad line fails the call before a single write.
-local users = {}
-for line in string.gmatch(ARGV[5], '[^\n]+') do
-  local bucket, user, first_ms, last_ms, counts =
-    string.match(line, '^(%d+)\t([^\t]+)\t(%d+)\t(%d+)\t(.*)$')
-  if not bucket then return fail('user line', line) end
-  local slots = {}
-  for pair in string.gmatch(counts, '[^,]+') do
-    local slot, count = string.match(pair, '^(%d+)=(%d+)$')
-    if not slot or tonumber(slot) < 1 then return fail('user counts', line) end
-    slots[#slots + 1] = {2 + tonumber(slot), tonumber(count)}
-  end
-  users[#users + 1] = {bucket, user, tonumber(first_ms), tonumber(last_ms), slots}
+local ok, p = pcall(cjson.decode, ARGV[3] or '')
+if not ok or not list(p) then return fail('payload', ARGV[3]) end
+local users, tiers, content, top = p.u, p.t, p.m, p.o
+local received, communities, buffered = p.r, p.c, p.b
+local totals, unknown = p.tot, p.unk
+for what, value in pairs({u = users, t = tiers, m = content, o = top, r = received,
+                          c = communities, b = buffered, tot = totals, unk = unknown}) do
+  if not list(value) then return fail('payload part', what) end
 end
+if not nat(p.cap) then return fail('capacity', p.cap) end
+if p.w ~= -1 and not nat(p.w) then return fail('highest event time', p.w) end
 
-local tiers = {}
-for line in string.gmatch(ARGV[6], '[^\n]+') do
-  local tier, day, set_key, set_expire, hll_key, hll_expire, rest =
-    string.match(line, '^([apc])\t(%d+)\t([^\t]+)\t(%d+)\t([^\t]*)\t(%d+)\t(.*)$')
-  if not tier then return fail('tier line', line) end
-  local members, minutes = {}, {}
-  for member in string.gmatch(rest, '[^\t]+') do
-    if tier == 'a' then
-      local user, minute = string.match(member, '^(.+)@(%d+)$')
-      if not user then return fail('active member', member) end
-      members[#members + 1] = user
-      minutes[#minutes + 1] = minute
-    else
-      members[#members + 1] = member
-    end
-  end
-  tiers[#tiers + 1] = {tier, day, set_key, set_expire, hll_key, hll_expire, members, minutes}
-end
-
-local content = {}
-for line in string.gmatch(ARGV[9], '[^\n]+') do
-  local key, expire_at, rest = string.match(line, '^([^\t]+)\t(%d+)\t(.*)$')
-  if not key then return fail('content line', line) end
-  local fields = {}
-  for pair in string.gmatch(rest, '[^\t]+') do
-    local field, count = string.match(pair, '^(.+)=(%d+)$')
-    if not field then return fail('content field', pair) end
-    fields[#fields + 1] = {field, count}
-  end
-  content[#content + 1] = {key, expire_at, fields}
-end
-
-local top = {}
-for line in string.gmatch(ARGV[10], '[^\n]+') do
-  local key, expire_at, rest = string.match(line, '^([^\t]+)\t(%d+)\t(.*)$')
-  if not key then return fail('top items line', line) end
-  local counts, items, fields = {}, {}, {}
-  for part in string.gmatch(rest, '[^\t]+') do fields[#fields + 1] = part end
-  if #fields % 2 ~= 0 then return fail('top items pairs', line) end
-  for index = 1, #fields, 2 do
-    local count = int(fields[index])
-    if not count then return fail('top item count', fields[index]) end
-    counts[#counts + 1] = count
-    items[#items + 1] = fields[index + 1]
-  end
-  top[#top + 1] = {key, expire_at, counts, items}
-end
-
-local received = {}
-for line in string.gmatch(ARGV[12], '[^\n]+') do
-  local bucket, user, likes, mentions = string.match(line, '^(%d+)\t([^\t]+)\t(%d+)\t(%d+)$')
-  if not bucket then return fail('received line', line) end
-  received[#received + 1] = {bucket, user, tonumber(likes), tonumber(mentions)}
-end
-
-local communities = {}
-for line in string.gmatch(ARGV[14], '[^\n]+') do
-  local community, last_ms, events = string.match(line, '^([^\t]+)\t(%d+)\t(%d+)$')
-  if not community then return fail('community line', line) end
-  communities[#communities + 1] = {community, tonumber(last_ms), events}
-end
-
-local buffered = {}
-for line in string.gmatch(ARGV[7], '[^\n]+') do
-  local at = string.match(line, '^(%d+)\t[^\t]+$')
-  if not at then return fail('reorder buffer line', line) end
-  buffered[#buffered + 1] = at
-  buffered[#buffered + 1] = line
-end
-
-local last_seen = {}
-for line in string.gmatch(ARGV[15], '[^\n]+') do
-  local key, rest = string.match(line, '^([^\t]+)\t(.*)$')
-  if not key then return fail('last seen line', line) end
-  local fields = {}
-  for part in string.gmatch(rest, '[^\t]+') do fields[#fields + 1] = part end
-  if #fields % 2 ~= 0 then return fail('last seen pairs', line) end
-  local args = {}
-  for index = 1, #fields, 2 do
-    if not int(fields[index]) then return fail('last seen time', fields[index]) end
-    args[#args + 1] = fields[index]
-    args[#args + 1] = fields[index + 1]
-  end
-  last_seen[#last_seen + 1] = {key, args}
-end
-
-local function tally(blob, what)
-  local out = {}
-  for line in string.gmatch(blob, '[^\n]+') do
-    local field, count = string.match(line, '^([^\t]+)\t(%d+)$')
-    if not field then return nil, fail(what, line) end
-    out[#out + 1] = {field, count}
-  end
-  return out
-end
-local totals, bad_totals = tally(ARGV[16], 'totals line')
-if not totals then return bad_totals end
-local unknown, bad_unknown = tally(ARGV[17], 'unknown types line')
-if not unknown then return bad_unknown end
-
--- Every key the writes below will touch must be declared.
+-- @section check
+-- Phase 1: check everything; any bad value fails the call before a single write.
 local declared = {}
 for index = 1, #KEYS do declared[KEYS[index]] = true end
 local function undeclared(key) return not declared[key] end
-local user_prefix, stats_prefix, received_prefix = ARGV[1], ARGV[2], ARGV[13]
-if #users > 0 and undeclared(stats_prefix .. 'n') then return fail('undeclared key', stats_prefix .. 'n') end
-for _, u in ipairs(users) do
-  if undeclared(user_prefix .. u[1]) then return fail('undeclared key', user_prefix .. u[1]) end
-end
-for _, t in ipairs(tiers) do
-  local needed = {t[3], stats_prefix .. t[1]}
-  if t[5] ~= '' then needed[#needed + 1] = t[5] end
-  if t[1] == 'a' then needed[#needed + 1] = stats_prefix .. 'm:' .. t[2] end
-  for _, key in ipairs(needed) do
-    if undeclared(key) then return fail('undeclared key', key) end
+
+local positions = 0
+for _, group in ipairs(users) do
+  if not list(group) or #group % 4 ~= 1 then return fail('user bucket', group) end
+  if undeclared(group[1]) then return fail('undeclared key', group[1]) end
+  for index = 2, #group, 4 do
+    local counts = group[index + 3]
+    if not name(group[index]) or not nat(group[index + 1]) or not nat(group[index + 2])
+      or not list(counts) or #counts % 2 ~= 0 then
+      return fail('user', group[index])
+    end
+    for slot = 1, #counts, 2 do
+      if not nat(counts[slot]) or counts[slot] < 1 or not nat(counts[slot + 1]) then
+        return fail('user counts', group[index])
+      end
+    end
+    positions = positions + 1
   end
 end
-for _, c in ipairs(content) do
-  if undeclared(c[1]) then return fail('undeclared key', c[1]) end
-end
-for _, day in ipairs(top) do
-  if undeclared(day[1]) or undeclared(day[1] .. ':evicted') then
-    return fail('undeclared key', day[1])
-  end
-end
-for _, r in ipairs(received) do
-  if undeclared(received_prefix .. r[1]) then return fail('undeclared key', received_prefix .. r[1]) end
-end
-for _, l in ipairs(last_seen) do
-  if undeclared(l[1]) then return fail('undeclared key', l[1]) end
+if positions > 0 and (not name(p.n) or undeclared(p.n)) then
+  return fail('undeclared key', p.n)
 end
 
+for _, t in ipairs(tiers) do
+  if not list(t) or #t ~= 11 or not (t[1] == 'a' or t[1] == 'p' or t[1] == 'c')
+    or not nat(t[2]) or not nat(t[5]) or not nat(t[7]) or not list(t[10]) or not list(t[11]) then
+    return fail('tier day', t)
+  end
+  local active = t[1] == 'a'
+  for _, key in ipairs({t[3], t[4], t[6], t[8], t[9]}) do
+    if type(key) ~= 'string' then return fail('tier day', t) end
+    if key ~= '' and undeclared(key) then return fail('undeclared key', key) end
+  end
+  if t[3] == '' or t[4] == '' or (active and (t[6] == '' or t[8] == '' or t[9] == '')) then
+    return fail('tier day keys', t)
+  end
+  local members, minutes = t[10], t[11]
+  if active and #minutes ~= #members then return fail('active minutes', t) end
+  -- Inline checks: these loops run once per member, a function call each would double them.
+  for index = 1, #members do
+    local position = members[index]
+    if type(position) ~= 'number' or position < 1 or position > positions
+      or position % 1 ~= 0 then
+      return fail('tier member', position)
+    end
+  end
+  if active then
+    for index = 1, #minutes do
+      local minute = minutes[index]
+      if type(minute) ~= 'number' or minute < 0 or minute >= 1440 or minute % 1 ~= 0 then
+        return fail('active member minute', minute)
+      end
+    end
+  end
+end
+
+local function pairs_of(values, what, key_name)
+  if not list(values) or #values % 2 ~= 0 then return fail(what, values) end
+  for index = 1, #values, 2 do
+    if not key_name(values[index]) or not nat(values[index + 1]) then
+      return fail(what, values[index])
+    end
+  end
+end
+for _, group in ipairs({content, top}) do
+  for _, day in ipairs(group) do
+    if not list(day) or #day ~= 3 or not name(day[1]) or not nat(day[2]) then
+      return fail(group == top and 'top items day' or 'content day', day)
+    end
+    if undeclared(day[1]) then return fail('undeclared key', day[1]) end
+    local bad = pairs_of(day[3], group == top and 'top item' or 'content field', name)
+    if bad then return bad end
+  end
+end
+
+for _, group in ipairs(received) do
+  if not list(group) or #group % 3 ~= 1 then return fail('received bucket', group) end
+  if undeclared(group[1]) then return fail('undeclared key', group[1]) end
+  for index = 2, #group, 3 do
+    if not name(group[index]) or not nat(group[index + 1]) or not nat(group[index + 2]) then
+      return fail('received', group[index])
+    end
+  end
+end
+if #communities % 3 ~= 0 then return fail('communities', communities) end
+for index = 1, #communities, 3 do
+  if not name(communities[index]) or not nat(communities[index + 1])
+    or not nat(communities[index + 2]) then
+    return fail('community', communities[index])
+  end
+end
+-- A member is "time_ms\tuser" (the sweep reads the time back from it), built here.
+if #buffered % 2 ~= 0 then return fail('reorder buffer', buffered) end
+local buffer_args = {}
+for index = 1, #buffered, 2 do
+  local at, user = buffered[index], buffered[index + 1]
+  if type(at) ~= 'number' or at < 0 or at % 1 ~= 0 or type(user) ~= 'string' or user == '' then
+    return fail('reorder buffer entry', at)
+  end
+  local score = string.format('%d', at)
+  buffer_args[index] = score
+  buffer_args[index + 1] = score .. '\t' .. user
+end
+for what, values in pairs({totals = totals, ['unknown types'] = unknown}) do
+  local bad = pairs_of(values, what, name)
+  if bad then return bad end
+end
+
+-- @section fence
 -- Phase 2: the fence decides whether anything is written.
 local applied = tonumber(redis.call('GET', KEYS[1]) or '-1')
 if expected and applied < expected then
@@ -211,173 +190,304 @@ if applied >= first_offset then
 end
 
 local DAY = 86400000
-local function day_of(ms) return string.format('%d', math.floor(ms / DAY)) end
-
--- A user record is "first_ms,last_ms,count_1,...,count_n" in decimal, empty for a zero count,
--- trailing empties cut: about 40 bytes, so the bucket hashes it lives in stay listpack-encoded.
--- (Base 36 saved 8 bytes a user but cost Redis three times the CPU in Lua string building.)
-local function decode(value)
-  local rec = {}
-  for part in string.gmatch(value .. ',', '([^,]*),') do
-    rec[#rec + 1] = tonumber(part) or 0
+local function day_of(ms) return string.format('%d', floor(ms / DAY)) end
+-- unpack() is bounded by Lua's C stack (about 8000 values): long argument lists go in chunks
+-- of whole entries of ``stride`` values; the replies come back one per chunk.
+local ARGS = 4000
+local function call_chunked(command, key, args, stride)
+  local replies, size = {}, floor(ARGS / stride) * stride
+  for start = 1, #args, size do
+    replies[#replies + 1] = redis.call(command, key, unpack(args, start, math.min(start + size - 1, #args)))
   end
-  return rec
+  return replies
+end
+local function hmget(key, fields)
+  local held = {}
+  for _, reply in ipairs(call_chunked('HMGET', key, fields, 1)) do
+    for _, value in ipairs(reply) do held[#held + 1] = value end
+  end
+  return held
 end
 
+-- @section users
+-- A user record is binary, little-endian: first_ms and last_ms (6 bytes each), index (4), then
+-- a u32 count per counted type up to the last non-zero one: 16 + 4n bytes, packed and unpacked
+-- by struct in C with no number formatting (decimal or JSON text cost Redis more in sprintf than
+-- everything else the fold does for a user). "index" is the user's dense number in this
+-- partition (0, 1, 2..., given on first sight by RPUSH to the user index list): their bit in
+-- the day bitmaps.
+local FORMATS = {}
+local function format_of(slots)
+  local fmt = FORMATS[slots]
+  if not fmt then
+    fmt = '<I6I6I4' .. string.rep('I4', slots)
+    FORMATS[slots] = fmt
+  end
+  return fmt
+end
+local by_position, position_user = {}, {}  -- position -> record, user id
+local new_users, new_records, new_by_day = {}, {}, {}
+local writes = {}  -- bucket key -> {field, value, ...}
+local function count_new(day, delta) new_by_day[day] = (new_by_day[day] or 0) + delta end
+for _, group in ipairs(users) do
+  local key = group[1]
+  local fields = {}
+  for index = 2, #group, 4 do fields[#fields + 1] = group[index] end
+  local held = hmget(key, fields)
+  local out = {}
+  for index = 2, #group, 4 do
+    local user, first_ms, last_ms, counts = group[index], group[index + 1], group[index + 2], group[index + 3]
+    local current = held[(index + 2) / 4]
+    local rec
+    if current then
+      local slots = (#current - 16) / 4
+      rec = {struct.unpack(format_of(slots), current)}
+      rec[#rec] = nil  -- unpack's last value is the position after the record
+      -- Event time, not arrival: a late event can only widen [first, last].
+      if first_ms < rec[1] then
+        -- A user is new on the day of their first event: a late event may move that day back.
+        local was, now = day_of(rec[1]), day_of(first_ms)
+        if was ~= now then
+          count_new(was, -1)
+          count_new(now, 1)
+        end
+        rec[1] = first_ms
+      end
+      if last_ms > rec[2] then rec[2] = last_ms end
+    else
+      rec = {first_ms, last_ms, -1}
+      count_new(day_of(first_ms), 1)
+      new_users[#new_users + 1] = user
+      new_records[#new_records + 1] = rec
+    end
+    for slot = 1, #counts, 2 do
+      local at = 3 + counts[slot]
+      for fill = #rec + 1, at do rec[fill] = 0 end
+      rec[at] = rec[at] + counts[slot + 1]
+    end
+    by_position[#by_position + 1] = rec
+    position_user[#position_user + 1] = user
+    out[#out + 1] = user
+    out[#out + 1] = rec
+  end
+  writes[key] = out
+end
+-- New users get the next dense indexes: RPUSH returns the list's length after the push.
+for start = 1, #new_users, ARGS do
+  local stop = math.min(start + ARGS - 1, #new_users)
+  local length = redis.call('RPUSH', KEYS[7], unpack(new_users, start, stop))
+  for offset = start, stop do new_records[offset][3] = length - (stop - offset) - 1 end
+end
 local function encode(rec)
-  local last = 2
-  for index = 3, #rec do
-    if rec[index] ~= 0 then last = index end
+  local last = #rec
+  while last > 3 and rec[last] == 0 do
+    rec[last] = nil
+    last = last - 1
   end
-  local parts = {}
-  for index = 1, last do
-    local value = rec[index]
-    parts[index] = (index > 2 and value == 0) and '' or string.format('%d', value)
-  end
-  return table.concat(parts, ',')
+  return struct.pack(format_of(last - 3), unpack(rec))
+end
+for key, out in pairs(writes) do
+  for index = 2, #out, 2 do out[index] = encode(out[index]) end
+  call_chunked('HSET', key, out, 2)
+end
+for day, delta in pairs(new_by_day) do
+  if delta ~= 0 then redis.call('HINCRBY', p.n, day, delta) end
 end
 
-for _, u in ipairs(users) do
-  local bucket, user, first_ms, last_ms, slots = u[1], u[2], u[3], u[4], u[5]
-  local key = user_prefix .. bucket
-  local current = redis.call('HGET', key, user)
-  local rec
-  if current then
-    rec = decode(current)
-    -- Event time, not arrival: a late event can only widen [first, last].
-    if first_ms < rec[1] then
-      -- A user is new on the day of their first event: a late event may move that day back.
-      local was, now = day_of(rec[1]), day_of(first_ms)
-      if was ~= now then
-        redis.call('HINCRBY', stats_prefix .. 'n', was, -1)
-        redis.call('HINCRBY', stats_prefix .. 'n', now, 1)
-      end
-      rec[1] = first_ms
-    end
-    if last_ms > rec[2] then rec[2] = last_ms end
-  else
-    rec = {first_ms, last_ms}
-    redis.call('HINCRBY', stats_prefix .. 'n', day_of(first_ms), 1)
-  end
-  for _, pair in ipairs(slots) do
-    local slot = pair[1]
-    for fill = #rec + 1, slot do rec[fill] = 0 end
-    rec[slot] = rec[slot] + pair[2]
-  end
-  redis.call('HSET', key, user, encode(rec))
-end
-
--- unpack() is bounded by Lua's C stack (about 8000 values): members go in chunks.
-local function chunked(command, key, members)
-  local changed = 0
-  for start = 1, #members, 1000 do
-    changed = changed + redis.call(command, key, unpack(members, start, math.min(start + 999, #members)))
-  end
-  return changed
-end
-
--- Per tier and day: the exact set (kept ESN_DAILY_ACTIVE_RETENTION_DAYS), its exact size as a
--- counter that outlives it, and a HyperLogLog (kept ESN_ANALYTICS_RETENTION_DAYS) for windows.
+-- @section tiers
+local bit_of = {}  -- position -> the user's index as text
+-- Per tier and day: a bitmap of the partition's users by index (kept
+-- ESN_DAILY_ACTIVE_RETENTION_DAYS, and at least the longest tier window): BITFIELD SET returns
+-- the old bit, so a user is counted once a day whatever the lateness. The day's exact count is
+-- a counter that outlives the bitmap; the active tier also keeps a HyperLogLog (kept
+-- ESN_ANALYTICS_RETENTION_DAYS) for window trends, and the day's progression: users new to the
+-- day by the minute of their first event, a u16 per minute (BITFIELD INCRBY; a minute past
+-- 65535 users in one partition goes to the spill hash instead: exact either way), which the
+-- active-users-drop alert compares with a week earlier.
 for _, t in ipairs(tiers) do
-  local tier, day, set_key, set_expire, hll_key, hll_expire, members, minutes =
-    t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]
-  local added = 0
-  if tier == 'a' then
-    -- "user@minute": a user new to the day also counts at the minute of their first event, the
-    -- day's progression ("<stats_prefix>m:<day>": minute -> users) that the alerts compare.
-    local progression = stats_prefix .. 'm:' .. day
-    for index, user in ipairs(members) do
-      if redis.call('SADD', set_key, user) == 1 then
+  local tier, day, bitmap, counter, expire_at = t[1], t[2], t[3], t[4], t[5]
+  local members, minutes = t[10], t[11]
+  local args = {}
+  for index, position in ipairs(members) do
+    -- Strings, not numbers: redis.call formats a Lua number with sprintf("%.17g").
+    local bit = bit_of[position]
+    if not bit then
+      bit = string.format('%d', by_position[position][3])
+      bit_of[position] = bit
+    end
+    local at = 4 * index
+    args[at - 3] = 'SET'
+    args[at - 2] = 'u1'
+    args[at - 1] = bit
+    args[at] = '1'
+  end
+  local added, fresh, by_minute = 0, {}, {}
+  local replies = call_chunked('BITFIELD', bitmap, args, 4)
+  for chunk, reply in ipairs(replies) do
+    for offset, old in ipairs(reply) do
+      if old == 0 then
         added = added + 1
-        redis.call('HINCRBY', progression, minutes[index], 1)
+        local index = (chunk - 1) * (ARGS / 4) + offset
+        if tier == 'a' then
+          fresh[#fresh + 1] = members[index]
+          local minute = minutes[index]
+          by_minute[minute] = (by_minute[minute] or 0) + 1
+        end
       end
     end
-    if added > 0 then redis.call('EXPIREAT', progression, set_expire) end
-  else
-    added = chunked('SADD', set_key, members)
   end
-  if added > 0 then redis.call('HINCRBY', stats_prefix .. tier, day, added) end
-  redis.call('EXPIREAT', set_key, set_expire)
-  if hll_key ~= '' then
-    chunked('PFADD', hll_key, members)
-    redis.call('EXPIREAT', hll_key, hll_expire)
+  redis.call('EXPIREAT', bitmap, expire_at)
+  if added > 0 then
+    local number = string.format('%d', day)
+    redis.call('HINCRBY', counter, number, added)
+    if tier == 'a' then
+      local progression, spill, increments = t[8], t[9], {}
+      for minute, users_then in pairs(by_minute) do
+        increments[#increments + 1] = minute
+        increments[#increments + 1] = users_then
+      end
+      local args_out = {'OVERFLOW', 'FAIL'}
+      for index = 1, #increments, 2 do
+        args_out[#args_out + 1] = 'INCRBY'
+        args_out[#args_out + 1] = 'u16'
+        args_out[#args_out + 1] = '#' .. increments[index]
+        args_out[#args_out + 1] = increments[index + 1]
+      end
+      local result = redis.call('BITFIELD', progression, unpack(args_out))
+      for index, value in ipairs(result) do
+        if not value then
+          local at = 2 * index - 1
+          redis.call('HINCRBY', spill, increments[at], increments[at + 1])
+          redis.call('EXPIREAT', spill, expire_at)
+        end
+      end
+      redis.call('EXPIREAT', progression, expire_at)
+      -- Only users new to the day: the HyperLogLog holds every user of the day already.
+      local hll, names = t[6], {}
+      for index, position in ipairs(fresh) do names[index] = position_user[position] end
+      call_chunked('PFADD', hll, names, 1)
+      redis.call('EXPIREAT', hll, t[7])
+    end
   end
 end
 
--- One line per day key: a day's EXPIREAT once, whatever the number of fields.
+-- @section content
+-- One entry per day key: a day's EXPIREAT once, whatever the number of fields.
 for _, c in ipairs(content) do
-  for _, pair in ipairs(c[3]) do
-    redis.call('HINCRBY', c[1], pair[1], pair[2])
+  local fields = c[3]
+  for index = 1, #fields, 2 do
+    redis.call('HINCRBY', c[1], fields[index], fields[index + 1])
   end
   redis.call('EXPIREAT', c[1], c[2])
 end
 
--- Most-interacted items of a day: a bounded sorted set of at most ARGV[11] items. The batch's
--- counts are added with one ZMSCORE and one multi-member ZADD (a ZINCRBY per item cost Redis more
--- than the rest of the fold); past the capacity the least counted items are dropped and
--- "<key>:evicted" keeps the highest count ever dropped: how much any listed count may be short.
+-- @section top
+-- Most-interacted items of a day in this partition: a JSON string [bound, item, count, ...] of
+-- at most p.cap items (a sorted set of more than 128 items is a skiplist, about 100 bytes an
+-- item; this is about 16). Past the capacity the least counted items are dropped (of equal
+-- counts the latest to arrive first) and "bound" keeps the highest count ever dropped.
+local cap = p.cap
+-- Entries are ranked by a number: count * 2^20 + (2^20 - place), place being the entry's rank
+-- of arrival (stored order first, then the batch's), so that table.sort compares numbers in C
+-- rather than calling a Lua comparator (which cost more than the rest of the section).
+local PLACES = 1048576
 for _, day in ipairs(top) do
-  local key, expire_at, counts, items = day[1], day[2], day[3], day[4]
-  for start = 1, #items, 1000 do
-    local stop = math.min(start + 999, #items)
-    local held = redis.call('ZMSCORE', key, unpack(items, start, stop))
-    local args = {}
-    for index = start, stop do
-      local before = held[index - start + 1]
-      args[#args + 1] = counts[index] + (before and tonumber(before) or 0)
-      args[#args + 1] = items[index]
+  local key, expire_at, counted = day[1], day[2], day[3]
+  local held = redis.call('GET', key)
+  local bound, at, entries = 0, {}, {}
+  if held then
+    local old = cjson.decode(held)
+    bound = old[1]
+    for index = 2, #old, 2 do
+      local entry = {old[index], old[index + 1]}
+      entries[#entries + 1] = entry
+      at[entry[1]] = entry
     end
-    redis.call('ZADD', key, unpack(args))
   end
-  local excess = redis.call('ZCARD', key) - capacity
-  if excess > 0 then
-    local dropped = redis.call('ZPOPMIN', key, excess)
-    local bound = tonumber(redis.call('GET', key .. ':evicted') or '0')
-    local highest = tonumber(dropped[#dropped])
-    if highest > bound then redis.call('SET', key .. ':evicted', highest) end
-    redis.call('EXPIREAT', key .. ':evicted', expire_at)
+  for index = 1, #counted, 2 do
+    local item, count = counted[index], counted[index + 1]
+    local entry = at[item]
+    if entry then
+      entry[2] = entry[2] + count
+    else
+      entry = {item, count}
+      entries[#entries + 1] = entry
+      at[item] = entry
+    end
   end
-  redis.call('EXPIREAT', key, expire_at)
+  if #entries > cap and #entries < PLACES then
+    local ranks = {}
+    for place, entry in ipairs(entries) do ranks[place] = entry[2] * PLACES + (PLACES - place) end
+    table.sort(ranks)
+    local kept = {}
+    for index = #ranks, #ranks - cap + 1, -1 do
+      kept[#kept + 1] = entries[PLACES - ranks[index] % PLACES]
+    end
+    for index = #ranks - cap, 1, -1 do
+      local count = floor(ranks[index] / PLACES)
+      if count > bound then bound = count end
+    end
+    entries = kept
+  end
+  local out = {bound}
+  for _, entry in ipairs(entries) do
+    out[#out + 1] = entry[1]
+    out[#out + 1] = entry[2]
+  end
+  redis.call('SET', key, cjson.encode(out), 'EXAT', expire_at)
 end
 
-for _, r in ipairs(received) do
-  local key = received_prefix .. r[1]
-  local current = redis.call('HGET', key, r[2])
-  local had_likes, had_mentions = 0, 0
-  if current then
-    had_likes, had_mentions = string.match(current, '^(%d+),(%d+)$')
+-- @section received
+for _, group in ipairs(received) do
+  local key, fields = group[1], {}
+  for index = 2, #group, 3 do fields[#fields + 1] = group[index] end
+  local held, out = hmget(key, fields), {}
+  for offset, user in ipairs(fields) do
+    local index = 3 * offset - 1
+    local likes, mentions = 0, 0
+    if held[offset] then
+      local l, m = string.match(held[offset], '^(%d+),(%d+)$')
+      likes, mentions = tonumber(l) or 0, tonumber(m) or 0
+    end
+    out[#out + 1] = user
+    out[#out + 1] = string.format('%d,%d', likes + group[index + 1], mentions + group[index + 2])
   end
-  redis.call('HSET', key, r[2],
-    string.format('%d,%d', (tonumber(had_likes) or 0) + r[3], (tonumber(had_mentions) or 0) + r[4]))
+  call_chunked('HSET', key, out, 2)
 end
 
-for _, c in ipairs(communities) do
-  local seen = tonumber(redis.call('HGET', KEYS[6], c[1]) or '-1')
-  if c[2] > seen then redis.call('HSET', KEYS[6], c[1], c[2]) end
-  redis.call('HINCRBY', KEYS[7], c[1], c[3])
+-- @section communities
+-- One hash: community -> "last_ms,events" (one HMGET and one HSET a batch).
+if #communities > 0 then
+  local names = {}
+  for index = 1, #communities, 3 do names[#names + 1] = communities[index] end
+  local held = hmget(KEYS[6], names)
+  local out = {}
+  for offset, value in ipairs(names) do
+    local index = 3 * offset - 2
+    local last_ms, events = communities[index + 1], communities[index + 2]
+    if held[offset] then
+      local was_ms, was_events = string.match(held[offset], '^(%d+),(%d+)$')
+      if tonumber(was_ms) > last_ms then last_ms = tonumber(was_ms) end
+      events = events + tonumber(was_events)
+    end
+    out[#out + 1] = value
+    out[#out + 1] = string.format('%d,%d', last_ms, events)
+  end
+  call_chunked('HSET', KEYS[6], out, 2)
 end
 
+-- @section buffer
 -- The inactivity engine releases these in event-time order once the watermark passes them.
--- Multi-member ZADDs: one call per 500 members rather than one per event.
-for start = 1, #buffered, 1000 do
-  redis.call('ZADD', KEYS[4], unpack(buffered, start, math.min(start + 999, #buffered)))
-end
-if ARGV[8] ~= '' then
+call_chunked('ZADD', KEYS[4], buffer_args, 2)
+if p.w ~= -1 then
   local seen = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if tonumber(ARGV[8]) > seen then redis.call('SET', KEYS[5], ARGV[8]) end
+  if p.w > seen then redis.call('SET', KEYS[5], string.format('%d', p.w)) end
 end
 
--- Each tier's "last seen" sorted set: window counts are then one ZCOUNT, exact, with no union.
-for _, l in ipairs(last_seen) do
-  local args = l[2]
-  for start = 1, #args, 1000 do
-    redis.call('ZADD', l[1], 'GT', unpack(args, start, math.min(start + 999, #args)))
-  end
-end
+-- @section totals
+for index = 1, #totals, 2 do redis.call('HINCRBY', KEYS[2], totals[index], totals[index + 1]) end
+for index = 1, #unknown, 2 do redis.call('HINCRBY', KEYS[3], unknown[index], unknown[index + 1]) end
 
--- Totals and raw unknown-type names.
-for _, pair in ipairs(totals) do redis.call('HINCRBY', KEYS[2], pair[1], pair[2]) end
-for _, pair in ipairs(unknown) do redis.call('HINCRBY', KEYS[3], pair[1], pair[2]) end
-
+-- @section end
 redis.call('SET', KEYS[1], last_offset)
 return {1, applied}

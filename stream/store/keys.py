@@ -14,7 +14,7 @@ from functools import lru_cache
 
 #: The version of this layout, stored in the deployment record: a deployment whose state is in
 #: another one must be rebuilt (replayed), see docs/reference/redis.md.
-LAYOUT = 2
+LAYOUT = 3
 
 
 @dataclass(frozen=True)
@@ -103,15 +103,20 @@ class PartitionKeys:
         return self.base + "u1:"
 
     def user_bucket(self, bucket: int) -> str:
-        """Hash user id -> packed record (see fold.lua), one of ESN_USER_BUCKETS."""
+        """Hash user id -> JSON record (see fold.lua), one of ESN_USER_BUCKETS."""
         return f"{self.user_prefix}{bucket}"
 
+    @property
+    def user_index(self) -> str:
+        """List of this partition's user ids by their dense index (their bit in the day bitmaps)."""
+        return self.base + "ids"
+
     def day(self, iso_day: str) -> str:
-        """Set of users active on a UTC day."""
+        """Bitmap of the users (by index) active on a UTC day."""
         return f"{self.base}day:{iso_day}"
 
     def tier_day(self, tier: str, iso_day: str) -> str:
-        """Exact set of a tier's users on a day: "a" active (the day set above), "p", "c"."""
+        """Bitmap of a tier's users on a day: "a" active (the day bitmap above), "p", "c"."""
         return self.day(iso_day) if tier == "a" else f"{self.base}tday:{tier}:{iso_day}"
 
     def tier_hll(self, tier: str, day_number: int) -> str:
@@ -128,20 +133,21 @@ class PartitionKeys:
         return self.stats_prefix + name
 
     def day_progression(self, day_number: int) -> str:
-        """Hash minute of the day -> users whose first activity that day was at that minute."""
+        """u16 per minute of the day (BITFIELD): users whose first activity that day was then."""
         return f"{self.stats_prefix}m:{day_number}"
+
+    def day_progression_spill(self, day_number: int) -> str:
+        """Hash minute -> users of a minute past a u16 of the progression (rarely exists)."""
+        return self.day_progression(day_number) + ":x"
 
     def content(self, day_number: int) -> str:
         """Hash "type|object_type" -> events of one day (the content mix over time)."""
         return f"{self.base}content:{day_number}"
 
     def top_items(self, period: str, number: int) -> str:
-        """Sorted set item -> interactions of period "d" (a day number); weeks sum their days."""
+        """JSON [bound, item, count, ...] of period "d" (a day number): the items kept and the
+        highest count dropped; weeks sum their days."""
         return f"{self.base}top:{period}:{number}"
-
-    def top_items_evicted(self, period: str, number: int) -> str:
-        """The highest count a day's top items dropped: how much a listed count may be short."""
-        return self.top_items(period, number) + ":evicted"
 
     @property
     def received_prefix(self) -> str:
@@ -152,19 +158,10 @@ class PartitionKeys:
         """One of ESN_USER_BUCKETS hashes of likes and mentions received."""
         return f"{self.received_prefix}{bucket}"
 
-    def tier_last(self, tier: str) -> str:
-        """Sorted set user -> time (ms) of their last event of a tier ("a", "p", "c")."""
-        return f"{self.base}last:{tier}"
-
     @property
-    def community_last(self) -> str:
-        """Hash community -> time (ms) of the last event of this partition that named it."""
-        return self.base + "cact"
-
-    @property
-    def community_events(self) -> str:
-        """Hash community -> events of this partition that named it."""
-        return self.base + "cevents"
+    def community_activity(self) -> str:
+        """Hash community -> "last_ms,events" of this partition's events that named it."""
+        return self.base + "comm"
 
     @property
     def totals(self) -> str:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import struct
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
-from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -22,17 +21,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from stream.events import COUNTED_TYPES
-from stream.fold import MS_PER_DAY, PartitionDelta
+from stream.fold import PartitionDelta
 from stream.settings import Settings
 from stream.store.connection import RedisClient, redis_client
+from stream.store.fold_call import FoldPlan, fold_call, top_items_per_partition
 from stream.store.keys import RedisKeys
 
-#: 1-based slot of each counted type in a packed user record.
-_SLOT = {name: index + 1 for index, name in enumerate(COUNTED_TYPES)}
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-#: A backfill writes days older than their retention; their keys live this long after the last
-#: write so that the exact daily counters (built on the sets' SADD replies) stay exact meanwhile.
-_BACKFILL_GRACE_S = 2 * 86_400
 #: Commands one cluster client keeps in flight at most when it cannot pipeline them (scripts,
 #: multi-key reads): well below a node's pool of connections (redis-py's default is 100), past
 #: which the pool raises MaxConnectionsError instead of waiting.
@@ -89,6 +83,7 @@ class RedisStore:
         user_buckets: int,
         analytics_retention_days: int = 400,
         top_items_capacity: int = 1000,
+        partitions: int = 12,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -96,6 +91,12 @@ class RedisStore:
         self.user_buckets = user_buckets
         self.analytics_retention_days = analytics_retention_days
         self.top_items_capacity = top_items_capacity
+        self._plan = FoldPlan(
+            user_buckets,
+            retention_days,
+            analytics_retention_days,
+            top_items_per_partition(top_items_capacity, partitions),
+        )
         self._fold = client.register_script(_FOLD_SCRIPT)
         #: partition -> when this process last registered it (see register_partitions).
         self._registered: dict[int, float] = {}
@@ -120,6 +121,7 @@ class RedisStore:
             settings.user_buckets,
             settings.analytics_retention_days,
             settings.top_items_capacity,
+            settings.activity_partitions,
         )
 
     def bucket_of(self, user_id: str) -> int:
@@ -212,119 +214,8 @@ class RedisStore:
         return results
 
     def _script_call(self, delta: PartitionDelta) -> tuple[list[str], list[Any]]:
-        """Flatten a delta into the KEYS and ARGV layout documented in fold.lua.
-
-        Every key the script will touch is declared (they all share the partition's hash slot).
-        """
-        k = self.keys.partition(delta.partition)
-        buckets = self.user_buckets
-        keys = [
-            k.fence(delta.topic),
-            k.totals,
-            k.unknown_types,
-            k.reorder_buffer,
-            k.watermark_source,
-            k.community_last,
-            k.community_events,
-        ]
-        # A dict keeps the declared keys unique and in a stable order.
-        touched: dict[str, None] = {}
-        user_lines = []
-        for user_id, user in delta.users.items():
-            bucket = zlib.crc32(user_id.encode()) % buckets
-            touched[k.user_bucket(bucket)] = None
-            user_lines.append(
-                f"{bucket}\t{user_id}\t{user.first_ms}\t{user.last_ms}\t"
-                + ",".join(f"{_SLOT[t]}={c}" for t, c in user.counts.items())
-            )
-        if user_lines:
-            touched[k.stats("n")] = None
-        floor = int(time.time()) + _BACKFILL_GRACE_S
-        # Active members carry the minute of their first event ("user@minute"): the day's
-        # progression is what the active-users-drop alert compares with a week earlier.
-        tiers: list[tuple[str, str, Iterable[str]]] = [
-            ("a", day, (f"{user}@{minute}" for user, minute in members.items()))
-            for day, members in delta.day_actives.items()
-        ]
-        tiers += [(tier, day, members) for (tier, day), members in delta.day_tiers.items()]
-        tier_lines = []
-        for tier, day, members in tiers:
-            number = day_number(day)
-            # Only the active tier has window trends (wau, mau): the others need no HyperLogLog.
-            hll = k.tier_hll(tier, number) if tier == "a" else ""
-            touched[k.tier_day(tier, day)] = None
-            touched[k.stats(tier)] = None
-            if hll:
-                touched[hll] = None
-                touched[k.day_progression(number)] = None
-            tier_lines.append(
-                f"{tier}\t{number}\t{k.tier_day(tier, day)}\t"
-                f"{max(floor, _expire_at(number, self.retention_days))}\t"
-                f"{hll}\t{self._analytics_expire_at(number, floor)}\t" + "\t".join(members)
-            )
-        by_day: dict[int, list[str]] = {}
-        for (day, mix), count in delta.day_content.items():
-            by_day.setdefault(day_number(day), []).append(f"{mix}={count}")
-        content_lines = []
-        for number, fields in by_day.items():
-            touched[k.content(number)] = None
-            content_lines.append(
-                f"{k.content(number)}\t{self._analytics_expire_at(number, floor)}\t"
-                + "\t".join(fields)
-            )
-        periods: dict[tuple[str, int], list[str]] = {}
-        for (day, item), count in delta.day_objects.items():
-            periods.setdefault(("d", day_number(day)), []).append(f"{count}\t{item}")
-        # Weeks are the union of their days' sketches, taken when asked (half the writes).
-        top_lines = []
-        for (period, number), items in periods.items():
-            touched[k.top_items(period, number)] = None
-            touched[k.top_items_evicted(period, number)] = None
-            top_lines.append(
-                f"{k.top_items(period, number)}\t{self._analytics_expire_at(number, floor)}\t"
-                + "\t".join(items)
-            )
-        received_lines = []
-        for receiver, (likes, mentions) in delta.received.items():
-            bucket = zlib.crc32(receiver.encode()) % buckets
-            touched[k.received(bucket)] = None
-            received_lines.append(f"{bucket}\t{receiver}\t{likes}\t{mentions}")
-        communities = "\n".join(
-            f"{community}\t{last_ms}\t{events}"
-            for community, (last_ms, events) in delta.communities.items()
-        )
-        last_lines = []
-        for tier, last in delta.tier_last.items():
-            if last:
-                touched[k.tier_last(tier)] = None
-                last_lines.append(
-                    f"{k.tier_last(tier)}\t"
-                    + "\t".join(f"{at}\t{user}" for user, at in last.items())
-                )
-        buffered = "\n".join(f"{at}\t{user}" for at, user in delta.activity_times)
-        args: list[Any] = [
-            k.user_prefix,
-            k.stats_prefix,
-            delta.first_offset,
-            delta.last_offset,
-            "\n".join(user_lines),
-            "\n".join(tier_lines),
-            buffered,
-            "" if delta.max_event_ms is None else delta.max_event_ms,
-            "\n".join(content_lines),
-            "\n".join(top_lines),
-            self.top_items_capacity,
-            "\n".join(received_lines),
-            k.received_prefix,
-            communities,
-            "\n".join(last_lines),
-        ]
-        args.append("\n".join(f"{t}|{o}\t{c}" for (t, o), c in delta.totals.items()))
-        args.append("\n".join(f"{name}\t{c}" for name, c in delta.unknown_types.items()))
-        return keys + list(touched), args
-
-    def _analytics_expire_at(self, number: int, floor: int) -> int:
-        return max(floor, _expire_at(number, self.analytics_retention_days))
+        """The KEYS and ARGV of fold.lua for one delta (see stream/store/fold_call.py)."""
+        return fold_call(delta, self.keys.partition(delta.partition), self._plan, int(time.time()))
 
     # --- read side -------------------------------------------------------------------------
 
@@ -361,12 +252,21 @@ class RedisStore:
         return {u: state.last_seen_ms for u, state in (await self.user_states(user_ids)).items()}
 
     async def daily_active_users(self, iso_day: str) -> set[str]:
-        """The users active on a UTC day (exact, within the retention)."""
+        """The users active on a UTC day (exact, within the retention).
+
+        Each partition keeps a bitmap of its users by index and the list of its users in index
+        order: this reads both (a test oracle and small tools; it reads every user id).
+        """
         async with self.client.pipeline(transaction=False) as pipe:
             for p in await self.partitions():
-                pipe.smembers(self.keys.partition(p).day(iso_day))
+                keys = self.keys.partition(p)
+                pipe.get(keys.day(iso_day))
+                pipe.lrange(keys.user_index, 0, -1)
             replies = await pipe.execute()
-        return {text(m) for members in replies for m in members}
+        out: set[str] = set()
+        for bitmap, ids in zip(replies[::2], replies[1::2], strict=True):
+            out.update(text(ids[index]) for index in bits_set(bitmap))
+        return out
 
     async def totals(self) -> dict[tuple[str, str], int]:
         """Events per (type, object_type) since the beginning."""
@@ -491,23 +391,28 @@ def _apply_result(reply: Any) -> ApplyResult:
     return ApplyResult(ApplyOutcome(int(status)), int(before))
 
 
-@lru_cache(maxsize=4096)
-def day_number(iso_day: str) -> int:
-    """Days since the epoch of an ISO date."""
-    return date.fromisoformat(iso_day).toordinal() - _EPOCH_ORDINAL
-
-
-def _expire_at(number: int, retention_days: int) -> int:
-    """Epoch seconds when data of a day expires: the end of that day plus the retention."""
-    return (number + 1 + retention_days) * (MS_PER_DAY // 1000)
-
-
-def decode_user_record(user_id: str, raw: bytes | str) -> UserState:
-    """Unpack "first,last,count..." (decimal, empty for zero) as written by fold.lua."""
-    parts = text(raw).split(",")
-    first, last = int(parts[0]), int(parts[1])
-    counts = {COUNTED_TYPES[index]: int(part) for index, part in enumerate(parts[2:]) if part}
+def decode_user_record(user_id: str, raw: bytes) -> UserState:
+    """Unpack the binary record fold.lua writes: first_ms, last_ms (u48), index, counts (u32)."""
+    first = int.from_bytes(raw[0:6], "little")
+    last = int.from_bytes(raw[6:12], "little")
+    slots = struct.unpack_from(f"<{(len(raw) - 16) // 4}I", raw, 16)
+    counts = {COUNTED_TYPES[index]: n for index, n in enumerate(slots) if n}
     return UserState(user_id, first, last, counts)
+
+
+def bits_set(bitmap: bytes | None) -> list[int]:
+    """Offsets of the bits set in a Redis bitmap (bit 0 is the first byte's highest bit)."""
+    if not bitmap:
+        return []
+    value = int.from_bytes(bitmap, "big")
+    width = len(bitmap) * 8
+    out = []
+    while value:
+        low = value & -value
+        out.append(width - low.bit_length())
+        value ^= low
+    out.reverse()
+    return out
 
 
 def text(value: bytes | str) -> str:

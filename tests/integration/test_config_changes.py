@@ -33,7 +33,7 @@ from stream.flags.machine import (
 )
 from stream.generator import directory_records, generate_events
 from stream.settings import Settings
-from stream.store import FlagReads, InitiativeStore, RedisStore
+from stream.store import LAYOUT, FlagReads, InitiativeStore, RedisStore
 from stream.store.definitions_store import DefinitionsStore
 from stream.store.redis_store import text
 from stream.topics import FLAG_SEQ, TopicNames
@@ -402,17 +402,21 @@ class TestRefusedUntilRebuilt:
         finally:
             await rebuilt_store.close()
 
-    async def test_a_state_of_key_layout_1_is_refused_then_rebuilt_into_layout_2(
-        self, base: Settings, store: RedisStore, worker_factory: Any
+    @pytest.mark.parametrize("old", [1, 2])
+    async def test_a_state_of_an_older_key_layout_is_refused_then_rebuilt(
+        self, base: Settings, store: RedisStore, worker_factory: Any, old: int
     ) -> None:
-        """An upgrade from the layout before the hash tags: the worker refuses in one line naming
-        the rebuild; ``rebuild --yes`` deletes the old keys, moves the initiatives and the worker
-        replays the topics into the new layout, exactly."""
+        """An upgrade from the layout before the hash tags (1) or before the day bitmaps (2): the
+        worker refuses in one line naming the rebuild; ``rebuild --yes`` deletes the old keys,
+        moves the initiatives and the worker replays the topics into the new layout, exactly."""
         events, directory, first = await first_run(base, worker_factory, store)
-        # What a deployment of layout 1 left: its record (no layout field), its flat keys and
-        # an initiative under the old names.
+        # What a deployment of an older layout left: its record (layout 1: no layout field), old
+        # keys and an initiative under layout 1's names.
         prefix, topic = base.redis_prefix, TopicNames.from_settings(base).activity
-        await store.client.hdel(store.keys.deployment, "layout")
+        if old == 1:
+            await store.client.hdel(store.keys.deployment, "layout")
+        else:
+            await store.client.hset(store.keys.deployment, "layout", old)
         await store.client.hset(prefix + "u1:7", "someone", "1,2,3")
         await store.client.set(f"{prefix}fence:{topic}:0", 99)
         record = {"name": "onboarding", "start": "2026-01-01", "users": 2, "created": "x"}
@@ -424,14 +428,14 @@ class TestRefusedUntilRebuilt:
         code = await asyncio.to_thread(refused.proc.wait, 120)
         lines = [line for line in refused.log_path.read_text().splitlines() if line.strip()]
         assert (ExitCode.BAD_CONFIG, 1) == (code, len(lines)), lines
-        assert "key layout 1" in lines[0] and "esn-pulse rebuild --yes" in lines[0]
+        assert f"key layout {old}," in lines[0] and "esn-pulse rebuild --yes" in lines[0]
 
         dry = esn(base, "rebuild")
         assert 0 == dry.returncode, dry.stderr
-        assert "from key layout 1 to 2" in dry.stdout and "nothing done" in dry.stdout
+        assert f"from key layout {old} to {LAYOUT}" in dry.stdout and "nothing done" in dry.stdout
         done = esn(base, "rebuild", "--yes")
         assert 0 == done.returncode, done.stderr
-        assert "from key layout 1 to 2" in done.stdout
+        assert f"from key layout {old} to {LAYOUT}" in done.stdout
         for old in (prefix + "u1:7", f"{prefix}fence:{topic}:0", prefix + "init"):
             assert 0 == await store.client.exists(old), old
         initiatives = InitiativeStore(store)
@@ -439,7 +443,7 @@ class TestRefusedUntilRebuilt:
         assert {"u-1", "u-2"} == await initiatives.users("onboarding")
 
         await assert_replayed_exactly(base, store, worker_factory, (events, directory, first))
-        assert 2 == (await DefinitionsStore(store).stored() or _never()).layout
+        assert LAYOUT == (await DefinitionsStore(store).stored() or _never()).layout
 
     async def test_rebuild_refuses_while_a_worker_runs(
         self, base: Settings, store: RedisStore, worker_factory: Any

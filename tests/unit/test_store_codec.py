@@ -1,30 +1,58 @@
-"""The packed user record written by fold.lua and read back in Python."""
+"""The binary user record written by fold.lua and read back in Python, and the day bitmaps."""
 
 from __future__ import annotations
 
+import struct
+
 from stream.events import COUNTED_TYPES
-from stream.store.redis_store import UserState, decode_user_record
+from stream.store.redis_store import UserState, bits_set, decode_user_record
 
 
-def test_decode_record_with_empty_zero_slots() -> None:
-    """ "first,last,count..." in decimal; empty slots are zero and are left out."""
-    counts = [""] * len(COUNTED_TYPES)
-    counts[COUNTED_TYPES.index("view")] = "5"
-    counts[COUNTED_TYPES.index("other")] = "40"
-    record = ",".join(["1772614800250", "1772701200000", *counts])
-    state = decode_user_record("u1", record.encode())
-    assert UserState("u1", 1772614800250, 1772701200000, {"view": 5, "other": 40}) == state
+def record(first: int, last: int, index: int, *counts: int) -> bytes:
+    """A record as fold.lua's struct.pack('<I6I6I4' .. 'I4' x n) writes it."""
+    return (
+        first.to_bytes(6, "little")
+        + last.to_bytes(6, "little")
+        + index.to_bytes(4, "little")
+        + struct.pack(f"<{len(counts)}I", *counts)
+    )
 
 
-def test_trailing_slots_may_be_cut() -> None:
-    """A record that ends after the last non-zero count is complete."""
-    state = decode_user_record("u1", b"10,20,3")
-    assert UserState("u1", 10, 20, {"login": 3}) == state
+class TestUserRecord:
+    def test_counts_by_slot_with_zero_slots_left_out(self) -> None:
+        """A count per counted type in slot order; zero slots are not in the state."""
+        counts = [0] * len(COUNTED_TYPES)
+        counts[COUNTED_TYPES.index("view")] = 5
+        counts[COUNTED_TYPES.index("other")] = 4_000_000_000
+        state = decode_user_record("u1", record(1772614800250, 1772701200000, 7, *counts))
+        expected = UserState(
+            "u1", 1772614800250, 1772701200000, {"view": 5, "other": 4_000_000_000}
+        )
+        assert expected == state
+
+    def test_trailing_slots_may_be_cut(self) -> None:
+        """A record may end after its last non-zero count; the index is not a count."""
+        assert UserState("u1", 10, 20, {"login": 3}) == decode_user_record(
+            "u1", record(10, 20, 9, 3)
+        )
+
+    def test_a_record_without_counts(self) -> None:
+        """Sixteen bytes: first, last and index only."""
+        assert UserState("u1", 10, 20, {}) == decode_user_record("u1", record(10, 20, 0))
+
+    def test_counted_types_order_is_append_only(self) -> None:
+        """Stored records depend on slot order: the first twelve slots never move."""
+        assert (
+            "login", "view", "post", "comment", "like", "mention",
+            "follow", "join", "leave", "edit", "upload", "share", "other",
+        ) == COUNTED_TYPES  # fmt: skip
 
 
-def test_counted_types_order_is_append_only() -> None:
-    """Stored records depend on slot order: the first twelve slots never move."""
-    assert (
-        "login", "view", "post", "comment", "like", "mention",
-        "follow", "join", "leave", "edit", "upload", "share", "other",
-    ) == COUNTED_TYPES  # fmt: skip
+class TestBitmap:
+    def test_offsets_count_from_the_first_bytes_highest_bit(self) -> None:
+        """Redis numbers bit 0 as the first byte's most significant bit (SETBIT, BITFIELD)."""
+        assert [0, 7, 9, 23] == bits_set(bytes([0b1000_0001, 0b0100_0000, 0b0000_0001]))
+
+    def test_no_bitmap_has_no_bits(self) -> None:
+        """A day nobody was active on has no key: GET answers None."""
+        assert [] == bits_set(None)

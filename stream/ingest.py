@@ -301,9 +301,7 @@ class ActivityIngest(Service):
             self.metrics.last_applied.set(time.time())
         for (event_type, object_type), count in delta.totals.items():
             self.metrics.events.labels(event_type, object_type).inc(count)
-        if times_ms:
-            now = time.time()
-            self.metrics.event_lag.observe_many([now - t / 1000 for t in times_ms])
+        self.metrics.event_lag.observe_lags(time.time(), times_ms)
         if delta.max_event_ms is not None and delta.max_event_ms > self._max_event_ms:
             self._max_event_ms = delta.max_event_ms
             self.metrics.last_event_timestamp.set(delta.max_event_ms / 1000)

@@ -2,16 +2,22 @@
 
 A partition's community sets hold its own users, whose user records and profiles live in the
 same partition: each member is read there only, one HMGET per bucket, instead of one HGET per
-member and partition (12 partitions: 24 commands a member before, a few per bucket now).
+member and partition (12 partitions: 24 commands a member before, a few per bucket now); the
+role sets come back in one script reply per 500 communities, not one SMEMBERS each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 from stream.store.directory_store import ROLES
-from stream.store.redis_store import RedisStore, decode_user_record, text
+from stream.store.redis_store import RedisStore, decode_user_record, run_scripts, text
+
+_MEMBERS_SCRIPT = resources.files("stream.store").joinpath("community_members.lua").read_text()
+#: Communities per script call: bounds how long one call holds Redis (3 sets each).
+_COMMUNITY_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -30,20 +36,32 @@ class MemberReads:
         self._store = store
         self._client = store.client
         self._keys = store.keys
+        self._sets = store.client.register_script(_MEMBERS_SCRIPT)
 
     async def partition_members(self, partition: int) -> PartitionMembers:
         """Roles of every community of the partition, and its members' figures."""
         k = self._keys.partition(partition)
         names = sorted(text(c) for c in await self._client.smembers(k.community_registry))
-        async with self._client.pipeline(transaction=False) as pipe:
-            for community in names:
-                for role in ROLES:
-                    pipe.smembers(k.community_role(community, role))
-            replies = await pipe.execute()
+        calls: list[tuple[list[str], list[str]]] = []
+        chunks: list[list[str]] = []
+        for start in range(0, len(names), _COMMUNITY_CHUNK):
+            chunk = names[start : start + _COMMUNITY_CHUNK]
+            keys = [k.community_role(c, role) for c in chunk for role in ROLES]
+            calls.append((keys, []))
+            chunks.append(chunk)
         roles: dict[str, dict[str, set[str]]] = {}
-        for index, community in enumerate(names):
-            sets = replies[index * len(ROLES) : (index + 1) * len(ROLES)]
-            roles[community] = {r: {text(m) for m in s} for r, s in zip(ROLES, sets, strict=True)}
+        for chunk, reply in zip(
+            chunks, await run_scripts(self._client, self._sets, calls), strict=True
+        ):
+            if isinstance(reply, Exception):
+                raise reply
+            at = 0
+            for community in chunk:
+                by_role = roles[community] = {}
+                for role in ROLES:
+                    count = int(reply[at])
+                    by_role[role] = {text(m) for m in reply[at + 1 : at + 1 + count]}
+                    at += 1 + count
         people = sorted(
             {u for by_role in roles.values() for users in by_role.values() for u in users}
         )

@@ -191,10 +191,8 @@ class AnalyticsReads:
 
         out: Counter[int] = Counter()
         for progression, spill in await self._per_partition(queue):
-            # A big-endian u16 per minute (BITFIELD u16 #minute), as long as the last minute set.
-            raw = progression or b""
-            for minute in range(len(raw) // 2):
-                users = raw[2 * minute] << 8 | raw[2 * minute + 1]
+            # A u8 per minute (BITFIELD u8 #minute); a minute's users past 255 are in the spill.
+            for minute, users in enumerate(progression or b""):
                 if users:
                     out[minute] += users
             for minute, users in spill.items():

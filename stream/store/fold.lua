@@ -10,8 +10,9 @@
 -- Payload: one JSON object, decoded by cjson in C (text lines parsed with string.match cost a
 -- third of the script's time); counts are whole numbers, keys are strings:
 --   n   the new-users counter hash (day number -> users new that day)
---   u   user buckets: [bucket_key, user, first_ms, last_ms, [slot, count, ...], user, ...];
---       users are numbered 1, 2... in this order (the "positions" of the tier members)
+--   u   user buckets: [bucket_key, user, first_ms, last_ms, {type: count}, user, ...]; users
+--       are numbered 1, 2... in this order (the "positions" of tier members and buffer events)
+--   slots  counted type -> its slot in a user record (1-based)
 --   t   tier days: [tier, day_number, bitmap_key, counter_key, bitmap_expire_at, hll_key,
 --       hll_expire_at, progression_key, spill_key, [position, ...], [minute, ...]]; hll,
 --       progression and spill keys '' and minutes [] except for the active tier ("a")
@@ -19,7 +20,8 @@
 --   o   top items: [key, expire_at, [item, count, ...]] (one per day); cap: items kept a day
 --   r   received: [bucket_key, user, likes, mentions, user, ...]
 --   c   communities: [community, last_ms, events, ...]
---   b   reorder buffer: [time_ms, user, ...] of the events that count as activity
+--   b, bu  reorder buffer: [time_ms, ...] and [user position, ...] of the events that count as
+--       activity
 --   w   highest event time of the batch (-1 when none)
 --   tot totals: ["type|object_type", count, ...]; unk unknown types: [raw name, count, ...]
 -- Returns {status, applied_before}: 1 applied, 0 already applied (replay), -1 partial overlap,
@@ -60,6 +62,11 @@ for what, value in pairs({u = users, t = tiers, m = content, o = top, r = receiv
   if not list(value) then return fail('payload part', what) end
 end
 if not nat(p.cap) then return fail('capacity', p.cap) end
+local slots = p.slots
+if not list(slots) then return fail('slots', slots) end
+for type_name, slot in pairs(slots) do
+  if not name(type_name) or not nat(slot) or slot < 1 then return fail('slot', type_name) end
+end
 if p.w ~= -1 and not nat(p.w) then return fail('highest event time', p.w) end
 
 -- @section check
@@ -75,13 +82,11 @@ for _, group in ipairs(users) do
   for index = 2, #group, 4 do
     local counts = group[index + 3]
     if not name(group[index]) or not nat(group[index + 1]) or not nat(group[index + 2])
-      or not list(counts) or #counts % 2 ~= 0 then
+      or not list(counts) then
       return fail('user', group[index])
     end
-    for slot = 1, #counts, 2 do
-      if not nat(counts[slot]) or counts[slot] < 1 or not nat(counts[slot + 1]) then
-        return fail('user counts', group[index])
-      end
+    for type_name, count in pairs(counts) do
+      if not slots[type_name] or not nat(count) then return fail('user counts', group[index]) end
     end
     positions = positions + 1
   end
@@ -158,17 +163,18 @@ for index = 1, #communities, 3 do
     return fail('community', communities[index])
   end
 end
--- A member is "time_ms\tuser" (the sweep reads the time back from it), built here.
-if #buffered % 2 ~= 0 then return fail('reorder buffer', buffered) end
-local buffer_args = {}
-for index = 1, #buffered, 2 do
-  local at, user = buffered[index], buffered[index + 1]
-  if type(at) ~= 'number' or at < 0 or at % 1 ~= 0 or type(user) ~= 'string' or user == '' then
+-- A member is "time_ms\tuser" (the sweep reads the time back from it), built here from the
+-- user's position: the payload does not carry each event's user id again.
+local buffered_users = p.bu
+if not list(buffered_users) or #buffered_users ~= #buffered then
+  return fail('reorder buffer', buffered_users)
+end
+for index = 1, #buffered do
+  local at, position = buffered[index], buffered_users[index]
+  if type(at) ~= 'number' or at < 0 or at % 1 ~= 0 or type(position) ~= 'number'
+    or position < 1 or position > positions or position % 1 ~= 0 then
     return fail('reorder buffer entry', at)
   end
-  local score = string.format('%d', at)
-  buffer_args[index] = score
-  buffer_args[index + 1] = score .. '\t' .. user
 end
 for what, values in pairs({totals = totals, ['unknown types'] = unknown}) do
   local bad = pairs_of(values, what, name)
@@ -210,18 +216,18 @@ local function hmget(key, fields)
 end
 
 -- @section users
--- A user record is binary, little-endian: first_ms and last_ms (6 bytes each), index (4), then
--- a u32 count per counted type up to the last non-zero one: 16 + 4n bytes, packed and unpacked
--- by struct in C with no number formatting (decimal or JSON text cost Redis more in sprintf than
--- everything else the fold does for a user). "index" is the user's dense number in this
--- partition (0, 1, 2..., given on first sight by RPUSH to the user index list): their bit in
--- the day bitmaps.
-local FORMATS = {}
-local function format_of(slots)
-  local fmt = FORMATS[slots]
+-- A user record is binary, little-endian: first_ms and last_ms (6 bytes each), index (4), the
+-- width of the counts (1 byte: 2, or 4 once a count passes 65,535), then a count per counted type
+-- up to the last non-zero one: 17 + 2n bytes for most users, packed and unpacked by struct in C
+-- with no number formatting (decimal or JSON text cost Redis more in sprintf than everything else
+-- the fold does for a user). "index" is the user's dense number in this partition (0, 1, 2...,
+-- given on first sight by RPUSH to the user index list): their bit in the day bitmaps.
+local FORMATS = {[2] = {}, [4] = {}}
+local function format_of(width, counted)
+  local fmt = FORMATS[width][counted]
   if not fmt then
-    fmt = '<I6I6I4' .. string.rep('I4', slots)
-    FORMATS[slots] = fmt
+    fmt = '<I6I6I4B' .. string.rep(width == 2 and 'I2' or 'I4', counted)
+    FORMATS[width][counted] = fmt
   end
   return fmt
 end
@@ -240,9 +246,10 @@ for _, group in ipairs(users) do
     local current = held[(index + 2) / 4]
     local rec
     if current then
-      local slots = (#current - 16) / 4
-      rec = {struct.unpack(format_of(slots), current)}
+      local width = string.byte(current, 17)
+      rec = {struct.unpack(format_of(width, (#current - 17) / width), current)}
       rec[#rec] = nil  -- unpack's last value is the position after the record
+      table.remove(rec, 4)  -- the width: rewritten by encode()
       -- Event time, not arrival: a late event can only widen [first, last].
       if first_ms < rec[1] then
         -- A user is new on the day of their first event: a late event may move that day back.
@@ -260,10 +267,10 @@ for _, group in ipairs(users) do
       new_users[#new_users + 1] = user
       new_records[#new_records + 1] = rec
     end
-    for slot = 1, #counts, 2 do
-      local at = 3 + counts[slot]
+    for type_name, count in pairs(counts) do
+      local at = 3 + slots[type_name]
       for fill = #rec + 1, at do rec[fill] = 0 end
-      rec[at] = rec[at] + counts[slot + 1]
+      rec[at] = rec[at] + count
     end
     by_position[#by_position + 1] = rec
     position_user[#position_user + 1] = user
@@ -284,7 +291,11 @@ local function encode(rec)
     rec[last] = nil
     last = last - 1
   end
-  return struct.pack(format_of(last - 3), unpack(rec))
+  local width = 2
+  for index = 4, last do
+    if rec[index] > 65535 then width = 4 end
+  end
+  return struct.pack(format_of(width, last - 3), rec[1], rec[2], rec[3], width, unpack(rec, 4))
 end
 for key, out in pairs(writes) do
   for index = 2, #out, 2 do out[index] = encode(out[index]) end
@@ -296,14 +307,15 @@ end
 
 -- @section tiers
 local bit_of = {}  -- position -> the user's index as text
+local MINUTES_OF_ZEROS = string.rep('\0', 1440)
 -- Per tier and day: a bitmap of the partition's users by index (kept
 -- ESN_DAILY_ACTIVE_RETENTION_DAYS, and at least the longest tier window): BITFIELD SET returns
 -- the old bit, so a user is counted once a day whatever the lateness. The day's exact count is
 -- a counter that outlives the bitmap; the active tier also keeps a HyperLogLog (kept
 -- ESN_ANALYTICS_RETENTION_DAYS) for window trends, and the day's progression: users new to the
--- day by the minute of their first event, a u16 per minute (BITFIELD INCRBY; a minute past
--- 65535 users in one partition goes to the spill hash instead: exact either way), which the
--- active-users-drop alert compares with a week earlier.
+-- day by the minute of their first event, a u8 per minute (BITFIELD INCRBY, 1440 bytes a day; a
+-- minute's users past 255 in one partition go to the spill hash instead: exact either way), which
+-- the active-users-drop alert compares with a week earlier.
 for _, t in ipairs(tiers) do
   local tier, day, bitmap, counter, expire_at = t[1], t[2], t[3], t[4], t[5]
   local members, minutes = t[10], t[11]
@@ -349,9 +361,13 @@ for _, t in ipairs(tiers) do
       local args_out = {'OVERFLOW', 'FAIL'}
       for index = 1, #increments, 2 do
         args_out[#args_out + 1] = 'INCRBY'
-        args_out[#args_out + 1] = 'u16'
+        args_out[#args_out + 1] = 'u8'
         args_out[#args_out + 1] = '#' .. increments[index]
         args_out[#args_out + 1] = increments[index + 1]
+      end
+      -- Created whole: a string BITFIELD grows is reallocated at twice its length each time.
+      if redis.call('EXISTS', progression) == 0 then
+        redis.call('SET', progression, MINUTES_OF_ZEROS)
       end
       local result = redis.call('BITFIELD', progression, unpack(args_out))
       for index, value in ipairs(result) do
@@ -478,6 +494,12 @@ end
 
 -- @section buffer
 -- The inactivity engine releases these in event-time order once the watermark passes them.
+local buffer_args = {}
+for index = 1, #buffered do
+  local score = string.format('%d', buffered[index])
+  buffer_args[2 * index - 1] = score
+  buffer_args[2 * index] = score .. '\t' .. position_user[buffered_users[index]]
+end
 call_chunked('ZADD', KEYS[4], buffer_args, 2)
 if p.w ~= -1 then
   local seen = tonumber(redis.call('GET', KEYS[5]) or '0')

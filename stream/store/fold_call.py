@@ -78,22 +78,24 @@ def fold_call(
     # A dict keeps the declared keys unique and in a stable order.
     touched: dict[str, None] = {}
 
-    by_bucket: dict[int, list[str]] = {}
-    for user_id in delta.users:
-        by_bucket.setdefault(zlib.crc32(user_id.encode()) % buckets, []).append(user_id)
+    # The per-user and per-event work here runs in the worker's one Python thread: plain loops
+    # over dicts, C-level map() where a loop would only look things up, no tuple per event.
+    by_bucket: dict[int, list[Any]] = {}
+    for user_id, user in delta.users.items():
+        group = by_bucket.get(bucket := zlib.crc32(user_id.encode()) % buckets)
+        if group is None:
+            group = by_bucket[bucket] = [k.user_bucket(bucket)]
+        # Counts go by type name (a JSON object); fold.lua maps names to record slots.
+        group += (user_id, user.first_ms, user.last_ms, user.counts)
+    users_part = list(by_bucket.values())
+    touched.update(dict.fromkeys(group[0] for group in users_part))
     # Users are numbered in the order fold.lua meets them: bucket by bucket.
-    position: dict[str, int] = {}
-    users_part: list[list[Any]] = []
-    for bucket, ids in by_bucket.items():
-        key = k.user_bucket(bucket)
-        touched[key] = None
-        group: list[Any] = [key]
-        for user_id in ids:
-            user = delta.users[user_id]
-            counts = [x for name, count in user.counts.items() for x in (SLOT[name], count)]
-            group += (user_id, user.first_ms, user.last_ms, counts)
-            position[user_id] = len(position) + 1
-        users_part.append(group)
+    position = {
+        user_id: number
+        for number, user_id in enumerate(
+            (user_id for group in users_part for user_id in group[1::4]), start=1
+        )
+    }
     if users_part:
         touched[k.stats("n")] = None
 
@@ -115,7 +117,7 @@ def fold_call(
                 max(floor, expire_at(number, plan.analytics_retention_days)),
                 progression,
                 spill,
-                [position[user] for user in actives],
+                list(map(position.__getitem__, actives)),
                 list(actives.values()),
             ]
         )
@@ -135,7 +137,7 @@ def fold_call(
                 0,
                 "",
                 "",
-                [position[user] for user in members],
+                list(map(position.__getitem__, members)),
                 [],
             ]
         )
@@ -168,6 +170,8 @@ def fold_call(
             touched[key] = None
         got += (receiver, likes, mentions)
 
+    # (times, users) of the buffered events; [] when none.
+    buffered = list(zip(*delta.activity_times, strict=True))
     payload = {
         "n": k.stats("n"),
         "u": users_part,
@@ -175,9 +179,11 @@ def fold_call(
         "m": content_part,
         "o": top_part,
         "cap": plan.top_items_capacity,
+        "slots": SLOT,
         "r": list(received.values()),
         "c": [x for name, pair in delta.communities.items() for x in (name, *pair)],
-        "b": [x for pair in delta.activity_times for x in pair],
+        "b": list(buffered[0]) if buffered else [],
+        "bu": list(map(position.__getitem__, buffered[1])) if buffered else [],
         "w": -1 if delta.max_event_ms is None else delta.max_event_ms,
         "tot": [x for (t, o), c in delta.totals.items() for x in (f"{t}|{o}", c)],
         "unk": [x for pair in delta.unknown_types.items() for x in pair],

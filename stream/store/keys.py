@@ -133,11 +133,11 @@ class PartitionKeys:
         return self.stats_prefix + name
 
     def day_progression(self, day_number: int) -> str:
-        """u16 per minute of the day (BITFIELD): users whose first activity that day was then."""
+        """u8 per minute of the day (BITFIELD): users whose first activity that day was then."""
         return f"{self.stats_prefix}m:{day_number}"
 
     def day_progression_spill(self, day_number: int) -> str:
-        """Hash minute -> users of a minute past a u16 of the progression (rarely exists)."""
+        """Hash minute -> a minute's users past the progression's u8 (255; rarely exists)."""
         return self.day_progression(day_number) + ":x"
 
     def content(self, day_number: int) -> str:

@@ -392,10 +392,12 @@ def _apply_result(reply: Any) -> ApplyResult:
 
 
 def decode_user_record(user_id: str, raw: bytes) -> UserState:
-    """Unpack the binary record fold.lua writes: first_ms, last_ms (u48), index, counts (u32)."""
+    """Unpack the binary record fold.lua writes: first_ms, last_ms (u48), index (u32), the counts'
+    width (u8: 2 or 4), then a count per counted type (u16 or u32), little-endian."""
     first = int.from_bytes(raw[0:6], "little")
     last = int.from_bytes(raw[6:12], "little")
-    slots = struct.unpack_from(f"<{(len(raw) - 16) // 4}I", raw, 16)
+    width = raw[16]
+    slots = struct.unpack_from(f"<{(len(raw) - 17) // width}{'H' if width == 2 else 'I'}", raw, 17)
     counts = {COUNTED_TYPES[index]: n for index, n in enumerate(slots) if n}
     return UserState(user_id, first, last, counts)
 

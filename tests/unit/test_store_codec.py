@@ -9,12 +9,14 @@ from stream.store.redis_store import UserState, bits_set, decode_user_record
 
 
 def record(first: int, last: int, index: int, *counts: int) -> bytes:
-    """A record as fold.lua's struct.pack('<I6I6I4' .. 'I4' x n) writes it."""
+    """A record as fold.lua's struct.pack('<I6I6I4B' .. 'I2' or 'I4' x n) writes it."""
+    width = 4 if any(count > 65_535 for count in counts) else 2
     return (
         first.to_bytes(6, "little")
         + last.to_bytes(6, "little")
         + index.to_bytes(4, "little")
-        + struct.pack(f"<{len(counts)}I", *counts)
+        + bytes([width])
+        + struct.pack(f"<{len(counts)}{'H' if width == 2 else 'I'}", *counts)
     )
 
 
@@ -36,8 +38,16 @@ class TestUserRecord:
             "u1", record(10, 20, 9, 3)
         )
 
+    def test_small_counts_take_two_bytes(self) -> None:
+        """Counts up to 65,535 are u16: 17 bytes of header, 2 a slot."""
+        raw = record(10, 20, 3, 65_535, 0, 2)
+        assert (23, UserState("u1", 10, 20, {"login": 65_535, "post": 2})) == (
+            len(raw),
+            decode_user_record("u1", raw),
+        )
+
     def test_a_record_without_counts(self) -> None:
-        """Sixteen bytes: first, last and index only."""
+        """Seventeen bytes: first, last, index and width only."""
         assert UserState("u1", 10, 20, {}) == decode_user_record("u1", record(10, 20, 0))
 
     def test_counted_types_order_is_append_only(self) -> None:

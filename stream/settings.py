@@ -120,8 +120,10 @@ class Settings(BaseSettings):
     api_cache_seconds: float = Field(
         10.0, ge=0, description="How long the API reuses a /summary or /inactive computation."
     )
+    # 10,000: a backfill's batch spans many days, and each day's keys cost fold.lua the same
+    # whatever the batch holds; 2,000 cost Redis 35% more CPU an event (docs/design/performance.md).
     batch_max_records: int = Field(
-        2000, ge=1, description="Most records folded into Redis in one fenced batch."
+        10_000, ge=1, description="Most records folded into Redis in one fetch (fenced batches)."
     )
     batch_wait_ms: int = Field(
         50,

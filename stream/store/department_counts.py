@@ -10,6 +10,7 @@ from typing import Final
 from stream.store.redis_store import RedisStore, run_scripts, text
 
 _BUILD_SCRIPT = resources.files("stream.store").joinpath("department_counts.lua").read_text()
+_READ_SCRIPT = resources.files("stream.store").joinpath("department_counts_read.lua").read_text()
 #: The field that says a partition's counts were counted from scratch once (see the script).
 BUILT: Final = "built"
 FIGURES: Final = ("enabled", "active", "inactive", "never_active")
@@ -23,6 +24,7 @@ class DepartmentCounts:
         self._client = store.client
         self._keys = store.keys
         self._build = store.client.register_script(_BUILD_SCRIPT)
+        self._read = store.client.register_script(_READ_SCRIPT)
 
     async def read(self) -> dict[str, dict[str, int]]:
         """department ('' when a profile names none) -> figure -> users, over every partition.
@@ -58,8 +60,14 @@ class DepartmentCounts:
                 raise reply
 
     async def _hashes(self, partitions: Sequence[int]) -> list[dict[str, str]]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for p in partitions:
-                pipe.hgetall(self._keys.partition(p).department_counts)
-            replies = await pipe.execute()
-        return [{text(f): text(v) for f, v in raw.items()} for raw in replies]
+        calls: list[tuple[list[str], list[str]]] = [
+            ([self._keys.partition(p).department_counts], []) for p in partitions
+        ]
+        out = []
+        for reply in await run_scripts(self._client, self._read, calls):
+            if isinstance(reply, Exception):
+                raise reply
+            # "field\tvalue" lines; a field is "<department>\t<figure>" or "built".
+            lines = text(reply).split("\n") if reply else []
+            out.append(dict(line.rsplit("\t", 1) for line in lines))
+        return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 
@@ -56,3 +57,34 @@ class TestRefreshThread:
     def test_stopping_a_thread_never_started_is_harmless(self) -> None:
         """An app built but never refreshed (a CLI command importing it) has nothing to stop."""
         RefreshThread().stop()
+
+
+class TestCollectorPause:
+    def test_the_collector_is_off_during_the_work_and_on_again_after(self) -> None:
+        """A collection cannot stall the ingest's loop mid-refresh; afterwards it runs as before."""
+        worker = RefreshThread()
+
+        async def collector_state() -> bool:
+            return gc.isenabled()
+
+        try:
+            assert gc.isenabled()
+            assert not asyncio.run(worker.run(collector_state))
+            assert gc.isenabled()
+        finally:
+            worker.stop()
+
+    def test_a_collector_already_off_stays_off(self) -> None:
+        """The pause does not turn on a collector someone else turned off."""
+        worker = RefreshThread()
+
+        async def nothing() -> None:
+            return None
+
+        gc.disable()
+        try:
+            asyncio.run(worker.run(nothing))
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+            worker.stop()

@@ -1,10 +1,11 @@
 """Content analytics: interactions by event and object type over time, and the top items.
 
-Top items come from a bounded sorted set per day (ESN_TOP_ITEMS_CAPACITY items, see fold.lua); a
-week is the sum of its days. While no day of the period touched more distinct items than that, the
-counts are exact ("exact": true). Past it, the least counted items were dropped: a listed count may
-be short by at most "error_bound" (the sum of the days' highest dropped counts), and any item with
-more interactions than that bound in a day is never dropped that day.
+Top items come from a bounded list per partition and day (twice the partition's share of
+ESN_TOP_ITEMS_CAPACITY, see fold.lua), summed over partitions; a week is the sum of its days.
+While no partition-day of the period held more distinct items than that, the counts are exact
+("exact": true). Past it, the least counted items were dropped: a listed count is never above the
+truth and is short by at most "error_bound" (the sum of the partition-days' highest dropped
+counts) unless the item was dropped more than once in one partition-day.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from stream.analytics.days import day_of_ms
 from stream.store import AnalyticsReads, RedisStore
 
 TIERS: Final = ("registered", "active", "participating", "contributing")
-#: The tiers with per-day sets, by their key letter.
+#: The tiers with per-day bitmaps, by their key letter.
 _SET_TIERS: Final = {"active": "a", "participating": "p", "contributing": "c"}
 WINDOWS: Final = {"1d": 1, "7d": 7, "30d": 30}
 

@@ -1,8 +1,9 @@
 """Daily series of engagement figures over the retention (default 400 days).
 
-Per-day figures are exact: counters built from the replies of the per-day sets' SADD, so they
-outlive the sets. Windows (WAU, MAU) merge the days' HyperLogLogs: Redis's HLL has a standard
-error of 0.81%, so a trend point is within about 2.5% of the truth 99% of the time.
+Per-day figures are exact: counters built from the new bits of the per-day bitmaps (BITFIELD SET
+returns the old bit), so they outlive the bitmaps. Windows (WAU, MAU) merge the days'
+HyperLogLogs: Redis's HLL has a standard error of 0.81%, so a trend point is within about 2.5% of
+the truth 99% of the time.
 """
 
 from __future__ import annotations

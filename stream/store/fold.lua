@@ -80,13 +80,17 @@ for _, group in ipairs(users) do
   if not list(group) or #group % 4 ~= 1 then return fail('user bucket', group) end
   if undeclared(group[1]) then return fail('undeclared key', group[1]) end
   for index = 2, #group, 4 do
-    local counts = group[index + 3]
-    if not name(group[index]) or not nat(group[index + 1]) or not nat(group[index + 2])
-      or not list(counts) then
-      return fail('user', group[index])
+    -- Inline checks, as for the tier members below: this runs once per user.
+    local user, first_ms, last_ms, counts = group[index], group[index + 1], group[index + 2], group[index + 3]
+    if type(user) ~= 'string' or user == '' or type(first_ms) ~= 'number' or first_ms < 0
+      or first_ms % 1 ~= 0 or type(last_ms) ~= 'number' or last_ms < 0 or last_ms % 1 ~= 0
+      or type(counts) ~= 'table' then
+      return fail('user', user)
     end
     for type_name, count in pairs(counts) do
-      if not slots[type_name] or not nat(count) then return fail('user counts', group[index]) end
+      if not slots[type_name] or type(count) ~= 'number' or count < 0 or count % 1 ~= 0 then
+        return fail('user counts', user)
+      end
     end
     positions = positions + 1
   end

@@ -47,7 +47,7 @@ def top_items_per_partition(capacity: int, partitions: int) -> int:
     The organisation's ranking sums the partitions' lists; an item's interactions are spread
     over the partitions of the people who interact with it, so a partition holding twice its
     share of the capacity keeps every item that ranks in the top ``capacity`` with room to
-    spare, and what it drops is still bounded (the ":evicted"-style bound read with the list).
+    spare, and what it drops is still bounded (the highest count dropped, kept with the list).
     """
     return max(1, min(capacity, math.ceil(2 * capacity / max(1, partitions))))
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from stream.decode import decode_activity
 from stream.events import Activity, InvalidEvent
-from stream.fold import PartitionDelta, UserDelta
+from stream.fold import PartitionDelta
 from stream.native import native_fold
 from stream.privacy import Pseudonymize, person_object_id
 from stream.timebounds import TimeBounds
@@ -91,14 +91,8 @@ def fold_partition(
     pending: Sequence[RawRecord] = records
     if native and native_fold is not None:
         try:
-            slow, times = native_fold(
-                delta,
-                records,
-                bounds.earliest_ms,
-                bounds.latest_ms,
-                pseudonymize,
-                counting_types,
-                UserDelta,
+            batch, slow, times = native_fold(
+                records, bounds.earliest_ms, bounds.latest_ms, pseudonymize, counting_types
             )
         except Exception:
             # A bug of the core (or of a pseudonymizer it called) must not stop the partition:
@@ -113,6 +107,9 @@ def fold_partition(
             )
             times = []
         else:
+            delta.native = batch
+            delta.events, delta.max_event_ms = batch.events, batch.max_event_ms
+            delta.totals.update(batch.totals())
             pending = [records[index] for index in slow]
     for record in pending:
         try:

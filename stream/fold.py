@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from stream.events import CONTRIBUTING_TYPES, PARTICIPATING_TYPES, Activity
 
@@ -68,9 +69,16 @@ class PartitionDelta:
     activity_times: set[tuple[int, str]] = field(default_factory=set)
     #: Event types that count as activity; None: all of them.
     counting_types: frozenset[str] | None = None
+    #: The compiled core's batch (stream.native) when it folded this one: it then holds the
+    #: per-user, per-day and per-item fields (left empty here) and writes fold.lua's payload;
+    #: ``events``, ``max_event_ms`` and ``totals`` are kept here too, for the worker's counters.
+    native: Any = None
 
     def add(self, activity: Activity) -> None:
         """Fold one valid activity into the delta."""
+        if self.native is not None:
+            self._add_to_native(activity)
+            return
         t = activity.time_ms
         # What can raise comes before the first change, so a failure leaves the delta as it was.
         day = utc_day(t // MS_PER_DAY)
@@ -128,6 +136,29 @@ class PartitionDelta:
         self.events += 1
         if self.max_event_ms is None or t > self.max_event_ms:
             self.max_event_ms = t
+
+    def _add_to_native(self, activity: Activity) -> None:
+        """What :meth:`add` folds, handed to the compiled core's batch (same rules)."""
+        object_key, target, community = (
+            activity.object_key,
+            activity.target_user,
+            activity.community,
+        )
+        self.native.add(
+            activity.time_ms,
+            activity.type,
+            activity.raw_type,
+            activity.object_type,
+            activity.actor,
+            target if target is not None and not _CONTROL.search(target) else None,
+            object_key if object_key is not None and not _CONTROL.search(object_key) else None,
+            community if community is not None and not _CONTROL.search(community) else None,
+            self.counting_types is None or activity.raw_type in self.counting_types,
+        )
+        self.totals[activity.type, activity.object_type] += 1
+        self.events += 1
+        if self.max_event_ms is None or activity.time_ms > self.max_event_ms:
+            self.max_event_ms = activity.time_ms
 
     def _seen_in_tier(self, tier: str, user: str, t: int) -> None:
         last = self.tier_last[tier]

@@ -10,9 +10,11 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-#: fold_into(delta, records, earliest_ms, latest_ms, pseudonymize, counting_types, UserDelta)
-#: -> (indexes of the records left to the Python gate, event times of the records it folded).
-NativeFold = Callable[..., tuple[list[int], list[int]]]
+#: fold_batch(records, earliest_ms, latest_ms, pseudonymize, counting_types) -> (the batch,
+#: indexes of the records left to the Python gate, event times of the records it folded). The
+#: batch takes the gate's other activities (``add``), writes fold.lua's payload (``payload``) or
+#: a PartitionDelta's fields (``write_into``).
+NativeFold = Callable[..., tuple[Any, list[int], list[int]]]
 
 
 def _core() -> Any:
@@ -23,7 +25,7 @@ def _core() -> Any:
 
 
 _CORE = _core()
-native_fold: NativeFold | None = None if _CORE is None else _CORE.fold_into
+native_fold: NativeFold | None = None if _CORE is None else _CORE.fold_batch
 
 
 def native_constants() -> dict[str, Any] | None:

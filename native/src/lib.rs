@@ -560,8 +560,20 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, a: &Activity<'_>, actor: &str, target: Option<&str>, object_key: Option<String>, counts: bool) {
-        let t = a.time_ms;
+    /// One valid activity (its ids already pseudonymized and its person object keyed).
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        t: i64,
+        kind: usize,
+        raw_type: &str,
+        object_type: &'static str,
+        actor: &str,
+        target: Option<&str>,
+        object_key: Option<String>,
+        community: Option<&str>,
+        counts: bool,
+    ) {
         let day = t.div_euclid(MS_PER_DAY);
         match self.users.get_mut(actor) {
             Some(u) => {
@@ -571,15 +583,15 @@ impl Acc {
                 if t > u.last_ms {
                     u.last_ms = t;
                 }
-                if u.counts[a.kind] == 0 {
-                    u.order.push(a.kind as u8);
+                if u.counts[kind] == 0 {
+                    u.order.push(kind as u8);
                 }
-                u.counts[a.kind] += 1;
+                u.counts[kind] += 1;
             }
             None => {
                 let mut u = UserAcc { first_ms: t, last_ms: t, ..Default::default() };
-                u.counts[a.kind] = 1;
-                u.order.push(a.kind as u8);
+                u.counts[kind] = 1;
+                u.order.push(kind as u8);
                 self.users.insert(actor.to_owned(), u);
                 self.user_order.push(actor.to_owned());
             }
@@ -600,8 +612,8 @@ impl Acc {
             self.seen_in_tier(0, actor, t);
             self.activity_times.push((t, actor.to_owned()));
         }
-        let participating = PARTICIPATING.contains(&a.kind);
-        let contributing = CONTRIBUTING.contains(&a.kind);
+        let participating = PARTICIPATING.contains(&kind);
+        let contributing = CONTRIBUTING.contains(&kind);
         if participating || contributing {
             self.add_tier(b'p', day, actor);
             self.seen_in_tier(1, actor, t);
@@ -610,23 +622,22 @@ impl Acc {
                 self.seen_in_tier(2, actor, t);
             }
         }
-        let object_type = object_type_static(a.object_type);
-        *self.totals.entry((a.kind, object_type)).or_default() += 1;
-        *self.day_content.entry((day, a.kind, object_type)).or_default() += 1;
-        if a.kind == OTHER && a.raw_type != b"other" {
-            *self.unknown_types.entry(utf8(a.raw_type).to_owned()).or_default() += 1;
+        *self.totals.entry((kind, object_type)).or_default() += 1;
+        *self.day_content.entry((day, kind, object_type)).or_default() += 1;
+        if kind == OTHER && raw_type != "other" {
+            *self.unknown_types.entry(raw_type.to_owned()).or_default() += 1;
         }
         if let Some(key) = object_key {
             *self.day_objects.entry((day, key)).or_default() += 1;
         }
         if let Some(target) = target {
-            if a.kind == LIKE || a.kind == MENTION {
+            if kind == LIKE || kind == MENTION {
                 let got = self.received.entry(target.to_owned()).or_default();
-                got[if a.kind == LIKE { 0 } else { 1 }] += 1;
+                got[if kind == LIKE { 0 } else { 1 }] += 1;
             }
         }
-        if let Some(c) = a.community {
-            let named = self.communities.entry(utf8(c).to_owned()).or_insert([t, 0]);
+        if let Some(c) = community {
+            let named = self.communities.entry(c.to_owned()).or_insert([t, 0]);
             named[1] += 1;
             if t > named[0] {
                 named[0] = t;
@@ -636,7 +647,6 @@ impl Acc {
         if self.max_event_ms.map_or(true, |m| t > m) {
             self.max_event_ms = Some(t);
         }
-        self.times.push(t);
     }
 }
 
@@ -696,6 +706,20 @@ fn fold_into<'py>(
     if delta.getattr("events")?.extract::<i64>()? != 0 {
         return Err(PyValueError::new_err("fold_into needs an empty delta"));
     }
+    let (acc, slow, mut names) = fold_records(py, records, earliest_ms, latest_ms, pseudonymize, counting_types)?;
+    write_delta(py, delta, &acc, &mut names, user_delta)?;
+    Ok((slow, acc.times))
+}
+
+/// The shared loop: fold the plainly valid records; the indexes of the others.
+fn fold_records<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyAny>,
+    earliest_ms: i64,
+    latest_ms: i64,
+    pseudonymize: Option<Bound<'py, PyAny>>,
+    counting_types: Option<Bound<'py, PyAny>>,
+) -> PyResult<(Acc, Vec<usize>, Names<'py>)> {
     let counting: Option<Vec<String>> = match &counting_types {
         None => None,
         Some(set) => Some(set.try_iter()?.map(|v| v?.extract::<String>()).collect::<PyResult<_>>()?),
@@ -728,18 +752,21 @@ fn fold_into<'py>(
             None => true,
             Some(types) => types.iter().any(|t| t.as_bytes() == a.raw_type),
         };
-        acc.add(&a, &actor, target.as_deref(), object_key, counts);
+        let object_type = object_type_static(a.object_type);
+        let community = a.community.map(utf8);
+        acc.add(a.time_ms, a.kind, utf8(a.raw_type), object_type, &actor, target.as_deref(), object_key, community, counts);
+        acc.times.push(a.time_ms);
     }
-    write_delta(py, delta, acc, &mut names, user_delta).map(|times| (slow, times))
+    Ok((acc, slow, names))
 }
 
 fn write_delta<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
-    acc: Acc,
+    acc: &Acc,
     names: &mut Names<'py>,
     user_delta: &Bound<'py, PyAny>,
-) -> PyResult<Vec<i64>> {
+) -> PyResult<()> {
     let users = delta.getattr("users")?.downcast_into::<PyDict>()?;
     for name in &acc.user_order {
         let u = &acc.users[name];
@@ -809,7 +836,445 @@ fn write_delta<'py>(
     if let Some(m) = acc.max_event_ms {
         delta.setattr("max_event_ms", m)?;
     }
-    Ok(acc.times)
+    Ok(())
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// A batch held in Rust: the records it folded and those the Python gate forwarded, written out
+// as fold.lua's JSON payload without a Python object per event (stream/store/fold_call.py is the
+// definition of that payload; a test holds the two to the same payload).
+
+#[pyclass(unsendable)]
+struct NativeBatch {
+    acc: Acc,
+}
+
+/// Fold the plainly valid records into a new batch: (batch, indexes left to the Python gate,
+/// event times of the records folded here).
+#[pyfunction]
+#[pyo3(signature = (records, earliest_ms, latest_ms, pseudonymize, counting_types))]
+fn fold_batch<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyAny>,
+    earliest_ms: i64,
+    latest_ms: i64,
+    pseudonymize: Option<Bound<'py, PyAny>>,
+    counting_types: Option<Bound<'py, PyAny>>,
+) -> PyResult<(NativeBatch, Vec<usize>, Vec<i64>)> {
+    let (mut acc, slow, _) = fold_records(py, records, earliest_ms, latest_ms, pseudonymize, counting_types)?;
+    let times = std::mem::take(&mut acc.times);
+    Ok((NativeBatch { acc }, slow, times))
+}
+
+fn escape_json(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn push_int(out: &mut String, n: i64) {
+    use std::fmt::Write;
+    let _ = write!(out, "{n}");
+}
+
+/// Key names asked once each from the Python PartitionKeys (the definition of the names).
+struct KeyNames<'py> {
+    k: Bound<'py, PyAny>,
+    cache: HashMap<(&'static str, String), String>,
+}
+
+impl<'py> KeyNames<'py> {
+    fn get(&mut self, method: &'static str, args: (&str, Option<i64>)) -> PyResult<String> {
+        let cache_key = (method, format!("{}|{:?}", args.0, args.1));
+        if let Some(v) = self.cache.get(&cache_key) {
+            return Ok(v.clone());
+        }
+        let name: String = match (args.0, args.1) {
+            ("", Some(n)) => self.k.call_method1(method, (n,))?.extract()?,
+            (text, Some(n)) => self.k.call_method1(method, (text, n))?.extract()?,
+            (text, None) => self.k.call_method1(method, (text,))?.extract()?,
+        };
+        self.cache.insert(cache_key, name.clone());
+        Ok(name)
+    }
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    // zlib.crc32 (IEEE 802.3, reflected), bit by bit: ids are short.
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn expire_at(number: i64, retention_days: i64) -> i64 {
+    (number + 1 + retention_days) * (MS_PER_DAY / 1000)
+}
+
+#[pymethods]
+impl NativeBatch {
+    #[getter]
+    fn events(&self) -> i64 {
+        self.acc.events
+    }
+
+    #[getter]
+    fn max_event_ms(&self) -> Option<i64> {
+        self.acc.max_event_ms
+    }
+
+    /// (type, object_type) -> events, for the worker's counters.
+    fn totals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for ((kind, object_type), n) in &self.acc.totals {
+            d.set_item((COUNTED_TYPES[*kind], *object_type), *n)?;
+        }
+        Ok(d)
+    }
+
+    /// One activity the Python gate decoded (as PartitionDelta.add takes it; ids that must be
+    /// left out of the per-id analytics are passed as None).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (time_ms, kind, raw_type, object_type, actor, target, object_key, community, counts))]
+    fn add(
+        &mut self,
+        time_ms: i64,
+        kind: &str,
+        raw_type: &str,
+        object_type: &str,
+        actor: &str,
+        target: Option<&str>,
+        object_key: Option<String>,
+        community: Option<&str>,
+        counts: bool,
+    ) -> PyResult<()> {
+        let index = COUNTED_TYPES
+            .iter()
+            .position(|t| *t == kind)
+            .ok_or_else(|| PyValueError::new_err(format!("not a counted type: {kind}")))?;
+        let object_type = object_type_static(object_type);
+        self.acc.add(time_ms, index, raw_type, object_type, actor, target, object_key, community, counts);
+        Ok(())
+    }
+
+    /// Write the batch into an empty PartitionDelta's fields (tests, and any reader of them).
+    fn write_into<'py>(&self, py: Python<'py>, delta: &Bound<'py, PyAny>, user_delta: &Bound<'py, PyAny>) -> PyResult<()> {
+        let mut names = Names { py, pseudonymize: None, pseudonyms: HashMap::default(), strings: HashMap::default() };
+        write_delta(py, delta, &self.acc, &mut names, user_delta)
+    }
+
+    /// fold.lua's declared keys (besides the fixed ones) and JSON payload, as fold_call builds them.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (k, buckets, floor, bitmap_days, analytics_days, capacity, slots_json))]
+    fn payload<'py>(
+        &self,
+        py: Python<'py>,
+        k: Bound<'py, PyAny>,
+        buckets: u32,
+        floor: i64,
+        bitmap_days: i64,
+        analytics_days: i64,
+        capacity: i64,
+        slots_json: &str,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
+        let acc = &self.acc;
+        let mut keys = KeyNames { k, cache: HashMap::default() };
+        let mut touched: Vec<String> = Vec::new();
+        let mut declared: HashSet<String> = HashSet::default();
+        let mut touch = |name: &str, touched: &mut Vec<String>| {
+            if declared.insert(name.to_owned()) {
+                touched.push(name.to_owned());
+            }
+        };
+        let mut out = String::with_capacity(64 * (acc.events as usize + 16));
+        // Users by bucket, in first-met order; numbered in the order fold.lua meets them.
+        let mut groups: Vec<(u32, Vec<&str>)> = Vec::new();
+        let mut group_of: HashMap<u32, usize> = HashMap::default();
+        for user in &acc.user_order {
+            let bucket = crc32(user.as_bytes()) % buckets.max(1);
+            let at = *group_of.entry(bucket).or_insert_with(|| {
+                groups.push((bucket, Vec::new()));
+                groups.len() - 1
+            });
+            groups[at].1.push(user);
+        }
+        let mut position: HashMap<&str, i64> = HashMap::default();
+        let stats_n = keys.get("stats", ("n", None))?;
+        out.push_str("{\"n\":");
+        escape_json(&mut out, &stats_n);
+        out.push_str(",\"u\":[");
+        let mut number = 0;
+        for (g, (bucket, users)) in groups.iter().enumerate() {
+            let key = keys.get("user_bucket", ("", Some(i64::from(*bucket))))?;
+            touch(&key, &mut touched);
+            if g > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            escape_json(&mut out, &key);
+            for user in users {
+                number += 1;
+                position.insert(user, number);
+                let u = &acc.users[*user];
+                out.push(',');
+                escape_json(&mut out, user);
+                out.push(',');
+                push_int(&mut out, u.first_ms);
+                out.push(',');
+                push_int(&mut out, u.last_ms);
+                out.push_str(",{");
+                for (i, &kind) in u.order.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    escape_json(&mut out, COUNTED_TYPES[kind as usize]);
+                    out.push(':');
+                    push_int(&mut out, u.counts[kind as usize]);
+                }
+                out.push('}');
+            }
+            out.push(']');
+        }
+        out.push(']');
+        if !groups.is_empty() {
+            touch(&stats_n, &mut touched);
+        }
+        out.push_str(",\"t\":[");
+        let mut first_tier = true;
+        for (day, actives) in &acc.day_actives {
+            let iso = iso_day(*day);
+            let bitmap = keys.k.call_method1("tier_day", ("a", iso.as_str()))?.extract::<String>()?;
+            let stats = keys.get("stats", ("a", None))?;
+            let hll = keys.k.call_method1("tier_hll", ("a", *day))?.extract::<String>()?;
+            let progression = keys.get("day_progression", ("", Some(*day)))?;
+            let spill = keys.get("day_progression_spill", ("", Some(*day)))?;
+            for name in [&bitmap, &stats, &hll, &progression, &spill] {
+                touch(name, &mut touched);
+            }
+            if !first_tier {
+                out.push(',');
+            }
+            first_tier = false;
+            out.push_str("[\"a\",");
+            push_int(&mut out, *day);
+            out.push(',');
+            escape_json(&mut out, &bitmap);
+            out.push(',');
+            escape_json(&mut out, &stats);
+            out.push(',');
+            push_int(&mut out, floor.max(expire_at(*day, bitmap_days)));
+            out.push(',');
+            escape_json(&mut out, &hll);
+            out.push(',');
+            push_int(&mut out, floor.max(expire_at(*day, analytics_days)));
+            out.push(',');
+            escape_json(&mut out, &progression);
+            out.push(',');
+            escape_json(&mut out, &spill);
+            out.push_str(",[");
+            let members: Vec<(&String, &i64)> = actives.iter().collect();
+            for (i, (user, _)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_int(&mut out, position[user.as_str()]);
+            }
+            out.push_str("],[");
+            for (i, (_, minute)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_int(&mut out, **minute);
+            }
+            out.push_str("]]");
+        }
+        for ((tier, day), members) in &acc.day_tiers {
+            let tier = if *tier == b'p' { "p" } else { "c" };
+            let iso = iso_day(*day);
+            let bitmap = keys.k.call_method1("tier_day", (tier, iso.as_str()))?.extract::<String>()?;
+            let stats = keys.get("stats", (tier, None))?;
+            touch(&bitmap, &mut touched);
+            touch(&stats, &mut touched);
+            if !first_tier {
+                out.push(',');
+            }
+            first_tier = false;
+            out.push('[');
+            escape_json(&mut out, tier);
+            out.push(',');
+            push_int(&mut out, *day);
+            out.push(',');
+            escape_json(&mut out, &bitmap);
+            out.push(',');
+            escape_json(&mut out, &stats);
+            out.push(',');
+            push_int(&mut out, floor.max(expire_at(*day, bitmap_days)));
+            out.push_str(",\"\",0,\"\",\"\",[");
+            for (i, user) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_int(&mut out, position[user.as_str()]);
+            }
+            out.push_str("],[]]");
+        }
+        out.push(']');
+        // Content mix and top items, one entry per day.
+        let mut content: HashMap<i64, Vec<(String, i64)>> = HashMap::default();
+        for ((day, kind, object_type), n) in &acc.day_content {
+            content.entry(*day).or_default().push((format!("{}|{}", COUNTED_TYPES[*kind], object_type), *n));
+        }
+        out.push_str(",\"m\":[");
+        for (i, (day, fields)) in content.iter().enumerate() {
+            let key = keys.get("content", ("", Some(*day)))?;
+            touch(&key, &mut touched);
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            escape_json(&mut out, &key);
+            out.push(',');
+            push_int(&mut out, floor.max(expire_at(*day, analytics_days)));
+            out.push_str(",[");
+            for (j, (mix, n)) in fields.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                escape_json(&mut out, mix);
+                out.push(',');
+                push_int(&mut out, *n);
+            }
+            out.push_str("]]");
+        }
+        out.push(']');
+        let mut top: HashMap<i64, Vec<(&str, i64)>> = HashMap::default();
+        for ((day, item), n) in &acc.day_objects {
+            top.entry(*day).or_default().push((item.as_str(), *n));
+        }
+        out.push_str(",\"o\":[");
+        for (i, (day, items)) in top.iter().enumerate() {
+            let key = keys.k.call_method1("top_items", ("d", *day))?.extract::<String>()?;
+            touch(&key, &mut touched);
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            escape_json(&mut out, &key);
+            out.push(',');
+            push_int(&mut out, floor.max(expire_at(*day, analytics_days)));
+            out.push_str(",[");
+            for (j, (item, n)) in items.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                escape_json(&mut out, item);
+                out.push(',');
+                push_int(&mut out, *n);
+            }
+            out.push_str("]]");
+        }
+        out.push_str("],\"cap\":");
+        push_int(&mut out, capacity);
+        out.push_str(",\"slots\":");
+        out.push_str(slots_json);
+        // Likes and mentions received, by bucket of the receiver.
+        let mut received: Vec<(String, Vec<(&str, [i64; 2])>)> = Vec::new();
+        let mut received_at: HashMap<u32, usize> = HashMap::default();
+        for (user, got) in &acc.received {
+            let bucket = crc32(user.as_bytes()) % buckets.max(1);
+            let at = match received_at.get(&bucket) {
+                Some(at) => *at,
+                None => {
+                    let key = keys.get("received", ("", Some(i64::from(bucket))))?;
+                    touch(&key, &mut touched);
+                    received.push((key, Vec::new()));
+                    received_at.insert(bucket, received.len() - 1);
+                    received.len() - 1
+                }
+            };
+            received[at].1.push((user.as_str(), *got));
+        }
+        out.push_str(",\"r\":[");
+        for (i, (key, users)) in received.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            escape_json(&mut out, key);
+            for (user, got) in users {
+                out.push(',');
+                escape_json(&mut out, user);
+                out.push(',');
+                push_int(&mut out, got[0]);
+                out.push(',');
+                push_int(&mut out, got[1]);
+            }
+            out.push(']');
+        }
+        out.push_str("],\"c\":[");
+        for (i, (name, named)) in acc.communities.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            escape_json(&mut out, name);
+            out.push(',');
+            push_int(&mut out, named[0]);
+            out.push(',');
+            push_int(&mut out, named[1]);
+        }
+        // The reorder buffer: (time, user) pairs, each once (as the Python delta's set).
+        let mut buffered: Vec<(i64, i64)> = acc.activity_times.iter().map(|(t, u)| (*t, position[u.as_str()])).collect();
+        buffered.sort_unstable();
+        buffered.dedup();
+        out.push_str("],\"b\":[");
+        for (i, (t, _)) in buffered.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_int(&mut out, *t);
+        }
+        out.push_str("],\"bu\":[");
+        for (i, (_, p)) in buffered.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_int(&mut out, *p);
+        }
+        out.push_str("],\"w\":");
+        push_int(&mut out, acc.max_event_ms.unwrap_or(-1));
+        out.push_str(",\"tot\":[");
+        for (i, ((kind, object_type), n)) in acc.totals.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            escape_json(&mut out, &format!("{}|{}", COUNTED_TYPES[*kind], object_type));
+            out.push(',');
+            push_int(&mut out, *n);
+        }
+        out.push_str("],\"unk\":[");
+        for (i, (raw, n)) in acc.unknown_types.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            escape_json(&mut out, raw);
+            out.push(',');
+            push_int(&mut out, *n);
+        }
+        out.push_str("]}");
+        Ok((touched, PyBytes::new(py, out.as_bytes())))
+    }
 }
 
 /// The constants this core holds, for a test to compare with stream.events.
@@ -830,6 +1295,8 @@ fn constants(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pymodule]
 fn esn_pulse_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fold_into, m)?)?;
+    m.add_function(wrap_pyfunction!(fold_batch, m)?)?;
+    m.add_class::<NativeBatch>()?;
     m.add_function(wrap_pyfunction!(constants, m)?)?;
     Ok(())
 }

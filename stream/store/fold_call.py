@@ -20,6 +20,7 @@ from stream.store.keys import PartitionKeys
 
 #: 1-based slot of each counted type in a user record (see fold.lua).
 SLOT = {name: index + 1 for index, name in enumerate(COUNTED_TYPES)}
+_SLOTS_JSON = jsonutil.dumps(SLOT).decode()
 #: A backfill writes days older than their retention; their keys live this long after the last
 #: write so that the exact daily counters (built on the bitmaps' old bits) stay exact meanwhile.
 BACKFILL_GRACE_S = 2 * 86_400
@@ -75,6 +76,28 @@ def fold_call(
     """fold.lua's KEYS and ARGV (without the expected fence, which the caller appends)."""
     buckets = plan.user_buckets
     floor = now_s + BACKFILL_GRACE_S
+    fixed = [
+        k.fence(delta.topic),
+        k.totals,
+        k.unknown_types,
+        k.reorder_buffer,
+        k.watermark_source,
+        k.community_activity,
+        k.user_index,
+    ]
+    if delta.native is not None:
+        # The compiled core's batch writes the same payload as below, without a Python object
+        # per event (tests/unit/test_native_fold.py holds the two to the same payload).
+        touched_keys, payload = delta.native.payload(
+            k,
+            buckets,
+            floor,
+            max(plan.retention_days, TIER_WINDOW_DAYS),
+            plan.analytics_retention_days,
+            plan.top_items_capacity,
+            _SLOTS_JSON,
+        )
+        return fixed + touched_keys, [delta.first_offset, delta.last_offset, payload]
     # A dict keeps the declared keys unique and in a stable order.
     touched: dict[str, None] = {}
 
@@ -188,14 +211,5 @@ def fold_call(
         "tot": [x for (t, o), c in delta.totals.items() for x in (f"{t}|{o}", c)],
         "unk": [x for pair in delta.unknown_types.items() for x in pair],
     }
-    keys = [
-        k.fence(delta.topic),
-        k.totals,
-        k.unknown_types,
-        k.reorder_buffer,
-        k.watermark_source,
-        k.community_activity,
-        k.user_index,
-    ]
     args: list[Any] = [delta.first_offset, delta.last_offset, jsonutil.dumps(payload)]
-    return keys + list(touched), args
+    return fixed + list(touched), args

@@ -31,6 +31,8 @@ from stream.fold import PartitionDelta, UserDelta
 from stream.generator import generate_events
 from stream.native import native_constants, native_fold
 from stream.privacy import PERSON_OBJECT_TYPES, PERSON_URN_MARK, pseudonymizer
+from stream.store.fold_call import FoldPlan, fold_call
+from stream.store.keys import RedisKeys
 from stream.timebounds import TimeBounds, parse_instant_ms
 
 NOW_MS = parse_instant_ms("2026-12-01T12:00:00Z")
@@ -52,6 +54,16 @@ def records_of(pairs: list[tuple[bytes | None, bytes | None]]) -> list[Record]:
 
 def canonical(delta: PartitionDelta) -> dict[str, Any]:
     """Every field of a delta, comparable whatever the insertion order."""
+    if delta.native is not None:
+        # The core's batch holds the fields: written into a fresh delta to be compared.
+        held = PartitionDelta(delta.topic, delta.partition, delta.first_offset, delta.last_offset)
+        delta.native.write_into(held, UserDelta)
+        assert (held.events, held.max_event_ms, held.totals) == (
+            delta.events,
+            delta.max_event_ms,
+            delta.totals,
+        ), "the delta's own counters follow the batch"
+        delta = held
     return {
         "offsets": (delta.first_offset, delta.last_offset),
         "users": {u: (d.first_ms, d.last_ms, dict(d.counts)) for u, d in delta.users.items()},
@@ -116,9 +128,7 @@ def test_generated_traffic_folds_the_same(pseudonymized: bool) -> None:
     delta, rejected = both_ways(records, pseudonymize)
     assert delta["events"] + rejected == len(records) and rejected == 0
     assert native_fold is not None
-    empty = PartitionDelta("t", 3, 0, 0)
-    bounds = (BOUNDS.earliest_ms, BOUNDS.latest_ms)
-    slow, _ = native_fold(empty, records, *bounds, pseudonymize, None, UserDelta)
+    _, slow, _ = native_fold(records, BOUNDS.earliest_ms, BOUNDS.latest_ms, pseudonymize, None)
     assert slow == [], "plain generated records must not need the Python gate"
 
 
@@ -263,3 +273,74 @@ def test_random_bytes_fold_the_same(raw: bytes, key: bytes | None) -> None:
         (key, valid + raw),
     ]
     both_ways(records_of(pairs))
+
+
+def payload_of(delta: PartitionDelta) -> tuple[list[str], dict[str, Any]]:
+    """fold.lua's keys and payload for a delta, with positions turned back into user ids and
+    every list of pairs into a mapping: comparable whatever the order the two sides wrote."""
+    keys, args = fold_call(delta, RedisKeys("esn:").partition(3), PLAN, 1_790_000_000)
+    assert args[:2] == [delta.first_offset, delta.last_offset]
+    raw = jsonutil.loads(args[2])
+    users: dict[str, Any] = {}
+    order: list[str] = []
+    for group in raw["u"]:
+        for index in range(1, len(group), 4):
+            user, first, last, counts = group[index : index + 4]
+            users[user] = (group[0], first, last, counts)
+            order.append(user)
+    of = {number: user for number, user in enumerate(order, start=1)}
+    tiers = {}
+    for tier, number, bitmap, stats, expire, hll, hll_expire, prog, spill, members, minutes in raw[
+        "t"
+    ]:
+        held = {of[m]: minutes[i] if minutes else None for i, m in enumerate(members)}
+        tiers[tier, number] = (bitmap, stats, expire, hll, hll_expire, prog, spill, held)
+
+    def pairs(flat: list[Any]) -> dict[Any, Any]:
+        return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+    received = {}
+    for group in raw["r"]:
+        for index in range(1, len(group), 3):
+            received[group[index]] = (group[0], group[index + 1], group[index + 2])
+    communities = {raw["c"][i]: tuple(raw["c"][i + 1 : i + 3]) for i in range(0, len(raw["c"]), 3)}
+    canonical_payload = {
+        "n": raw["n"],
+        "u": users,
+        "t": tiers,
+        "m": {key: (expire, pairs(fields)) for key, expire, fields in raw["m"]},
+        "o": {key: (expire, pairs(items)) for key, expire, items in raw["o"]},
+        "cap": raw["cap"],
+        "slots": raw["slots"],
+        "r": received,
+        "c": communities,
+        "b": sorted(zip(raw["b"], map(of.__getitem__, raw["bu"]), strict=True)),
+        "w": raw["w"],
+        "tot": pairs(raw["tot"]),
+        "unk": pairs(raw["unk"]),
+    }
+    return keys, canonical_payload
+
+
+PLAN = FoldPlan(
+    user_buckets=16, retention_days=35, analytics_retention_days=400, top_items_capacity=7
+)
+
+
+@pytest.mark.parametrize("pseudonymized", [False, True])
+def test_the_core_writes_the_payload_fold_call_writes(pseudonymized: bool) -> None:
+    """Generated traffic with odd records among it: the same KEYS and the same payload."""
+    records = generated(120, 12, seed=11)
+    odd = [(b"u1", jsonutil.dumps({**BASE, "community": "c\x7f", "target_user": "ü"}))]
+    odd += [(b"u1", jsonutil.dumps({**BASE, "actor": "u1", "type": "poll", "id": "é"}))]
+    odd += [(b"u1", b"not json"), (b"u2", jsonutil.dumps(BASE))]
+    records += [Record("t", 3, len(records) + i, k, v) for i, (k, v) in enumerate(odd)]
+    pseudonymize = pseudonymizer("k") if pseudonymized else None
+    written = []
+    for native in (False, True):
+        delta, _ = fold_partition("t", 3, records, [], None, pseudonymize, BOUNDS, native=native)
+        assert (delta.native is not None) == native
+        keys, payload = payload_of(delta)
+        written.append((keys[:7], set(keys[7:]), len(keys), payload))
+    assert written[0] == written[1]
+    assert written[1][3]["unk"]["poll"] == 1, "the gate's activity reached the core's batch"

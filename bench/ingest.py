@@ -30,7 +30,8 @@ from bench.contenders import (
 )
 from bench.latency import LatencyFigures, measure_latency, read_summary
 from bench.memory_figures import category_of, key_kind
-from bench.population import measure_population, population_lines, release_all
+from bench.population import measure_population, population_lines
+from bench.population_load import release_all
 from bench.redis_nodes import redis_nodes
 from bench.workload import (
     InputFigures,

@@ -19,7 +19,8 @@ from bench.metrics_text import (
     observations_above,
     quantile,
 )
-from bench.population import command_deltas, kafka_partition
+from bench.population import command_deltas
+from bench.population_load import kafka_partition
 
 EXPOSITION = """\
 # HELP esn_event_lag_seconds Time from an event's own timestamp until its effect was in Redis.

@@ -885,25 +885,60 @@ fn push_int(out: &mut String, n: i64) {
     let _ = write!(out, "{n}");
 }
 
-/// Key names asked once each from the Python PartitionKeys (the definition of the names).
+/// (partition keys' base, method, text argument, number argument) -> key name.
+type NameKey = (String, &'static str, String, Option<i64>);
+
+/// Key names asked once from the Python PartitionKeys (the definition of the names) and kept
+/// for the process: a partition's bucket and day keys are the same batch after batch, and a
+/// call into Python per key had cost the payload more than writing it.
+static KEY_NAMES: std::sync::Mutex<Option<std::collections::HashMap<NameKey, String>>> =
+    std::sync::Mutex::new(None);
+/// Names kept at most (a year of days for a few hundred partitions, and every bucket).
+const KEY_NAMES_KEPT: usize = 500_000;
+
 struct KeyNames<'py> {
     k: Bound<'py, PyAny>,
-    cache: HashMap<(&'static str, String), String>,
+    base: String,
 }
 
 impl<'py> KeyNames<'py> {
     fn get(&mut self, method: &'static str, args: (&str, Option<i64>)) -> PyResult<String> {
-        let cache_key = (method, format!("{}|{:?}", args.0, args.1));
-        if let Some(v) = self.cache.get(&cache_key) {
-            return Ok(v.clone());
+        let cache_key: NameKey = (self.base.clone(), method, args.0.to_owned(), args.1);
+        if let Ok(guard) = KEY_NAMES.lock() {
+            if let Some(v) = guard.as_ref().and_then(|names| names.get(&cache_key)) {
+                return Ok(v.clone());
+            }
         }
         let name: String = match (args.0, args.1) {
             ("", Some(n)) => self.k.call_method1(method, (n,))?.extract()?,
             (text, Some(n)) => self.k.call_method1(method, (text, n))?.extract()?,
             (text, None) => self.k.call_method1(method, (text,))?.extract()?,
         };
-        self.cache.insert(cache_key, name.clone());
+        remember(cache_key, &name);
         Ok(name)
+    }
+
+    /// A key named by two texts (a tier and an ISO day).
+    fn get_two_texts(&mut self, method: &'static str, first: &str, second: &str) -> PyResult<String> {
+        let cache_key: NameKey = (self.base.clone(), method, format!("{first}\t{second}"), None);
+        if let Ok(guard) = KEY_NAMES.lock() {
+            if let Some(v) = guard.as_ref().and_then(|names| names.get(&cache_key)) {
+                return Ok(v.clone());
+            }
+        }
+        let name: String = self.k.call_method1(method, (first, second))?.extract()?;
+        remember(cache_key, &name);
+        Ok(name)
+    }
+}
+
+fn remember(cache_key: NameKey, name: &str) {
+    if let Ok(mut guard) = KEY_NAMES.lock() {
+        let names = guard.get_or_insert_with(std::collections::HashMap::new);
+        if names.len() >= KEY_NAMES_KEPT {
+            names.clear();
+        }
+        names.insert(cache_key, name.to_owned());
     }
 }
 
@@ -990,7 +1025,8 @@ impl NativeBatch {
         slots_json: &str,
     ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
         let acc = &self.acc;
-        let mut keys = KeyNames { k, cache: HashMap::default() };
+        let base: String = k.getattr("base")?.extract()?;
+        let mut keys = KeyNames { k, base };
         let mut touched: Vec<String> = Vec::new();
         let mut declared: HashSet<String> = HashSet::default();
         let mut touch = |name: &str, touched: &mut Vec<String>| {
@@ -1055,9 +1091,9 @@ impl NativeBatch {
         let mut first_tier = true;
         for (day, actives) in &acc.day_actives {
             let iso = iso_day(*day);
-            let bitmap = keys.k.call_method1("tier_day", ("a", iso.as_str()))?.extract::<String>()?;
+            let bitmap = keys.get_two_texts("tier_day", "a", &iso)?;
             let stats = keys.get("stats", ("a", None))?;
-            let hll = keys.k.call_method1("tier_hll", ("a", *day))?.extract::<String>()?;
+            let hll = keys.get("tier_hll", ("a", Some(*day)))?;
             let progression = keys.get("day_progression", ("", Some(*day)))?;
             let spill = keys.get("day_progression_spill", ("", Some(*day)))?;
             for name in [&bitmap, &stats, &hll, &progression, &spill] {
@@ -1103,7 +1139,7 @@ impl NativeBatch {
         for ((tier, day), members) in &acc.day_tiers {
             let tier = if *tier == b'p' { "p" } else { "c" };
             let iso = iso_day(*day);
-            let bitmap = keys.k.call_method1("tier_day", (tier, iso.as_str()))?.extract::<String>()?;
+            let bitmap = keys.get_two_texts("tier_day", tier, &iso)?;
             let stats = keys.get("stats", (tier, None))?;
             touch(&bitmap, &mut touched);
             touch(&stats, &mut touched);
@@ -1165,7 +1201,7 @@ impl NativeBatch {
         }
         out.push_str(",\"o\":[");
         for (i, (day, items)) in top.iter().enumerate() {
-            let key = keys.k.call_method1("top_items", ("d", *day))?.extract::<String>()?;
+            let key = keys.get("top_items", ("d", Some(*day)))?;
             touch(&key, &mut touched);
             if i > 0 {
                 out.push(',');

@@ -41,8 +41,11 @@ log = logging.getLogger(__name__)
 
 #: Days the per-minute flag counts are kept after their day (the spike alert looks back 7 days).
 FLAG_MINUTES_DAYS = 9
-#: At most this many buffered changes per release: bounds memory and the Lua call's duration.
-RELEASE_LIMIT = 5_000
+#: At most this many buffered changes per release: bounds memory, the Lua call's duration and,
+#: above all, the state machine's Python work between two awaits: a step runs on the ingest's
+#: event loop under its apply lock, and 5,000 changes held both for 0.2-0.5 s (stalls that the
+#: loop-lag histogram showed at 5,000 events/s live). 1,000 keeps a step near 20 ms.
+RELEASE_LIMIT = 1_000
 
 
 @dataclass(frozen=True)

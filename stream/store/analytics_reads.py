@@ -11,6 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -18,7 +19,9 @@ from redis.asyncio.cluster import RedisCluster
 from stream import jsonutil
 from stream.store.fold_call import iso_of
 from stream.store.keys import PartitionKeys
-from stream.store.redis_store import CLUSTER_IN_FLIGHT, RedisStore, text
+from stream.store.redis_store import CLUSTER_IN_FLIGHT, RedisStore, run_scripts, text
+
+_WINDOWS_SCRIPT = resources.files("stream.store").joinpath("tier_windows.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class AnalyticsReads:
         self._store = store
         self._client = store.client
         self._keys = store.keys
+        self._windows = store.client.register_script(_WINDOWS_SCRIPT)
 
     async def _per_partition(self, queue: Callable[[Any, PartitionKeys], None]) -> list[list[Any]]:
         """Run ``queue(pipe, keys)`` for every partition in one pipeline; replies per partition."""
@@ -71,31 +75,24 @@ class AnalyticsReads:
     ) -> dict[int, int]:
         """window (days) -> users of a tier ("a", "p", "c") in the days ending with ``last_day``.
 
-        Exact: per partition, the OR of the window's day bitmaps (a bit per user index), counted;
-        the partitions' users are disjoint, so their counts add up. The bitmaps are read whole
-        (users/8 bytes a partition-day) and OR-ed here, newest day first, one pass for every
-        window; Redis does no more than GETs.
+        Exact: per partition, the OR of the window's day bitmaps (a bit per user index),
+        counted by one script in Redis (tier_windows.lua) that returns only the counts; the
+        partitions' users are disjoint, so their counts add up.
         """
         if not windows:
             return {}
-        longest = max(windows)
-        days = [last_day - back for back in range(longest)]
-        iso_days = [iso_of(day) for day in days]
-
-        def queue(pipe: Any, k: PartitionKeys) -> None:
-            for iso in iso_days:
-                pipe.get(k.tier_day(tier, iso))
-
+        lengths = sorted(set(windows))
+        iso_days = [iso_of(last_day - back) for back in range(lengths[-1])]
+        calls = []
+        for p in await self._store.partitions():
+            k = self._keys.partition(p)
+            calls.append(([k.scratch, *(k.tier_day(tier, iso) for iso in iso_days)], lengths))
         out = dict.fromkeys(windows, 0)
-        for bitmaps in await self._per_partition(queue):
-            union = 0
-            for length, bitmap in enumerate(bitmaps, start=1):
-                if bitmap:
-                    # Left-aligned: bit 0 of a bitmap is its first byte's highest bit, and
-                    # bitmaps of one partition differ in length only.
-                    union |= int.from_bytes(bitmap, "little")
-                if length in out:
-                    out[length] += union.bit_count()
+        for reply in await run_scripts(self._client, self._windows, calls):
+            if isinstance(reply, Exception):
+                raise reply
+            for length, count in zip(lengths, reply, strict=True):
+                out[length] += int(count)
         return out
 
     async def window_distinct(self, tier: str, days: Sequence[int], window: int) -> dict[int, int]:

@@ -159,6 +159,11 @@ class PartitionKeys:
         return f"{self.received_prefix}{bucket}"
 
     @property
+    def scratch(self) -> str:
+        """Working key of a read script (tier_windows.lua): written and deleted by one call."""
+        return self.base + "scratch"
+
+    @property
     def community_activity(self) -> str:
         """Hash community -> "last_ms,events" of this partition's events that named it."""
         return self.base + "comm"

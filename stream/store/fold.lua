@@ -10,15 +10,15 @@
 -- Payload: one JSON object, decoded by cjson in C (text lines parsed with string.match cost a
 -- third of the script's time); counts are whole numbers, keys are strings:
 --   n   the new-users counter hash (day number -> users new that day)
---   u   user buckets: [bucket_key, user, first_ms, last_ms, {type: count}, user, ...]; users
---       are numbered 1, 2... in this order (the "positions" of tier members and buffer events)
+--   u   user buckets, each [bucket_key, user, first_ms, last_ms, {type: count}, user, ...];
+--       users are numbered 1, 2... in this order (the "positions" of tier members and buffer events)
 --   slots  counted type -> its slot in a user record (1-based)
---   t   tier days: [tier, day_number, bitmap_key, counter_key, bitmap_expire_at, hll_key,
+--   t   tier days, each [tier, day_number, bitmap_key, counter_key, bitmap_expire_at, hll_key,
 --       hll_expire_at, progression_key, spill_key, [position, ...], [minute, ...]]; hll,
 --       progression and spill keys '' and minutes [] except for the active tier ("a")
---   m   content mix: [key, expire_at, [field, count, ...]] (one per day)
---   o   top items: [key, expire_at, [item, count, ...]] (one per day); cap: items kept a day
---   r   received: [bucket_key, user, likes, mentions, user, ...]
+--   m   content mix, each [key, expire_at, [field, count, ...]] (one per day)
+--   o   top items, each [key, expire_at, [item, count, ...]] (one per day); cap: items kept a day
+--   r   received buckets, each [bucket_key, user, likes, mentions, user, ...]
 --   c   communities: [community, last_ms, events, ...]
 --   b, bu  reorder buffer: [time_ms, ...] and [user position, ...] of the events that count as
 --       activity

@@ -5,22 +5,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from stream.analytics.refresh import AnalyticsRefresher
-from stream.analytics.refresh_thread import RefreshThread
+from stream.analytics.refresh_process import RefreshFailed, RefreshProcess
 from stream.batch import Reject
 from stream.clients import faust_broker_options
 from stream.directory_fold import DirectoryFolder
-from stream.flags.machine import definitions_from
 from stream.ingest import ActivityIngest
 from stream.kafka_admin import ensure_topics
 from stream.loop_lag import LoopLagMonitor
@@ -29,7 +24,6 @@ from stream.metrics_auth import CHALLENGE, basic_auth_check
 from stream.privacy import dlq_detail_redactor
 from stream.settings import Settings, get_settings
 from stream.store import RedisStore
-from stream.store.errors import REDIS_UNAVAILABLE
 from stream.topics import TopicNames, dead_letter_payload, dlq_headers
 
 log = logging.getLogger(__name__)
@@ -150,14 +144,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # As a header: aiohttp refuses a charset inside content_type=.
         return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    # The refresh runs on a thread of its own, with its own Redis client (and community flag
+    # The refresh runs in a process of its own (its own Redis client and community flag
     # producer): it reads every community's members, which on the ingest's loop stalled the
-    # fold and /ready for as long as decoding them took (issue 15).
-    analytics_store = RedisStore.from_settings(settings)
-    analytics = AnalyticsRefresher(
-        settings, analytics_store, pipeline.metrics, definitions_from(settings)
-    )
-    refresh_thread = RefreshThread()
+    # fold and /ready, and on a thread starved the ingest of the interpreter (issue 15).
+    analytics = RefreshProcess(settings, pipeline.metrics)
 
     # A Faust timer: every worker refreshes the gauges; the owner of activity partition 0 (one
     # worker at a time, whoever it is after a rebalance) also evaluates the community flags.
@@ -169,20 +159,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             return
         owns_first = any(tp.partition == 0 for tp in ingest.consumer.assignment())
         try:
-            await refresh_thread.run(lambda: analytics.refresh(evaluate_communities=owns_first))
-        except (*REDIS_UNAVAILABLE, KafkaError) as exc:
+            await analytics.refresh(evaluate_communities=owns_first)
+        except RefreshFailed as exc:
             log.warning("Analytics refresh incomplete (%s); retrying at the next one", exc)
-
-    async def close_analytics() -> None:
-        await analytics.stop()
-        await analytics_store.close()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types it too narrowly
     async def stop_analytics(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Bounded: a broker that went away first must not hold the worker's exit.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(refresh_thread.run(close_analytics), timeout=10)
-        refresh_thread.stop()
+        await analytics.stop(timeout=10)
 
     @app.page("/health")
     async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -421,12 +421,17 @@ async def zombie(drill: Drill) -> None:
     assert first.proc is not None
     first.proc.send_signal(signal.SIGSTOP)
     drill.mark_fault()
+    stopped_at = await drill.applied()
     try:
         second = await drill.worker().started()  # ready once the group dropped the first
-        before = await drill.applied()
+        total = len(drill.events)
 
         async def took_over() -> bool:
-            return await drill.applied() >= before + 0.05 * len(drill.events)
+            # Counted from the stop, not from the second's start: 10,000-record fetches can fold
+            # the rest before /ready answers. (A batch in flight at the stop counts too, but it
+            # is at most a fetch, and the whole input once the producer is done.)
+            applied = await drill.applied()
+            return applied >= total or applied >= stopped_at + 0.3 * total
 
         await eventually(took_over, WAIT_S, "the second worker folding", second.check_alive)
     finally:

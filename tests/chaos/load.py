@@ -96,7 +96,9 @@ async def bounded_under_load(
 ) -> LoadFigures:
     """Calibrate on ``backlog`` events, then produce ``seconds`` x 2 x the fold rate events, at
     ``overload`` x the fold rate (None: as fast as the producer can)."""
-    settings = isolated(base, "load", user_buckets=max(1, users // 64))
+    # Fetches of 500 records: with the default 10,000 the worker folds about as fast as one
+    # producer process sends, and no backlog would build for the drill to watch drain.
+    settings = isolated(base, "load", user_buckets=max(1, users // 64), batch_max_records=500)
     await ensure_topics(settings)
     figures = LoadFigures()
     store = RedisStore.from_settings(settings)

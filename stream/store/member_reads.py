@@ -16,8 +16,9 @@ from stream.store.directory_store import ROLES
 from stream.store.redis_store import RedisStore, decode_user_record, run_scripts, text
 
 _MEMBERS_SCRIPT = resources.files("stream.store").joinpath("community_members.lua").read_text()
-#: Communities per script call: bounds how long one call holds Redis (3 sets each).
-_COMMUNITY_CHUNK = 500
+#: Communities per script call: bounds how long one call holds Redis (3 sets each). At 500 a
+#: call held it for tens of milliseconds, and the fold's calls queued behind (event latency).
+_COMMUNITY_CHUNK = 50
 
 
 @dataclass(frozen=True)

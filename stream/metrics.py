@@ -61,7 +61,8 @@ class BatchHistogram(Collector):
         n = len(ordered)
         # lag <= bound  <=>  t >= (now - bound) * 1000: cumulative counts per bound.
         cumulative = [n - bisect_left(ordered, (now_s - bound) * 1000) for bound in self.bounds]
-        total = n * now_s - sum(ordered) / 1000
+        # In integer microseconds: n x now minus the sum cancels most digits in floats.
+        total = (n * round(now_s * 1_000_000) - 1000 * sum(ordered)) / 1_000_000
         with self._lock:
             below = 0
             for index, upto in enumerate(cumulative):

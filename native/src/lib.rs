@@ -1,8 +1,8 @@
 //! ESN Pulse's compiled fold core.
 //!
-//! `fold_into` reads one partition's raw Kafka records and folds every *plainly valid* one into a
-//! `stream.fold.PartitionDelta`, exactly as `stream.decode.decode_activity` followed by
-//! `PartitionDelta.add` would. Whatever it is not sure of (any escape or non-ASCII byte, a
+//! `fold_batch` reads one partition's raw Kafka records and folds every *plainly valid* one as
+//! `stream.decode.decode_activity` followed by `PartitionDelta.add` would, then writes fold.lua's
+//! payload. Whatever it is not sure of (any escape or non-ASCII byte, a
 //! CloudEvents envelope, nested values, odd numbers, a time outside the bounds, a person URN,
 //! a key that does not match) it leaves to the Python gate by returning the record's index: the
 //! Python path stays the definition of the contract and words every rejection. So this core may
@@ -225,7 +225,6 @@ fn read_fields(value: &[u8]) -> Option<Fields<'_>> {
     let mut f = Fields::default();
     // The nested "object" is read as its own object: remember where it is and read it after.
     let mut object_at: Option<usize> = None;
-    let mut nested_ok = true;
     // Members by hand so that the "object" value can be read with its fields.
     r.eat(b'{')?;
     r.ws();
@@ -284,10 +283,7 @@ fn read_fields(value: &[u8]) -> Option<Fields<'_>> {
         })?;
         f.object = Some(Value::Object(o));
     } else if matches!(f.object, Some(Value::Other)) {
-        nested_ok = false;
-    }
-    if !nested_ok {
-        return None;
+        return None; // an array or a number as the object: the Python gate words it
     }
     Some(f)
 }
@@ -689,28 +685,6 @@ fn optional_bytes<'py>(record: &Bound<'py, PyAny>, name: &str) -> PyResult<Optio
     Ok(v.downcast_into_exact::<PyBytes>().ok())
 }
 
-/// Fold the plainly valid records of `records` into the empty `delta`; return the indexes of the
-/// records left to the Python gate, and the event times of those folded here.
-#[pyfunction]
-#[pyo3(signature = (delta, records, earliest_ms, latest_ms, pseudonymize, counting_types, user_delta))]
-fn fold_into<'py>(
-    py: Python<'py>,
-    delta: &Bound<'py, PyAny>,
-    records: &Bound<'py, PyAny>,
-    earliest_ms: i64,
-    latest_ms: i64,
-    pseudonymize: Option<Bound<'py, PyAny>>,
-    counting_types: Option<Bound<'py, PyAny>>,
-    user_delta: &Bound<'py, PyAny>,
-) -> PyResult<(Vec<usize>, Vec<i64>)> {
-    if delta.getattr("events")?.extract::<i64>()? != 0 {
-        return Err(PyValueError::new_err("fold_into needs an empty delta"));
-    }
-    let (acc, slow, mut names) = fold_records(py, records, earliest_ms, latest_ms, pseudonymize, counting_types)?;
-    write_delta(py, delta, &acc, &mut names, user_delta)?;
-    Ok((slow, acc.times))
-}
-
 /// The shared loop: fold the plainly valid records; the indexes of the others.
 fn fold_records<'py>(
     py: Python<'py>,
@@ -958,6 +932,27 @@ fn expire_at(number: i64, retention_days: i64) -> i64 {
     (number + 1 + retention_days) * (MS_PER_DAY / 1000)
 }
 
+/// One day's `[key, expire_at, [name, count, name, count...]]`, comma-led after the first.
+fn push_day_entry<S: AsRef<str>>(out: &mut String, index: usize, key: &str, expire: i64, pairs: &[(S, i64)]) {
+    if index > 0 {
+        out.push(',');
+    }
+    out.push('[');
+    escape_json(out, key);
+    out.push(',');
+    push_int(out, expire);
+    out.push_str(",[");
+    for (j, (name, n)) in pairs.iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        escape_json(out, name.as_ref());
+        out.push(',');
+        push_int(out, *n);
+    }
+    out.push_str("]]");
+}
+
 #[pymethods]
 impl NativeBatch {
     #[getter]
@@ -1176,23 +1171,7 @@ impl NativeBatch {
         for (i, (day, fields)) in content.iter().enumerate() {
             let key = keys.get("content", ("", Some(*day)))?;
             touch(&key, &mut touched);
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('[');
-            escape_json(&mut out, &key);
-            out.push(',');
-            push_int(&mut out, floor.max(expire_at(*day, analytics_days)));
-            out.push_str(",[");
-            for (j, (mix, n)) in fields.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                escape_json(&mut out, mix);
-                out.push(',');
-                push_int(&mut out, *n);
-            }
-            out.push_str("]]");
+            push_day_entry(&mut out, i, &key, floor.max(expire_at(*day, analytics_days)), fields);
         }
         out.push(']');
         let mut top: HashMap<i64, Vec<(&str, i64)>> = HashMap::default();
@@ -1203,23 +1182,7 @@ impl NativeBatch {
         for (i, (day, items)) in top.iter().enumerate() {
             let key = keys.get("top_items", ("d", Some(*day)))?;
             touch(&key, &mut touched);
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('[');
-            escape_json(&mut out, &key);
-            out.push(',');
-            push_int(&mut out, floor.max(expire_at(*day, analytics_days)));
-            out.push_str(",[");
-            for (j, (item, n)) in items.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                escape_json(&mut out, item);
-                out.push(',');
-                push_int(&mut out, *n);
-            }
-            out.push_str("]]");
+            push_day_entry(&mut out, i, &key, floor.max(expire_at(*day, analytics_days)), items);
         }
         out.push_str("],\"cap\":");
         push_int(&mut out, capacity);
@@ -1330,7 +1293,6 @@ fn constants(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 
 #[pymodule]
 fn esn_pulse_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(fold_into, m)?)?;
     m.add_function(wrap_pyfunction!(fold_batch, m)?)?;
     m.add_class::<NativeBatch>()?;
     m.add_function(wrap_pyfunction!(constants, m)?)?;

@@ -9,6 +9,7 @@ backlog: the backlog waits in Kafka, never in the worker.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,10 +96,9 @@ async def bounded_under_load(
     overload: float | None = 2.0,
 ) -> LoadFigures:
     """Calibrate on ``backlog`` events, then produce ``seconds`` x 2 x the fold rate events, at
-    ``overload`` x the fold rate (None: as fast as the producer can)."""
-    # Fetches of 500 records: with the default 10,000 the worker folds about as fast as one
-    # producer process sends, and no backlog would build for the drill to watch drain.
-    settings = isolated(base, "load", user_buckets=max(1, users // 64), batch_max_records=500)
+    ``overload`` x the fold rate (None: as fast as the producer can), the worker held for the
+    burst's first ``HOLD_S`` seconds."""
+    settings = isolated(base, "load", user_buckets=max(1, users // 64))
     await ensure_topics(settings)
     figures = LoadFigures()
     store = RedisStore.from_settings(settings)
@@ -117,8 +117,13 @@ async def bounded_under_load(
             figures.target_rate = rate or 0.0
             started = time.monotonic()
             sampling = asyncio.create_task(sampler.run(started, figures.samples))
+            # The worker now folds about as fast as one producer process sends (even with small
+            # fetches), so it is held (SIGSTOP, well inside the session timeout) for the burst's
+            # first seconds: the backlog builds whatever the two paces, and must then drain.
+            held = asyncio.create_task(_hold(worker, HOLD_S))
             try:
                 await produce_raw(settings, (next(events) for _ in range(count)), rate=rate)
+                await held
                 load_ended = time.monotonic()
                 figures.seconds = load_ended - started
                 figures.produced += count
@@ -140,6 +145,20 @@ async def bounded_under_load(
             await store.client.delete(key)
         await store.close()
     return figures
+
+
+#: Seconds the worker is stopped at the start of the burst (its session timeout is 10 s).
+HOLD_S = 4.0
+
+
+async def _hold(worker: WorkerProcess, seconds: float) -> None:
+    """SIGSTOP the worker for ``seconds``, then SIGCONT it (also when cancelled)."""
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
 
 
 #: Distinct live events made up front and sent round and round: making each one on the fly

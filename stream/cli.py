@@ -2,8 +2,8 @@
 
 Other commands live in a module per group, registered at the bottom: produce and generate
 (:mod:`stream.cli_produce`), user (:mod:`stream.cli_user`), inactive (:mod:`stream.cli_inactive`),
-the analytics (:mod:`stream.cli_analytics`), import, dlq, rebuild, demo. Every failure ends in
-:mod:`stream.cli_errors`: one line and a documented exit code.
+the analytics (:mod:`stream.cli_analytics`), import, dlq, rebuild, demo, nudge. Every failure
+ends in :mod:`stream.cli_errors`: one line and a documented exit code.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from stream import (
     cli_dlq,
     cli_import,
     cli_inactive,
+    cli_nudge,
     cli_produce,
     cli_rebuild,
     cli_user,
@@ -127,6 +128,7 @@ cli_rebuild.register(main)
 cli_demo.register(main)
 cli_api.register(main)
 cli_config.register(main)
+cli_nudge.register(main)
 
 
 if __name__ == "__main__":

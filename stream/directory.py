@@ -34,6 +34,15 @@ class ProfileV1(BaseModel):
     updated: Rfc3339Datetime = Field(description="Version of this record: the latest wins.")
     department: str | None = Field(None, max_length=256, pattern=_TEXT)
     display_name: str | None = Field(None, max_length=256, pattern=_TEXT)
+    # Optional, for the nudge service only (the worker keeps none of them): where to write,
+    # in which language, and whether the person declined nudges.
+    email: str | None = Field(
+        None, max_length=320, pattern=r"^[^\s@<>\x00-\x1f\x7f]+@[^\s@<>\x00-\x1f\x7f]+$"
+    )
+    language: str | None = Field(
+        None, max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+    )
+    nudge_opt_out: bool | None = Field(None, description="True: this person is never nudged.")
 
 
 class MembershipV1(BaseModel):
@@ -89,10 +98,11 @@ def decode_directory(
 def pseudonymized_record(
     record: ProfileV1 | MembershipV1, pseudonymize: Callable[[str], str]
 ) -> ProfileV1 | MembershipV1:
-    """The record under the user's pseudonym; a profile also loses its display name."""
+    """The record under the user's pseudonym; a profile also loses its name and address."""
     update: dict[str, Any] = {"user_id": pseudonymize(record.user_id)}
     if isinstance(record, ProfileV1):
         update["display_name"] = None
+        update["email"] = None
     return record.model_copy(update=update)
 
 

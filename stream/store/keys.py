@@ -78,6 +78,71 @@ class RedisKeys:
         """Highest sequence number the community flag publisher trimmed after a commit."""
         return self.prefix + "{c}:pub"
 
+    def nudge(self, dry_run: bool = False) -> NudgeKeys:
+        """The nudge service's keys (tag ``{nudge}``; a dry run's under ``{nudge-dry}``)."""
+        return NudgeKeys(self.prefix + ("{nudge-dry}:" if dry_run else "{nudge}:"))
+
+    @property
+    def nudge_addresses(self) -> str:
+        """Hash person (pseudonym) -> JSON {updated, status, email, name, language, opt_out}:
+        the nudge service's own address book, folded from the directory topic."""
+        return self.prefix + "{nudge-ab}:addr"
+
+    @property
+    def nudge_address_positions(self) -> str:
+        """Hash directory partition -> next offset the address book reads."""
+        return self.prefix + "{nudge-ab}:pos"
+
+
+@dataclass(frozen=True)
+class NudgeKeys:
+    """The keys of the nudge service's deliveries, all in one hash slot (one script commits
+    the delivery, the person's window, the channel's cap, the audit entry and the effect)."""
+
+    base: str
+
+    @property
+    def fences(self) -> str:
+        """Hash flagged-topic partition -> highest offset taken in."""
+        return self.base + "fence"
+
+    @property
+    def deliveries(self) -> str:
+        """Hash delivery id ("event_id|channel") -> JSON delivery state (nudge_store.py)."""
+        return self.base + "d"
+
+    @property
+    def due(self) -> str:
+        """Sorted set delivery id -> when it is next looked at (pending, or a send's lease)."""
+        return self.base + "due"
+
+    def open(self, person: str) -> str:
+        """Set of a person's deliveries not settled yet (what a reactivation cancels)."""
+        return f"{self.base}open:{person}"
+
+    @property
+    def last_nudged(self) -> str:
+        """Hash person -> "event_id\tms" of the last nudge claimed (the window)."""
+        return self.base + "last"
+
+    def cap(self, channel: str, iso_day: str) -> str:
+        """Counter of a channel's sends on a UTC day (the daily cap)."""
+        return f"{self.base}cap:{channel}:{iso_day}"
+
+    @property
+    def audit(self) -> str:
+        """Stream of every delivery and suppression (field "e": JSON), for `nudge log`."""
+        return self.base + "audit"
+
+    @property
+    def effect(self) -> str:
+        """Hash flag event id -> JSON {person, kind, decided, group, reactivated}."""
+        return self.base + "effect"
+
+    def person_effects(self, person: str) -> str:
+        """Set of a person's effect entries still waiting for a reactivation."""
+        return f"{self.base}peff:{person}"
+
 
 @lru_cache(maxsize=4096)
 def _partition_keys(prefix: str, partition: int) -> PartitionKeys:

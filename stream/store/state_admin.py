@@ -35,7 +35,9 @@ class StateAdmin:
         (``{init}``) or in layout 1's (``init``, ``init:<name>:users``), which
         :meth:`move_layout1_initiatives` moves."""
         rest = key[len(self._keys.prefix) :]
-        if rest.startswith("{init}:"):
+        # Nudges sent and the audit of them are not derived from Kafka: a replay must not
+        # send them again.
+        if rest.startswith(("{init}:", "{nudge}:", "{nudge-dry}:", "{nudge-ab}:")):
             return True
         return rest == "init" or (rest.startswith("init:") and rest.endswith(":users"))
 

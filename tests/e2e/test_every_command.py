@@ -114,6 +114,9 @@ CASES: dict[str, Case] = {
         named="'--users'",
     ),
     "api": Case(not_run="serves, answering 503 while Redis is away: TestServing below"),
+    "nudge": Case(not_run="serves until stopped: tests/e2e/test_nudge.py runs it on real servers"),
+    "nudge log": Case(redis_down=UNREACHABLE, bad=("--since", "someday"), named="'--since'"),
+    "nudge effect": Case(redis_down=UNREACHABLE, bad=("--since", "someday"), named="'--since'"),
     "api token": Case(
         ("every-client", "--scope", "aggregate"),
         bad=("every-client", "--scope", "everything"),

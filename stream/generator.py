@@ -1,8 +1,12 @@
 """A realistic synthetic organisation and its ESN activity, deterministic for a seed.
 
 Heavy-tailed activity per user (a few power users, a long quiet tail), some users who never log in,
-some who churn, late joiners, a weekday rhythm and working hours, communities with owners, and
-the odd event type a source sends that the contract does not know.
+some who churn (half of them fading over weeks first, the others stopping at once), holidays (one
+to three weeks away, once or twice a year, then back), part-timers on two or three fixed weekdays,
+late joiners, a weekday rhythm and working hours, communities with owners, and the odd event type
+a source sends that the contract does not know. The churn model is what the at-risk backtest
+(:mod:`stream.flags.backtest`) is scored on: fading churners are what an early warning should
+catch, holidays the false alarms it must not raise too often.
 """
 
 from __future__ import annotations
@@ -56,6 +60,28 @@ class Person:
     tz: timezone
     department: str
     communities: list[str] = field(default_factory=list)
+    #: A fading churner's activity declines from this day to nothing at ``churn_day``.
+    fade_start: date | None = None
+    #: Days away ([first, end) pairs): nothing happens then, and the person comes back after.
+    holidays: tuple[tuple[date, date], ...] = ()
+    #: A part-timer's working weekdays (0 Monday); None: every weekday.
+    workdays: frozenset[int] | None = None
+
+    def rate_on(self, day: date) -> float:
+        """Expected events on ``day``: the daily rate shaped by the weekday, fading, holidays."""
+        if self.never_active or day < self.created:
+            return 0.0
+        if self.churn_day is not None and day >= self.churn_day:
+            return 0.0
+        if any(first <= day < end for first, end in self.holidays):
+            return 0.0
+        rate = self.daily_rate * daily_rhythm(day)
+        if self.workdays is not None and day.weekday() < 5:
+            # Their week's volume on fewer days: same weekly total as a full-timer of that rate.
+            rate = rate * 5 / len(self.workdays) if day.weekday() in self.workdays else 0.0
+        if self.fade_start is not None and self.churn_day is not None and day >= self.fade_start:
+            rate *= (self.churn_day - day).days / (self.churn_day - self.fade_start).days
+        return rate
 
 
 @dataclass
@@ -93,7 +119,44 @@ def build_organisation(users: int, start: date, days: int, seed: int) -> Organis
     owners = {
         c: [p.user_id for p in rng.sample(people, k=min(2, len(people)))] for c in communities
     }
+    # Drawn from a generator of their own, so the people above stay those of earlier versions.
+    _draw_rhythms(people, start, days, random.Random(f"rhythms-{seed}"))
     return Organisation(people, owners)
+
+
+#: Shares of the churn model (the backtest's data set; docs/design/early-warning.md).
+FADING_SHARE = 0.5  # of churners: activity declining over 3 to 10 weeks before the stop
+HOLIDAY_TAKERS = 0.85  # people who go away at all; of them, once (55%) or twice (45%) a year
+PART_TIME_SHARE = 0.1  # people working on two or three fixed weekdays
+
+
+def _draw_rhythms(people: list[Person], start: date, days: int, rng: random.Random) -> None:
+    """Give each person their fading, holidays and working weekdays."""
+    for person in people:
+        if person.churn_day is not None and rng.random() < FADING_SHARE:
+            fade = timedelta(days=rng.randint(21, 70))
+            person.fade_start = max(person.created, person.churn_day - fade)
+            if person.fade_start >= person.churn_day:
+                person.fade_start = None  # churned on the day after joining: nothing to fade
+        if rng.random() < PART_TIME_SHARE:
+            person.workdays = frozenset(rng.sample(range(5), k=rng.choice((2, 3))))
+        if rng.random() < HOLIDAY_TAKERS:
+            person.holidays = _holidays(rng, start, days, twice=rng.random() < 0.45)
+
+
+def _holidays(
+    rng: random.Random, start: date, days: int, twice: bool
+) -> tuple[tuple[date, date], ...]:
+    """One or two absences of 1 to 3 weeks a year, over the history (and one running into it)."""
+    away: list[tuple[date, date]] = []
+    # Year blocks from three weeks before the history, so one may already be under way on day 0.
+    block_start = start - timedelta(days=21)
+    while block_start < start + timedelta(days=days):
+        for _ in range(2 if twice else 1):
+            first = block_start + timedelta(days=rng.randrange(365))
+            away.append((first, first + timedelta(days=rng.randint(7, 21))))
+        block_start += timedelta(days=365)
+    return tuple(sorted(away))
 
 
 def generate_events(users: int, days: int, start: date, seed: int = 7) -> Iterator[dict[str, Any]]:
@@ -103,14 +166,12 @@ def generate_events(users: int, days: int, start: date, seed: int = 7) -> Iterat
     sequence = 0
     for day_index in range(days):
         day = start + timedelta(days=day_index)
-        rhythm = daily_rhythm(day)
         batch: list[tuple[float, dict[str, Any]]] = []
         for person in org.people:
-            if person.never_active or day < person.created:
+            rate = person.rate_on(day)
+            if rate <= 0:
                 continue
-            if person.churn_day is not None and day >= person.churn_day:
-                continue
-            for _ in range(_poisson(rng, person.daily_rate * rhythm)):
+            for _ in range(_poisson(rng, rate)):
                 # Working hours around 10:00-16:00 local, with a spread.
                 hour = min(23.99, max(0.0, rng.gauss(12.5, 3.0)))
                 local = datetime(day.year, day.month, day.day, tzinfo=person.tz) + timedelta(
@@ -139,12 +200,9 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 def active_on(org: Organisation, day: date) -> list[Person]:
-    """The people of ``org`` who are active on ``day``: joined, not churned, not never active."""
-    return [
-        p
-        for p in org.people
-        if not p.never_active and p.created <= day and (p.churn_day is None or day < p.churn_day)
-    ]
+    """The people of ``org`` who may act on ``day``: joined, not churned, not away, not never
+    active, and working that weekday (part-timers)."""
+    return [p for p in org.people if p.rate_on(day) > 0]
 
 
 def daily_rhythm(day: date) -> float:
@@ -155,7 +213,7 @@ def daily_rhythm(day: date) -> float:
 def live_rate(users: int, days: int, start: date, seed: int, day: date) -> float:
     """Events per second that give ``day`` the history's daily volume (its expected total)."""
     org = build_organisation(users, start, days, seed)
-    return sum(p.daily_rate for p in active_on(org, day)) * daily_rhythm(day) / 86_400
+    return sum(p.rate_on(day) for p in org.people) / 86_400
 
 
 def live_events(
@@ -170,9 +228,9 @@ def live_events(
 
     The people are the history's own organisation (same ``users``, ``start``, ``days`` and
     ``seed``; ``start`` defaults to a history ending on the clock's first day), so only those
-    active on the event's day speak, weighted by their daily rate: churners and the never active
-    stay silent, as they do in the history. ``clock`` is called once per event. The stream ends
-    on a day nobody is active.
+    active on the event's day speak, weighted by their rate that day: churners, people away and
+    the never active stay silent, as they do in the history. ``clock`` is called once per event.
+    The stream ends on a day nobody is active.
     """
     now = clock or (lambda: datetime.now(UTC))
     first = now()
@@ -190,7 +248,7 @@ def live_events(
             # Who is active changes with the day (joiners, churners); drawn once per day.
             roster_day, active = day, active_on(org, day)
             # Cumulative weights once: choices() would otherwise rebuild them per event, O(users).
-            cumulative = list(itertools.accumulate(p.daily_rate for p in active))
+            cumulative = list(itertools.accumulate(p.rate_on(day) for p in active))
         if not active:
             return
         person = rng.choices(active, cum_weights=cumulative)[0]

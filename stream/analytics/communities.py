@@ -16,8 +16,7 @@ from typing import Any
 
 from stream.analytics.days import iso_time
 from stream.store import CommunityReads, RedisStore
-from stream.store.directory_store import ROLES
-from stream.store.member_reads import MemberReads
+from stream.store.community_health import CommunityHealthReads, HealthCounts
 
 
 @dataclass(frozen=True)
@@ -49,84 +48,52 @@ class CommunityHealth:
         }
 
 
-@dataclass(frozen=True)
-class CommunityInputs:
-    """What the evaluation reads, loaded once for all communities."""
-
-    roles: dict[str, dict[str, set[str]]]
-    last_seen: dict[str, int]
-    disabled: set[str]
-    last_activity: dict[str, int]
-    events: dict[str, int]
-
-
-def is_active(user: str, inputs: CommunityInputs, now_ms: int, window_ms: int) -> bool:
-    """Enabled (or not in the directory) and last seen within the window."""
-    if user in inputs.disabled:
-        return False
-    seen = inputs.last_seen.get(user)
-    return seen is not None and now_ms - seen <= window_ms
-
-
-def evaluate(
-    community: str, inputs: CommunityInputs, now_ms: int, window_ms: int, threshold_ms: int
+def health_of(
+    community: str,
+    counts: HealthCounts | None,
+    last_activity_ms: int | None,
+    events: int,
+    now_ms: int,
+    window_ms: int,
 ) -> CommunityHealth:
-    """A community's figures (pure: the oracle tests hold the Redis side to this)."""
-    roles = inputs.roles.get(community, {role: set() for role in ROLES})
-    people = set().union(*roles.values())
-    active = sum(1 for user in people if is_active(user, inputs, now_ms, window_ms))
-    last = inputs.last_activity.get(community)
-    owners = roles.get("owner", set())
+    """A community's figures from its counts (pure; the counts are at ``now_ms`` already)."""
+    counts = counts or HealthCounts()
+    people, active = counts.people, counts.active
     return CommunityHealth(
         community=community,
-        roles={role: len(roles.get(role, ())) for role in ROLES},
-        people=len(people),
+        roles=dict(counts.roles),
+        people=people,
         active_members=active,
-        health=round(active / len(people), 4) if people else None,
-        last_activity_ms=last,
-        events=inputs.events.get(community, 0),
-        idle=last is None or now_ms - last > window_ms,
-        orphaned=not any(is_active(o, inputs, now_ms, threshold_ms) for o in owners),
-    )
-
-
-async def load_inputs(store: RedisStore) -> CommunityInputs:
-    """Memberships, last-seen of every member, disabled profiles and community activity.
-
-    O(members): each partition's members are read in that partition only, by bucket, one
-    partition at a time (a bounded reply each); see docs/design/performance.md.
-    """
-    reads = MemberReads(store)
-    roles: dict[str, dict[str, set[str]]] = {}
-    last_seen: dict[str, int] = {}
-    disabled: set[str] = set()
-    for partition in await store.partitions():
-        members = await reads.partition_members(partition)
-        for community, by_role in members.roles.items():
-            merged = roles.setdefault(community, {role: set() for role in ROLES})
-            for role, users in by_role.items():
-                merged[role] |= users
-        for user, seen in members.last_seen.items():
-            last_seen[user] = max(seen, last_seen.get(user, seen))
-        disabled |= members.disabled
-    roles = {c: by_role for c, by_role in roles.items() if any(by_role.values())}
-    activity = await CommunityReads(store).community_figures()
-    return CommunityInputs(
-        roles=roles,
-        last_seen=last_seen,
-        disabled=disabled,
-        last_activity=activity.last_activity,
-        events=activity.events,
+        health=round(active / people, 4) if people else None,
+        last_activity_ms=last_activity_ms,
+        events=events,
+        idle=last_activity_ms is None or now_ms - last_activity_ms > window_ms,
+        orphaned=counts.active_owners == 0,
     )
 
 
 async def all_communities(
     store: RedisStore, now_ms: int, window_ms: int, threshold_ms: int
 ) -> list[CommunityHealth]:
-    """Every community with a member or an event, by id."""
-    inputs = await load_inputs(store)
-    names = sorted(set(inputs.roles) | set(inputs.last_activity))
-    return [evaluate(name, inputs, now_ms, window_ms, threshold_ms) for name in names]
+    """Every community with a member or an event, by id.
+
+    O(communities x partitions): the people, active people and active owners are counted in
+    each partition's health index, no member is read (docs/design/performance.md).
+    """
+    counts = await CommunityHealthReads(store).counts(now_ms, window_ms, threshold_ms)
+    activity = await CommunityReads(store).community_figures()
+    names = sorted(set(counts) | set(activity.last_activity))
+    return [
+        health_of(
+            name,
+            counts.get(name),
+            activity.last_activity.get(name),
+            activity.events.get(name, 0),
+            now_ms,
+            window_ms,
+        )
+        for name in names
+    ]
 
 
 def community_counts(rows: list[CommunityHealth]) -> dict[str, int]:

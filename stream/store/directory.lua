@@ -8,8 +8,10 @@
 --       call: a Redis Cluster routes a script by its declared keys only)
 -- ARGV: 1 profile bucket prefix, 2 membership prefix, 3 community prefix,
 --       4 profiles: lines "bucket\tuser\tupdated_ms\tstatus\tcreated_ms\tdepartment\tname",
---       5 memberships: lines "user\tcommunity\trole\top\tupdated_ms",
---       6 the inactivity states hash, 7 the department counts hash (both declared keys)
+--       5 memberships: lines "bucket\tuser\tcommunity\trole\top\tupdated_ms",
+--       6 the inactivity states hash, 7 the department counts hash (both declared keys),
+--       8 user record bucket prefix (the buckets of every user named, declared), 9 the community
+--       people hash, 10 the community health index (both declared; see "community health")
 -- A profile that changes a user's department or enabled status moves the department counts
 -- (department_counts.lua says what they hold) by the user's state, read here; release.lua moves
 -- them when the state changes. A replayed or older record changes nothing, so neither do they.
@@ -18,10 +20,10 @@
 local function fail(message)
   return redis.error_reply('directory.lua: ' .. message)
 end
-if #KEYS < 1 or #ARGV ~= 7 then
-  return fail('expects at least 1 key and 7 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS < 1 or #ARGV ~= 10 then
+  return fail('expects at least 1 key and 10 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
-for i = 1, 3 do
+for _, i in ipairs({1, 2, 3, 8}) do
   if ARGV[i] == '' then return fail('ARGV[' .. i .. '] (a key prefix) is empty') end
 end
 local declared = {}
@@ -30,6 +32,10 @@ local registry = KEYS[1]
 local states, counts = ARGV[6], ARGV[7]
 if not declared[states] or not declared[counts] then
   return fail('ARGV[6] and ARGV[7] (the states and department counts) must be declared keys')
+end
+local record_prefix, people, health = ARGV[8], ARGV[9], ARGV[10]
+if not declared[people] or not declared[health] then
+  return fail('ARGV[9] and ARGV[10] (community people and health index) must be declared keys')
 end
 local profile_prefix, membership_prefix, community_prefix = ARGV[1], ARGV[2], ARGV[3]
 local STATUS = {enabled = true, disabled = true}
@@ -48,26 +54,29 @@ for line in string.gmatch(ARGV[4], '[^\n]+') do
     return fail('ARGV[4] line ' .. n .. ' is not bucket, user, updated, status, created, '
       .. 'department, name')
   end
-  if not declared[profile_prefix .. bucket] then
+  if not declared[profile_prefix .. bucket] or not declared[record_prefix .. bucket] then
     return fail('ARGV[4] line ' .. n .. ' names an undeclared key: ' .. profile_prefix .. bucket)
   end
-  profile_lines[n] = {profile_prefix .. bucket, user, tonumber(updated), rest}
+  profile_lines[n] = {profile_prefix .. bucket, user, tonumber(updated), rest,
+                      record_prefix .. bucket}
 end
 
 local membership_lines = {}
 n = 0
 for line in string.gmatch(ARGV[5], '[^\n]+') do
   n = n + 1
-  local user, community, role, op, updated =
-    string.match(line, '^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t(%-?%d+)$')
+  local bucket, user, community, role, op, updated =
+    string.match(line, '^(%d+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t(%-?%d+)$')
   if not user or not ROLE[role] or not OP[op] then
-    return fail('ARGV[5] line ' .. n .. ' is not user, community, role, op, updated')
+    return fail('ARGV[5] line ' .. n .. ' is not bucket, user, community, role, op, updated')
   end
   if not declared[membership_prefix .. user]
-    or not declared[community_prefix .. community .. ':' .. role] then
+    or not declared[community_prefix .. community .. ':' .. role]
+    or not declared[profile_prefix .. bucket] or not declared[record_prefix .. bucket] then
     return fail('ARGV[5] line ' .. n .. ' names an undeclared key')
   end
-  membership_lines[n] = {user, community, role, op, tonumber(updated)}
+  membership_lines[n] = {user, community, role, op, tonumber(updated),
+                         profile_prefix .. bucket, record_prefix .. bucket}
 end
 
 local function newer(updated, value, current)
@@ -98,6 +107,50 @@ local function move(department, user_figures, sign)
   end
 end
 
+-- @section community health (layout 4; fold.lua's section of that name says what the index holds)
+-- A person's entry in the people hash: enabled flag ('1' also for no profile), then community
+-- and roles held there (letters o, m, f) for each community where they hold one.
+local ROLE_LETTER = {owner = 'o', member = 'm', follower = 'f'}
+local function read_person(user)
+  local raw = redis.call('HGET', people, user)
+  local person = {enabled = true, order = {}, roles = {}}
+  if raw then
+    person.enabled = string.sub(raw, 1, 1) == '1'
+    for community, roles in string.gmatch(raw, '\t([^\t]+)\t([^\t]+)') do
+      person.order[#person.order + 1] = community
+      person.roles[community] = roles
+    end
+  end
+  return person
+end
+local function write_person(user, person)
+  local out = {person.enabled and '1' or '0'}
+  for _, community in ipairs(person.order) do
+    local roles = person.roles[community]
+    if roles and roles ~= '' then
+      out[#out + 1] = community
+      out[#out + 1] = roles
+    end
+  end
+  if #out == 1 then redis.call('HDEL', people, user) else
+    redis.call('HSET', people, user, table.concat(out, '\t'))
+  end
+end
+-- The padded last event time of the user's record, nil when never seen.
+local function last_seen(record_key, user)
+  local record = redis.call('HGET', record_key, user)
+  if not record or #record < 12 then return nil end
+  local _, last = struct.unpack('<I6I6', record)
+  return string.format('%015d', last)
+end
+local function entry(kind, community, last, user)
+  return kind .. '\t' .. community .. '\t' .. last .. '\t' .. user
+end
+-- A profile's enabled status (no profile counts as enabled, as the health reads always did).
+local function enabled_in(profile)
+  return not profile or string.match(profile, '^[^\t]*\t([^\t]*)') == 'enabled'
+end
+
 -- Checked: from here on every call succeeds.
 local profiles = 0
 for _, p in ipairs(profile_lines) do
@@ -106,6 +159,25 @@ for _, p in ipairs(profile_lines) do
   if newer(updated, rest, current) then
     redis.call('HSET', key, user, rest)
     profiles = profiles + 1
+    local was_enabled, now_enabled = enabled_in(current), enabled_in(rest)
+    if was_enabled ~= now_enabled and redis.call('HEXISTS', people, user) == 1 then
+      local person = read_person(user)
+      person.enabled = now_enabled
+      write_person(user, person)
+      local last = last_seen(p[5], user)
+      if last then
+        -- Seen: the person's entries move between "-" (disabled) and their last event time.
+        local off, on = now_enabled and '-' or last, now_enabled and last or '-'
+        for _, community in ipairs(person.order) do
+          redis.call('ZREM', health, entry('a', community, off, user))
+          redis.call('ZADD', health, 0, entry('a', community, on, user))
+          if string.find(person.roles[community], 'o', 1, true) then
+            if now_enabled then redis.call('ZADD', health, 0, entry('o', community, last, user))
+            else redis.call('ZREM', health, entry('o', community, last, user)) end
+          end
+        end
+      end
+    end
     local before, after = department_of(current), department_of(rest)
     if before ~= after then
       local user_figures = figures(redis.call('HGET', states, user))
@@ -131,6 +203,32 @@ for _, m in ipairs(membership_lines) do
       redis.call('SREM', members, user)
     end
     memberships = memberships + 1
+    -- The community health index: the person's entries follow the roles they hold.
+    local person = read_person(user)
+    local before = person.roles[community] or ''
+    local letter = ROLE_LETTER[role]
+    local after = ''
+    for _, l in ipairs({'o', 'm', 'f'}) do
+      local held = string.find(before, l, 1, true) ~= nil
+      if l == letter then held = op == 'add' end
+      if held then after = after .. l end
+    end
+    if before ~= after then
+      if before == '' then person.order[#person.order + 1] = community end
+      person.roles[community] = after
+      person.enabled = enabled_in(redis.call('HGET', m[6], user))
+      write_person(user, person)
+      local last = person.enabled and last_seen(m[7], user) or nil
+      local a = entry('a', community, last or '-', user)
+      if before == '' then redis.call('ZADD', health, 0, a) end
+      if after == '' then redis.call('ZREM', health, a) end
+      local was_owner = string.find(before, 'o', 1, true) ~= nil
+      local is_owner = string.find(after, 'o', 1, true) ~= nil
+      if last and was_owner ~= is_owner then
+        if is_owner then redis.call('ZADD', health, 0, entry('o', community, last, user))
+        else redis.call('ZREM', health, entry('o', community, last, user)) end
+      end
+    end
   end
 end
 return {profiles, memberships}

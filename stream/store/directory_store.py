@@ -69,13 +69,23 @@ class DirectoryStore:
     ) -> tuple[list[str], list[str]]:
         """The KEYS and ARGV of directory.lua for one partition's records."""
         k = self.keys.partition(partition)
-        # The states and department counts: a profile change moves the counts (directory.lua).
-        touched = dict.fromkeys([k.community_registry, k.inactivity_states, k.department_counts])
+        # The states and department counts: a profile change moves the counts (directory.lua);
+        # the community people and health index: a role or an enabled status moves its entries.
+        touched = dict.fromkeys(
+            [
+                k.community_registry,
+                k.inactivity_states,
+                k.department_counts,
+                k.community_people,
+                k.community_health,
+            ]
+        )
         profiles, memberships = [], []
         for record in records:
             if isinstance(record, ProfileV1):
                 bucket = self.store.bucket_of(record.user_id)
                 touched[k.profile_bucket(bucket)] = None
+                touched[k.user_bucket(bucket)] = None
                 fields = (
                     str(bucket),
                     record.user_id,
@@ -87,9 +97,14 @@ class DirectoryStore:
                 )
                 profiles.append("\t".join(fields))
             else:
+                bucket = self.store.bucket_of(record.user_id)
                 touched[k.memberships(record.user_id)] = None
                 touched[k.community_role(record.community, record.role)] = None
+                # The profile and last event decide the person's community health entries.
+                touched[k.profile_bucket(bucket)] = None
+                touched[k.user_bucket(bucket)] = None
                 membership = (
+                    str(bucket),
                     record.user_id,
                     record.community,
                     record.role,
@@ -105,6 +120,9 @@ class DirectoryStore:
             "\n".join(memberships),
             k.inactivity_states,
             k.department_counts,
+            k.user_prefix,
+            k.community_people,
+            k.community_health,
         ]
         return list(touched), args
 

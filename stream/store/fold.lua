@@ -1,7 +1,8 @@
--- Apply one partition batch's fold and advance its offset fence, atomically (key layout 3).
+-- Apply one partition batch's fold and advance its offset fence, atomically (key layout 4).
 -- KEYS: 1 fence, 2 totals, 3 unknown-type totals, 4 reorder buffer, 5 watermark source,
 --       6 community activity (community -> "last_ms,events"), 7 user index (list: position ->
---       user id), then every other key the call touches (user and received buckets, daily
+--       user id), 8 community people (user -> "enabled\tcommunity\troles..."), 9 community
+--       health index (lex sorted set, see the community health section), then every other key the call touches (user and received buckets, daily
 --       counters, day bitmaps, HyperLogLogs, progressions, content, top items): all of one
 --       partition's hash slot. A key named by the payload but not declared is a bad call (a
 --       Redis Cluster routes a script by its declared keys only).
@@ -236,6 +237,7 @@ local function format_of(width, counted)
   return fmt
 end
 local by_position, position_user = {}, {}  -- position -> record, user id
+local seen_before = {}  -- position -> last_ms before this batch (nil: a new user)
 local new_users, new_records, new_by_day = {}, {}, {}
 local writes = {}  -- bucket key -> {field, value, ...}
 local function count_new(day, delta) new_by_day[day] = (new_by_day[day] or 0) + delta end
@@ -264,6 +266,7 @@ for _, group in ipairs(users) do
         end
         rec[1] = first_ms
       end
+      seen_before[#by_position + 1] = rec[2]
       if last_ms > rec[2] then rec[2] = last_ms end
     else
       rec = {first_ms, last_ms, -1}
@@ -494,6 +497,52 @@ if #communities > 0 then
     out[#out + 1] = string.format('%d,%d', last_ms, events)
   end
   call_chunked('HSET', KEYS[6], out, 2)
+end
+
+-- @section community health
+-- Layout 4 (issue 15): every person of a community has an entry "a\tcommunity\tlast\tuser" in
+-- the partition's health index (KEYS[9]), every enabled owner also "o\tcommunity\tlast\tuser";
+-- last is the user record's last_ms zero-padded to 15 digits, or "-" while the person is
+-- disabled or never seen (directory.lua keeps that part). All scores are 0, so a lex range
+-- counts a community's people, or those active since an instant, in O(log n): the refresh
+-- reads no member. Here: each user whose last_ms moved on and who holds a role (KEYS[8]) and is
+-- enabled has their entries moved from the old time to the new, one HMGET, ZREM and ZADD a
+-- batch. Nothing is checked: only values this call or directory.lua wrote are read.
+do
+  local moved_users, moved_at = {}, {}
+  for position, rec in ipairs(by_position) do
+    if seen_before[position] ~= rec[2] then
+      moved_users[#moved_users + 1] = position_user[position]
+      moved_at[#moved_at + 1] = position
+    end
+  end
+  if #moved_users > 0 then
+    local held = hmget(KEYS[8], moved_users)
+    local removed, added = {}, {}
+    for offset, user in ipairs(moved_users) do
+      local entry = held[offset]
+      if entry and string.sub(entry, 1, 1) == '1' then
+        local position = moved_at[offset]
+        local was = seen_before[position]
+        was = was and string.format('%015d', was) or '-'
+        local now = string.format('%015d', by_position[position][2])
+        for community, roles in string.gmatch(entry, '\t([^\t]+)\t([^\t]+)') do
+          local head = 'a\t' .. community .. '\t'
+          removed[#removed + 1] = head .. was .. '\t' .. user
+          added[#added + 1] = '0'
+          added[#added + 1] = head .. now .. '\t' .. user
+          if string.find(roles, 'o', 1, true) then
+            head = 'o\t' .. community .. '\t'
+            if was ~= '-' then removed[#removed + 1] = head .. was .. '\t' .. user end
+            added[#added + 1] = '0'
+            added[#added + 1] = head .. now .. '\t' .. user
+          end
+        end
+      end
+    end
+    if #removed > 0 then call_chunked('ZREM', KEYS[9], removed, 1) end
+    if #added > 0 then call_chunked('ZADD', KEYS[9], added, 2) end
+  end
 end
 
 -- @section buffer

@@ -1,4 +1,4 @@
-"""A partition's fold as one fold.lua call: its declared KEYS and one JSON payload (layout 3).
+"""A partition's fold as one fold.lua call: its declared KEYS and one JSON payload (layout 4).
 
 The payload is decoded by cjson inside Redis (C), so neither side parses text lines; its shape is
 documented at the top of fold.lua, which checks every value before its first write.
@@ -84,6 +84,8 @@ def fold_call(
         k.watermark_source,
         k.community_activity,
         k.user_index,
+        k.community_people,
+        k.community_health,
     ]
     if delta.native is not None:
         # The compiled core's batch writes the same payload as below, without a Python object

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 #: The version of this layout, stored in the deployment record: a deployment whose state is in
-#: another one must be rebuilt (replayed), see docs/reference/redis.md.
-LAYOUT = 3
+#: another one must be rebuilt (replayed), see docs/reference/redis.md. Layout 4 added the
+#: community health index (``community_people``, ``community_health``).
+LAYOUT = 4
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,19 @@ class PartitionKeys:
     def community_registry(self) -> str:
         """Set of every community a membership record of this partition named (no SCAN)."""
         return self.base + "communities"
+
+    @property
+    def community_people(self) -> str:
+        """Hash user -> "enabled\tcommunity\troles..." of every user holding a role: what the
+        fold reads to move the user's entries in :attr:`community_health`."""
+        return self.base + "cpeople"
+
+    @property
+    def community_health(self) -> str:
+        """Sorted set (all scores 0, read by lex range) of "a\tcommunity\tlast\tuser" per
+        person of a community and "o\tcommunity\tlast\tuser" per enabled owner with activity;
+        ``last`` is the zero-padded last event time, "-" for a disabled or never seen person."""
+        return self.base + "chealth"
 
     # --- the inactivity engine and its outbox -----------------------------------------------
 

@@ -76,8 +76,8 @@ class TestFoldScript:
         keys, args = store._script_call(delta)
         args.append("")
         before = snapshot(store, settings.redis_prefix)
-        assert len(keys) > 7 + 5, "user and received buckets, stats, day set, HLL, top items..."
-        for missing in keys[7:]:
+        assert len(keys) > 9 + 5, "user and received buckets, stats, day set, HLL, top items..."
+        for missing in keys[9:]:
             with pytest.raises(ResponseError, match="undeclared key"):
                 await store._fold(keys=[k for k in keys if k != missing], args=args)
         assert await before == await snapshot(store, settings.redis_prefix)
@@ -161,6 +161,7 @@ def directory_keys(store: RedisStore) -> list[str]:
     """Partition 0's registry, then every key directory_args' lines can touch (u1-u4, c1, c2)."""
     k = store.keys.partition(0)
     keys = [k.community_registry, k.profile_bucket(0), k.profile_bucket(1)]
+    keys += [k.user_bucket(0), k.user_bucket(1), k.community_people, k.community_health]
     keys += [k.inactivity_states, k.department_counts]
     keys += [k.memberships(f"u{n}") for n in range(1, 5)]
     return keys + [k.community_role(c, role) for c in ("c1", "c2") for role in ROLES]
@@ -173,9 +174,12 @@ def directory_args(store: RedisStore, **bad: str) -> list[str]:
         k.membership_prefix,
         k.community_prefix,
         "0\tu1\t2000\tenabled\t1000\tSales\tAda\n1\tu2\t2000\tenabled\t1000\t\t",
-        "u1\tc1\tmember\tadd\t2000\nu2\tc1\towner\tadd\t2000",
+        "0\tu1\tc1\tmember\tadd\t2000\n1\tu2\tc1\towner\tadd\t2000",
         k.inactivity_states,
         k.department_counts,
+        k.user_prefix,
+        k.community_people,
+        k.community_health,
     ]
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value
@@ -188,11 +192,13 @@ class TestDirectoryScript:
         [
             {"a4": "0\tu3\t3000\tenabled\t1000\t\t\n0\tu4\t3000\tsuspended\t1000\t\t"},
             {"a4": "0\tu3\t3000\tenabled\t1000\t\t\n0\tu4\tsoon\tenabled\t1000\t\t"},
-            {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tadmin\tadd\t3000"},
-            {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tmember\tjoin\t3000"},
-            {"a5": "u3\tc2\tmember\tadd\t3000\nu4\tc2\tmember"},
+            {"a5": "0\tu3\tc2\tmember\tadd\t3000\n0\tu4\tc2\tadmin\tadd\t3000"},
+            {"a5": "0\tu3\tc2\tmember\tadd\t3000\n0\tu4\tc2\tmember\tjoin\t3000"},
+            {"a5": "0\tu3\tc2\tmember\tadd\t3000\n0\tu4\tc2\tmember"},
             # a key the call did not declare (another partition's user and community)
-            {"a5": "u3\tc2\tmember\tadd\t3000\nu9\tc9\tmember\tadd\t3000"},
+            {"a5": "0\tu3\tc2\tmember\tadd\t3000\n0\tu9\tc9\tmember\tadd\t3000"},
+            # a user bucket the call did not declare (the user's profile and last event)
+            {"a5": "0\tu3\tc2\tmember\tadd\t3000\n5\tu4\tc2\tmember\tadd\t3000"},
             {"a4": "0\tu3\t3000\tenabled\t1000\t\t\n7\tu4\t3000\tenabled\t1000\t\t"},
         ],
     )
@@ -209,7 +215,7 @@ class TestDirectoryScript:
         # Good lines come first where the bad one is in the same argument, and the other
         # argument carries new good lines too.
         if "a4" in bad:
-            args[4] = "u3\tc2\tmember\tadd\t3000"
+            args[4] = "0\tu3\tc2\tmember\tadd\t3000"
         elif "a5" in bad:
             args[3] = "0\tu3\t3000\tenabled\t1000\t\t"
         assert good != args

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.analytics.communities import CommunityHealth, CommunityInputs, evaluate
+from stream.analytics.communities import CommunityHealth
 from stream.analytics.community_flags import change_records, state_of
 from stream.analytics.initiatives import (
     flagged_at,
@@ -21,6 +21,7 @@ from stream.batch import pseudonymized
 from stream.events import Activity
 from stream.fold import PartitionDelta
 from stream.privacy import merge_small_groups, pseudonymizer
+from tests.community_oracle import CommunityInputs, evaluate
 
 DAY = 86_400_000
 REPO = Path(__file__).resolve().parents[2]

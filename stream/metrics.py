@@ -204,6 +204,11 @@ class PipelineMetrics:
             "Enabled users with no activity since creation, past the grace period.",
             registry=registry,
         )
+        self.users_at_risk = Gauge(
+            "esn_users_at_risk",
+            "Enabled regulars silent for several of their usual gaps, before any threshold.",
+            registry=registry,
+        )
         self.active_users = Gauge(
             "esn_active_users",
             "Users with at least one activity event in the window ending at the clock's now.",

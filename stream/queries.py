@@ -23,13 +23,14 @@ class InactiveUser:
 
 
 def flags_of(state: UserInactivity, definitions: Definitions) -> list[str]:
-    """The flags a user holds: "inactive:30d", ..., "never_active"."""
+    """The flags a user holds: "inactive:30d", ..., "never_active", "at_risk"."""
     if not state.enabled:
         return []
     held = [
         f"inactive:{threshold_label(t)}" for t in definitions.thresholds_ms[: state.flagged_count]
     ]
-    return held + (["never_active"] if state.never_active else [])
+    held += ["never_active"] if state.never_active else []
+    return held + (["at_risk"] if state.at_risk_ms is not None else [])
 
 
 async def inactivity_state(

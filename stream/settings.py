@@ -156,6 +156,22 @@ class Settings(BaseSettings):
     never_active_grace: str = Field(
         "14d", description="An enabled profile with no activity this long after creation."
     )
+    at_risk_active_days: int = Field(
+        16,
+        ge=0,
+        le=56,
+        description="At risk: a regular (active on at least this many of the 56 days before their "
+        "last activity) silent for several usual gaps; 0 turns the at-risk flag off.",
+    )
+    at_risk_gap_factor: float = Field(
+        3.0,
+        ge=1.0,
+        le=56.0,
+        description="At risk after this many usual gaps (56 days over the active days) of silence.",
+    )
+    at_risk_min_silence: str = Field(
+        "7d", description="Never at risk after less silence than this (a day or more)."
+    )
     activity_types: str = Field(
         "", description="Event types that count as activity (comma list); empty: all types."
     )
@@ -320,6 +336,15 @@ class Settings(BaseSettings):
     @classmethod
     def _a_duration(cls, value: str) -> str:
         parse_duration_ms(value)
+        return value
+
+    @field_validator("at_risk_min_silence")
+    @classmethod
+    def _a_day_or_more(cls, value: str) -> str:
+        # Per-day activity decides the rule (the state keeps one bit a day), and the reorder
+        # buffer may keep a person's first and last event of a day only.
+        if parse_duration_ms(value) < 86_400_000:
+            raise ValueError("must be a day or more (for example 7d)")
         return value
 
     @field_validator("inactivity_thresholds")

@@ -18,15 +18,16 @@ from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore, UserReads
 from stream.store.department_counts import DepartmentCounts
 
-DEPARTMENT_STATES: Final = ("enabled", "active", "inactive", "never_active")
+DEPARTMENT_STATES: Final = ("enabled", "active", "inactive", "never_active", "at_risk")
 #: Department of enabled profiles that name none.
 UNASSIGNED: Final = "unassigned"
 
 
 async def department_figures(store: RedisStore, settings: Settings) -> dict[str, dict[str, int]]:
-    """department -> enabled, active, inactive, never_active (see docs/reference/analytics.md).
+    """department -> enabled, active, inactive, never_active, at_risk (docs/reference/analytics.md).
 
-    active: seen, and flagged neither inactive nor never active (as of the last sweep).
+    active: seen, and flagged neither inactive nor never active (as of the last sweep); at_risk:
+    holding the at-risk flag (they are active too: the flag warns before any threshold).
     """
     counted = await DepartmentCounts(store).read()
     rows: dict[str, Counter[str]] = {}
@@ -53,8 +54,10 @@ async def department_figures_scan(
             row["inactive"] += 1
         if state.never_active:
             row["never_active"] += 1
-        if state.last_ms is not None and not state.flagged:
+        if state.last_ms is not None and state.flagged_count == 0 and not state.never_active:
             row["active"] += 1
+        if state.at_risk_ms is not None:
+            row["at_risk"] += 1
     return _reported(rows, settings.min_group_size)
 
 

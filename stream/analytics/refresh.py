@@ -91,7 +91,7 @@ class AnalyticsRefresher:
         """Engine-time windows for the alert rules: recent flags, active users so far."""
         metrics, store = self.metrics, self.store
         metrics.ingest_stall_threshold.set(self.settings.ingest_stall_seconds)
-        for kind in ("inactive", "never_active", "reactivated"):
+        for kind in ("inactive", "never_active", "at_risk", "reactivated"):
             for window, span_ms in (("1h", 3_600_000), ("7d", 7 * MS_PER_DAY)):
                 metrics.recent_flags.labels(kind, window).set(
                     await flags_between(store, self.settings, kind, now_ms - span_ms, now_ms)

@@ -88,6 +88,7 @@ class FlagCycle:
         counts = await self.reads.inactivity_counts()
         self.metrics.users_enabled.set(counts.get("enabled", 0))
         self.metrics.users_never_active.set(counts.get("never_active", 0))
+        self.metrics.users_at_risk.set(counts.get("at_risk", 0))
         for threshold in self.definitions.thresholds_ms:
             label = threshold_label(threshold)
             self.metrics.users_inactive.labels(label).set(counts.get(f"inactive:{label}", 0))

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from stream.flags.machine import (
+    AtRiskRule,
     Definitions,
     Transition,
     TransitionKind,
     UserInactivity,
+    at_risk_crossing,
     counting_types_from,
     definitions_from,
     next_crossing,
@@ -24,8 +26,9 @@ from stream.flags.machine import (
 )
 from stream.settings import Settings
 
-#: Version of the encoding below; a new one needs a reader for the old.
-FORMAT: Final = 1
+#: Version of the encoding below; a new one needs a reader for the old. Definitions without an
+#: at-risk rule keep version 1's text, so a deployment that turns it off migrates nothing.
+FORMAT: Final = 2
 DOC: Final = "docs/operations/config-changes.md"
 LAYOUT_DOC: Final = "docs/reference/redis.md#upgrading-from-an-older-layout"
 
@@ -33,24 +36,40 @@ LAYOUT_DOC: Final = "docs/reference/redis.md#upgrading-from-an-older-layout"
 def encode_definitions(definitions: Definitions) -> str:
     """The canonical text of definitions: reordered or respelled thresholds give the same one."""
     thresholds = ",".join(str(t) for t in definitions.thresholds_ms)
-    return f"v{FORMAT};t={thresholds};g={definitions.grace_ms}"
+    rule = definitions.at_risk
+    if rule is None:
+        return f"v1;t={thresholds};g={definitions.grace_ms}"
+    at_risk = f"{rule.min_active_days},{rule.gap_factor_milli},{rule.min_silence_ms}"
+    return f"v{FORMAT};t={thresholds};g={definitions.grace_ms};r={at_risk}"
 
 
 def decode_definitions(text: str) -> Definitions:
     """The inverse of :func:`encode_definitions`; ValueError on anything else."""
     parts = text.split(";")
-    if len(parts) != 3 or parts[0] != f"v{FORMAT}" or not parts[1].startswith("t="):
+    if len(parts) not in (3, 4) or parts[0] != f"v{len(parts) - 2}":
         raise ValueError(f"not a definitions record: {text!r}")
-    if not parts[2].startswith("g="):
+    if not parts[1].startswith("t=") or not parts[2].startswith("g="):
         raise ValueError(f"not a definitions record: {text!r}")
     thresholds = tuple(int(t) for t in parts[1][2:].split(","))
-    return Definitions(thresholds, int(parts[2][2:]))
+    at_risk = None
+    if len(parts) == 4:
+        values = parts[3][2:].split(",") if parts[3].startswith("r=") else []
+        if len(values) != 3:
+            raise ValueError(f"not a definitions record: {text!r}")
+        at_risk = AtRiskRule(*(int(v) for v in values))
+    return Definitions(thresholds, int(parts[2][2:]), at_risk)
 
 
 def describe(definitions: Definitions) -> str:
-    """'thresholds 30d,90d, grace 14d' for log lines."""
+    """'thresholds 30d,90d, grace 14d, at risk 16 days x3 >= 7d' for log lines."""
     thresholds = ",".join(threshold_label(t) for t in definitions.thresholds_ms)
-    return f"thresholds {thresholds}, grace {threshold_label(definitions.grace_ms)}"
+    text = f"thresholds {thresholds}, grace {threshold_label(definitions.grace_ms)}"
+    rule = definitions.at_risk
+    if rule is None:
+        return text + ", no at-risk flag"
+    factor = f"{rule.gap_factor_milli / 1000:g}"
+    silence = threshold_label(rule.min_silence_ms)
+    return text + f", at risk {rule.min_active_days} days x{factor} >= {silence}"
 
 
 @dataclass(frozen=True)
@@ -163,7 +182,7 @@ def migrate_partition(
 def _state_under(state: UserInactivity, new: Definitions, released_ms: int) -> UserInactivity:
     """The state a run under ``new`` has at ``released_ms`` (only the flags depend on them)."""
     if not state.enabled:
-        return replace(state, flagged_count=0, never_active=False)
+        return replace(state, flagged_count=0, never_active=False, at_risk_ms=None)
     if state.last_ms is None:
         crossing = max(state.created_ms + new.grace_ms, state.enabled_since_ms)
         return replace(state, flagged_count=0, never_active=crossing <= released_ms)
@@ -173,7 +192,12 @@ def _state_under(state: UserInactivity, new: Definitions, released_ms: int) -> U
         for threshold in new.thresholds_ms
         if max(state.last_ms + threshold, state.enabled_since_ms) <= released_ms
     )
-    return replace(state, flagged_count=count, never_active=False)
+    unflagged = replace(state, flagged_count=count, never_active=False, at_risk_ms=None)
+    at_risk = at_risk_crossing(unflagged, new)
+    if at_risk is None or at_risk > released_ms:
+        return unflagged
+    # Held under both: the flag stays the one raised (nothing to publish).
+    return replace(unflagged, at_risk_ms=state.at_risk_ms or at_risk)
 
 
 def _transitions(
@@ -186,7 +210,12 @@ def _transitions(
 ) -> list[Transition]:
     held_in_order = old.thresholds_ms[: before.flagged_count]
     gets_in_order = new.thresholds_ms[: after.flagged_count]
-    if held_in_order == gets_in_order and before.never_active == after.never_active:
+    at_risk_same = (before.at_risk_ms is None) == (after.at_risk_ms is None)
+    if (
+        held_in_order == gets_in_order
+        and before.never_active == after.never_active
+        and at_risk_same
+    ):
         return []  # the usual case: nothing this user holds changes
     held, gets = set(held_in_order), set(gets_in_order)
     last, created = before.last_ms, before.created_ms
@@ -196,10 +225,40 @@ def _transitions(
     ]
     if before.never_active and not after.never_active:
         out.append(Transition(released_ms, user, "withdrawn", None, last, created))
+    if before.at_risk_ms is not None and after.at_risk_ms is None and not gets:
+        # Not superseded by inactivity under the new definitions: the rule no longer gives it.
+        out.append(
+            Transition(
+                released_ms,
+                user,
+                "withdrawn",
+                None,
+                last,
+                created,
+                at_risk_ms=before.at_risk_ms,
+                only_at_risk=True,
+            )
+        )
+    if after.at_risk_ms is not None and before.at_risk_ms is None:
+        out.append(
+            Transition(
+                after.at_risk_ms,
+                user,
+                "at_risk",
+                last_seen_ms=last,
+                created_ms=created,
+                at_risk_ms=after.at_risk_ms,
+                active_days=after.active_days_count(),
+            )
+        )
     for threshold in sorted(gets - held):
         assert last is not None  # thresholds are only flagged after an activity
         at = max(last + threshold, before.enabled_since_ms)
-        out.append(Transition(at, user, "inactive", threshold, last, created))
+        # The first threshold supersedes an at-risk flag held before.
+        superseded = before.at_risk_ms if threshold == new.thresholds_ms[0] else None
+        out.append(
+            Transition(at, user, "inactive", threshold, last, created, at_risk_ms=superseded)
+        )
     if after.never_active and not before.never_active:
         at = max(created + new.grace_ms, before.enabled_since_ms)
         out.append(Transition(at, user, "never_active", created_ms=created))

@@ -19,15 +19,50 @@ from stream.timebounds import parse_duration_ms
 
 DAY_MS: Final = 86_400_000
 
-TransitionKind = Literal["inactive", "never_active", "reactivated", "withdrawn"]
+TransitionKind = Literal["inactive", "never_active", "at_risk", "reactivated", "withdrawn"]
+
+#: The active-day window a person's rhythm is read over: one bit a day in the stored state.
+RHYTHM_WINDOW_DAYS: Final = 56
+_WINDOW_MASK: Final = (1 << RHYTHM_WINDOW_DAYS) - 1
+
+
+@dataclass(frozen=True)
+class AtRiskRule:
+    """A regular whose silence is several times their usual gap between active days is at risk.
+
+    Regular: active on at least ``min_active_days`` of the ``RHYTHM_WINDOW_DAYS`` days up to their
+    last activity. Usual gap: the window over those active days. At risk once silent for
+    ``gap_factor_milli / 1000`` usual gaps, and never sooner than ``min_silence_ms`` (a day or
+    more, so per-day activity decides it), strictly before the first inactivity threshold.
+    """
+
+    min_active_days: int
+    gap_factor_milli: int
+    min_silence_ms: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_active_days <= RHYTHM_WINDOW_DAYS:
+            raise ValueError(f"at-risk active days must be 1 to {RHYTHM_WINDOW_DAYS}")
+        if self.gap_factor_milli < 1000:
+            raise ValueError("the at-risk gap factor must be at least 1")
+        if self.min_silence_ms < DAY_MS:
+            raise ValueError("the at-risk minimum silence must be a day or more")
+
+    def silence_ms(self, active_days: int) -> int | None:
+        """How long a person with this many active days in the window may be silent, or None."""
+        if active_days < self.min_active_days:
+            return None
+        usual_gap_ms = RHYTHM_WINDOW_DAYS * DAY_MS // active_days
+        return max(self.min_silence_ms, self.gap_factor_milli * usual_gap_ms // 1000)
 
 
 @dataclass(frozen=True)
 class Definitions:
-    """Thresholds (ascending) and the never-active grace period, in milliseconds."""
+    """Thresholds (ascending), the never-active grace period (ms), and the at-risk rule if any."""
 
     thresholds_ms: tuple[int, ...]
     grace_ms: int
+    at_risk: AtRiskRule | None = None
 
     def __post_init__(self) -> None:
         if not self.thresholds_ms or list(self.thresholds_ms) != sorted(set(self.thresholds_ms)):
@@ -48,11 +83,31 @@ class UserInactivity:
     never_active: bool = False
     #: Version (updated time) of the last profile applied: older or repeated ones are ignored.
     profile_ms: int | None = None
+    #: When the current at-risk flag was raised (None: not at risk).
+    at_risk_ms: int | None = None
+    #: Active days up to the last activity: bit i set when active on that day minus i.
+    active_days: int = 0
 
     @property
     def flagged(self) -> bool:
         """True while the user holds any flag."""
-        return self.flagged_count > 0 or self.never_active
+        return self.flagged_count > 0 or self.never_active or self.at_risk_ms is not None
+
+    def active_days_count(self) -> int:
+        """Days with activity in the rhythm window ending on the last active day."""
+        return self.active_days.bit_count()
+
+    def note_activity(self, at_ms: int) -> None:
+        """Record an active day (event-time order; a late one only sets its bit)."""
+        day = at_ms // DAY_MS
+        if self.last_ms is None:
+            self.active_days = 1
+            return
+        last_day = self.last_ms // DAY_MS
+        if day > last_day:
+            self.active_days = ((self.active_days << min(day - last_day, 64)) | 1) & _WINDOW_MASK
+        elif last_day - day < RHYTHM_WINDOW_DAYS:
+            self.active_days |= 1 << (last_day - day)
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +121,12 @@ class Transition:
     last_seen_ms: int | None = None
     created_ms: int | None = None
     away_ms: int | None = None
+    #: at_risk: when raised; inactive, reactivated, withdrawn: when the at-risk flag it ends was.
+    at_risk_ms: int | None = None
+    #: at_risk: active days in the rhythm window before the silence.
+    active_days: int | None = None
+    #: reactivated or withdrawn ending an at-risk flag and nothing else (no history entry).
+    only_at_risk: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,8 +206,21 @@ class InactivityMachine:
         if state.last_ms is None:
             state.never_active = True
             return Transition(at_ms, user_id, "never_active", created_ms=state.created_ms)
+        if at_risk_crossing(state, self.definitions) == at_ms:
+            state.at_risk_ms = at_ms
+            return Transition(
+                at_ms,
+                user_id,
+                "at_risk",
+                last_seen_ms=state.last_ms,
+                created_ms=state.created_ms,
+                at_risk_ms=at_ms,
+                active_days=state.active_days_count(),
+            )
         threshold = self.definitions.thresholds_ms[state.flagged_count]
         state.flagged_count += 1
+        # The first threshold supersedes an at-risk flag: the record says since when it was held.
+        was_at_risk, state.at_risk_ms = state.at_risk_ms, None
         return Transition(
             at_ms,
             user_id,
@@ -154,6 +228,7 @@ class InactivityMachine:
             threshold_ms=threshold,
             last_seen_ms=state.last_ms,
             created_ms=state.created_ms,
+            at_risk_ms=was_at_risk,
         )
 
     def _seen(self, change: Seen) -> list[Transition]:
@@ -165,6 +240,7 @@ class InactivityMachine:
         if state.enabled and state.flagged:
             since = state.last_ms if state.last_ms is not None else state.created_ms
             out.append(_clear_flags(state, change, "reactivated", away_ms=change.at_ms - since))
+        state.note_activity(change.at_ms)
         if state.last_ms is None or change.at_ms > state.last_ms:
             state.last_ms = change.at_ms
         return out
@@ -184,7 +260,7 @@ class InactivityMachine:
         if not change.enabled:
             if state.enabled and state.flagged:
                 out.append(_clear_flags(state, change, "withdrawn"))
-            state.flagged_count, state.never_active = 0, False
+            state.flagged_count, state.never_active, state.at_risk_ms = 0, False, None
             state.enabled = False
         elif not state.enabled:
             state.enabled, state.enabled_since_ms = True, change.at_ms
@@ -203,7 +279,9 @@ def _clear_flags(
     state: UserInactivity, change: Change, kind: TransitionKind, away_ms: int | None = None
 ) -> Transition:
     """End every flag the user holds; the transition that says so."""
-    state.flagged_count, state.never_active = 0, False
+    only_at_risk = state.flagged_count == 0 and not state.never_active
+    at_risk_ms = state.at_risk_ms
+    state.flagged_count, state.never_active, state.at_risk_ms = 0, False, None
     return Transition(
         change.at_ms,
         change.user_id,
@@ -211,6 +289,8 @@ def _clear_flags(
         last_seen_ms=state.last_ms,
         created_ms=state.created_ms,
         away_ms=away_ms,
+        at_risk_ms=at_risk_ms,
+        only_at_risk=only_at_risk and at_risk_ms is not None,
     )
 
 
@@ -226,7 +306,22 @@ def next_crossing(state: UserInactivity, definitions: Definitions) -> int | None
         raw = state.last_ms + definitions.thresholds_ms[state.flagged_count]
     else:
         return None
-    return max(raw, state.enabled_since_ms)
+    threshold = max(raw, state.enabled_since_ms)
+    at_risk = at_risk_crossing(state, definitions)
+    return threshold if at_risk is None else at_risk
+
+
+def at_risk_crossing(state: UserInactivity, definitions: Definitions) -> int | None:
+    """When an enabled, unflagged regular becomes at risk, if before the first threshold."""
+    rule = definitions.at_risk
+    if rule is None or not state.enabled or state.last_ms is None or state.flagged:
+        return None
+    silence = rule.silence_ms(state.active_days_count())
+    if silence is None:
+        return None
+    first = max(state.last_ms + definitions.thresholds_ms[0], state.enabled_since_ms)
+    at = max(state.last_ms + silence, state.enabled_since_ms)
+    return at if at < first else None
 
 
 def buffer_member_for_profile(at_ms: int, user_id: str, enabled: bool, created_ms: int) -> str:
@@ -243,9 +338,16 @@ def parse_buffer_member(member: str) -> Change:
 
 
 def definitions_from(settings: Settings) -> Definitions:
-    """The configured thresholds and grace period."""
+    """The configured thresholds, grace period and at-risk rule."""
     thresholds = sorted({parse_duration_ms(t) for t in settings.inactivity_thresholds.split(",")})
-    return Definitions(tuple(thresholds), parse_duration_ms(settings.never_active_grace))
+    at_risk = None
+    if settings.at_risk_active_days > 0:
+        at_risk = AtRiskRule(
+            settings.at_risk_active_days,
+            round(settings.at_risk_gap_factor * 1000),
+            parse_duration_ms(settings.at_risk_min_silence),
+        )
+    return Definitions(tuple(thresholds), parse_duration_ms(settings.never_active_grace), at_risk)
 
 
 def counting_types_from(settings: Settings) -> frozenset[str] | None:

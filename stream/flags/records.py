@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stream.flags.machine import Definitions, Transition, threshold_label
+from stream.flags.machine import RHYTHM_WINDOW_DAYS, Definitions, Transition, threshold_label
 from stream.store import Profile
 
 SCHEMA: str = "esn.users.flagged.v1"
@@ -15,12 +15,18 @@ HISTORY_CODES = {"inactive": "i", "never_active": "n", "reactivated": "r", "with
 
 
 def history_lines(transitions: list[Transition], definitions: Definitions) -> list[str]:
-    """ "user\tcode@ms" for the changes that decide whether a user is flagged at an instant."""
+    """ "user\tcode@ms" for the changes that decide whether a user is flagged at an instant.
+
+    The history keeps the first threshold and never-active: an at-risk flag, and its end when
+    nothing else was held, leave no entry.
+    """
     first = definitions.thresholds_ms[0]
     return [
         f"{t.user_id}\t{HISTORY_CODES[t.kind]}@{t.at_ms}"
         for t in transitions
-        if t.kind != "inactive" or t.threshold_ms == first
+        if (t.kind != "inactive" or t.threshold_ms == first)
+        and t.kind != "at_risk"
+        and not t.only_at_risk
     ]
 
 
@@ -48,6 +54,18 @@ def flag_record(
         record["threshold_seconds"] = transition.threshold_ms // 1000
     if transition.away_ms is not None:
         record["away_seconds"] = transition.away_ms / 1000
+    if transition.at_risk_ms is not None:
+        # at_risk: since when; inactive: the at-risk flag it supersedes; reactivated or
+        # withdrawn: the one it ends.
+        record["at_risk_since"] = iso_ms(transition.at_risk_ms)
+    if transition.active_days is not None:
+        record["rhythm"] = {
+            "active_days": transition.active_days,
+            "window_days": RHYTHM_WINDOW_DAYS,
+            "usual_gap_days": round(RHYTHM_WINDOW_DAYS / transition.active_days, 2),
+        }
+    if transition.only_at_risk:
+        record["ends"] = "at_risk"
     if migrated and transition.kind == "withdrawn":
         # Not a disabled profile: the definitions changed and no longer give this flag.
         record["reason"] = "definitions_changed"

@@ -225,6 +225,8 @@ def _counted(state: UserInactivity, definitions: Definitions) -> set[str]:
     out = {"enabled"}
     if state.never_active:
         out.add("never_active")
+    if state.at_risk_ms is not None:
+        out.add("at_risk")
     for threshold in definitions.thresholds_ms[: state.flagged_count]:
         out.add(f"inactive:{threshold_label(threshold)}")
     return out

@@ -7,7 +7,7 @@
 -- The hash: "<department>\t<figure>" -> users with an enabled profile of that department
 -- (department '' when the profile names none) that are: enabled (all of them), active (a state
 -- that has seen them and holds no flag), inactive (flagged at one threshold or more),
--- never_active; and "built" -> 1.
+-- never_active, at_risk (holding the at-risk flag); and "built" -> 1.
 if #KEYS < 2 or #ARGV ~= 0 then
   return redis.error_reply('department_counts.lua: expects at least 2 keys and no argument')
 end
@@ -32,6 +32,9 @@ for i = 3, #KEYS do
         if tonumber(flagged) > 0 then add(department, 'inactive') end
         if never == '1' then add(department, 'never_active') end
         if last ~= '' and tonumber(flagged) == 0 and never ~= '1' then add(department, 'active') end
+        if string.match(raw, '^[^|]*|[^|]*|[01]|[^|]*|%d+|[01]|[^|]*|%-?%d+|') then
+          add(department, 'at_risk')
+        end
       end
     end
   end

@@ -13,7 +13,7 @@ _BUILD_SCRIPT = resources.files("stream.store").joinpath("department_counts.lua"
 _READ_SCRIPT = resources.files("stream.store").joinpath("department_counts_read.lua").read_text()
 #: The field that says a partition's counts were counted from scratch once (see the script).
 BUILT: Final = "built"
-FIGURES: Final = ("enabled", "active", "inactive", "never_active")
+FIGURES: Final = ("enabled", "active", "inactive", "never_active", "at_risk")
 
 
 class DepartmentCounts:

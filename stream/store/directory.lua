@@ -99,7 +99,9 @@ local function figures(raw)
   local inactive = tonumber(flagged) > 0 and 1 or 0
   local never_active = never == '1' and 1 or 0
   local active = (last ~= '' and inactive == 0 and never_active == 0) and 1 or 0
-  return {enabled = 1, active = active, inactive = inactive, never_active = never_active}
+  local at_risk = string.match(raw, '^[^|]*|[^|]*|[01]|[^|]*|%d+|[01]|[^|]*|%-?%d+|') and 1 or 0
+  return {enabled = 1, active = active, inactive = inactive, never_active = never_active,
+          at_risk = at_risk}
 end
 local function move(department, user_figures, sign)
   for figure, value in pairs(user_figures) do

@@ -52,6 +52,9 @@ end
 local INT = '(%-?%d+)'
 local OPT = '(%-?%d*)'
 local STATE = '^' .. INT .. '|' .. INT .. '|[01]|' .. OPT .. '|%d+|[01]|' .. OPT .. '$'
+-- The same with the at-risk instant and the active-day bits (hex) after it.
+local STATE_RHYTHM = '^' .. INT .. '|' .. INT .. '|[01]|' .. OPT .. '|%d+|[01]|' .. OPT .. '|'
+  .. OPT .. '|%x+$'
 local specs = {
   {1, '^([^\t]+)\t(.+)$', 'user<TAB>state'},
   {2, '^([^\t]+)\t' .. INT .. '$', 'user<TAB>crossing_ms'},
@@ -71,7 +74,7 @@ for _, spec in ipairs(specs) do
   lines[spec[1]] = parsed
 end
 for n, line in ipairs(lines[1]) do
-  if not string.match(line[2], STATE) then
+  if not string.match(line[2], STATE) and not string.match(line[2], STATE_RHYTHM) then
     return fail('ARGV[1] line ' .. n .. ' has no valid state: ' .. line[2])
   end
 end
@@ -118,29 +121,32 @@ if ARGV[13] ~= '' and ARGV[13] ~= version then
   return -1
 end
 
--- The department figures of a stored state: active (seen, no flag), inactive, never_active.
+-- The department figures of a stored state: active (seen, no flag but at risk), inactive,
+-- never_active, at_risk.
 local function figures(raw)
-  if not raw then return 0, 0, 0 end
+  if not raw then return 0, 0, 0, 0 end
   local last, flagged, never = string.match(raw, '^[^|]*|[^|]*|[01]|(%-?%d*)|(%d+)|([01])|')
-  if not last then return 0, 0, 0 end -- unreadable: counts as no state (never written so)
+  if not last then return 0, 0, 0, 0 end -- unreadable: counts as no state (never written so)
   local inactive = tonumber(flagged) > 0 and 1 or 0
   local never_active = never == '1' and 1 or 0
   local active = (last ~= '' and inactive == 0 and never_active == 0) and 1 or 0
-  return active, inactive, never_active
+  local at_risk = string.match(raw, '^[^|]*|[^|]*|[01]|[^|]*|%d+|[01]|[^|]*|%-?%d+|') and 1 or 0
+  return active, inactive, never_active, at_risk
 end
 
 -- Checked: from here on every call succeeds.
 for n, line in ipairs(lines[1]) do
   local user = line[1]
-  local a0, i0, n0 = figures(redis.call('HGET', KEYS[1], user))
-  local a1, i1, n1 = figures(line[2])
-  if a0 ~= a1 or i0 ~= i1 or n0 ~= n1 then
+  local a0, i0, n0, r0 = figures(redis.call('HGET', KEYS[1], user))
+  local a1, i1, n1, r1 = figures(line[2])
+  if a0 ~= a1 or i0 ~= i1 or n0 ~= n1 or r0 ~= r1 then
     local profile = redis.call('HGET', lines[15][n][1], user)
     local department = profile and string.match(profile, '^[^\t]*\tenabled\t[^\t]*\t([^\t]*)\t')
     if department then
       if a0 ~= a1 then redis.call('HINCRBY', KEYS[11], department .. '\tactive', a1 - a0) end
       if i0 ~= i1 then redis.call('HINCRBY', KEYS[11], department .. '\tinactive', i1 - i0) end
       if n0 ~= n1 then redis.call('HINCRBY', KEYS[11], department .. '\tnever_active', n1 - n0) end
+      if r0 ~= r1 then redis.call('HINCRBY', KEYS[11], department .. '\tat_risk', r1 - r0) end
     end
   end
   redis.call('HSET', KEYS[1], user, line[2])

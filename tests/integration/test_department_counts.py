@@ -34,8 +34,11 @@ def profile(user: str, version: int, department: str | None, status: str = "enab
     )
 
 
-def state(last_ms: int | None, flagged: int = 0, never: bool = False) -> str:
-    return encode_state(UserInactivity(1000, 1000, True, last_ms, flagged, never))
+def state(last_ms: int | None, flagged: int = 0, never: bool = False, at_risk: bool = False) -> str:
+    at_risk_ms = 9000 if at_risk else None
+    return encode_state(
+        UserInactivity(1000, 1000, True, last_ms, flagged, never, at_risk_ms=at_risk_ms)
+    )
 
 
 def partition_of(user: str) -> int:
@@ -98,7 +101,9 @@ class TestDepartmentCounts:
         await fold(store, [profile(f"u{n}", 1, f"D{n % 4}") for n in range(40)])
         for p in range(PARTITIONS):
             mine = {
-                f"u{n}": state(5000, (n // 4) % 2) for n in range(40) if partition_of(f"u{n}") == p
+                f"u{n}": state(5000, (n // 4) % 2, at_risk=(n // 4) % 2 == 0 and n % 3 == 0)
+                for n in range(40)
+                if partition_of(f"u{n}") == p
             }
             await release(store, p, mine)
         everyone = settings.model_copy(update={"min_group_size": 1})
@@ -108,7 +113,9 @@ class TestDepartmentCounts:
         # Half-maintained counts (a delta landed before the first build) are replaced whole.
         await store.client.hincrby(store.keys.partition(0).department_counts, "D0\tenabled", 7)
         assert expected == await department_figures(store, everyone)
-        assert expected["D1"] == {"enabled": 10, "active": 5, "inactive": 5, "never_active": 0}
+        # At risk is a warning before any threshold: those two are active too.
+        expected_d1 = {"enabled": 10, "active": 5, "inactive": 5, "never_active": 0, "at_risk": 2}
+        assert expected_d1 == expected["D1"]
         await fold(store, [profile("u1", 2, "D2")])  # maintained from there on
         await assert_department_counts_exact(store, settings)
 

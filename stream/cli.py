@@ -2,8 +2,8 @@
 
 Other commands live in a module per group, registered at the bottom: produce and generate
 (:mod:`stream.cli_produce`), user (:mod:`stream.cli_user`), inactive (:mod:`stream.cli_inactive`),
-the analytics (:mod:`stream.cli_analytics`), import, dlq, rebuild, demo, nudge. Every failure
-ends in :mod:`stream.cli_errors`: one line and a documented exit code.
+the analytics (:mod:`stream.cli_analytics`), import, dlq, rebuild, demo, nudge, backtest. Every
+failure ends in :mod:`stream.cli_errors`: one line and a documented exit code.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import click
 from stream import (
     cli_analytics,
     cli_api,
+    cli_backtest,
     cli_config,
     cli_demo,
     cli_dlq,
@@ -129,6 +130,7 @@ cli_demo.register(main)
 cli_api.register(main)
 cli_config.register(main)
 cli_nudge.register(main)
+cli_backtest.register(main)
 
 
 if __name__ == "__main__":

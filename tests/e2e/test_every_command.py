@@ -117,6 +117,10 @@ CASES: dict[str, Case] = {
     "nudge": Case(not_run="serves until stopped: tests/e2e/test_nudge.py runs it on real servers"),
     "nudge log": Case(redis_down=UNREACHABLE, bad=("--since", "someday"), named="'--since'"),
     "nudge effect": Case(redis_down=UNREACHABLE, bad=("--since", "someday"), named="'--since'"),
+    # Reads files or the generator only: no server asked.
+    "backtest": Case(
+        ("--generated", "30:20:1"), bad=("--generated", "banana"), named="'--generated'"
+    ),
     "api token": Case(
         ("every-client", "--scope", "aggregate"),
         bad=("every-client", "--scope", "everything"),

@@ -158,7 +158,7 @@ def nudge_effect(since: int, as_json: bool) -> None:
         finally:
             await redis.close()
 
-    figure = effect(asyncio.run(read()), _now_ms(), since)
+    figure = effect(asyncio.run(read()), _now_ms(), since, minimum=get_settings().min_group_size)
     if as_json:
         click.echo(jsonutil.dumps(figure).decode())
         return
@@ -166,9 +166,10 @@ def nudge_effect(since: int, as_json: bool) -> None:
         for group in ("nudged", "not_nudged"):
             cell = row[group]
             share = "-" if cell["share"] is None else f"{cell['share']:.1%}"
+            again = "-" if cell["active_again"] is None else cell["active_again"]
             click.echo(
                 f"active again within {window}: {group:10} {share:>6} "
-                f"({cell['active_again']} of {cell['flags']} flags)"
+                f"({again} of {cell['flags']} flags)"
             )
 
 

@@ -15,6 +15,8 @@ from stream.api.access import PeopleAccessLog
 from stream.api.auth import SCOPE_DESCRIPTIONS, Token
 from stream.api.cache import AnswerCache
 from stream.api.errors import QueryStringCap, install_error_handlers
+from stream.api.nudge_routes import build_nudge_router
+from stream.api.routes import _ERRORS as ROUTE_ERRORS
 from stream.api.routes import PREFIX, ApiContext, build_router
 from stream.api.security import Guard
 from stream.flags.machine import definitions_from
@@ -61,7 +63,9 @@ def create_fastapi(settings: Settings, tokens: list[Token]) -> FastAPI:
         definitions_from(settings),
         AnswerCache(settings.api_cache_seconds, time.monotonic),
     )
-    api.include_router(build_router(context, Guard(tokens)))
+    guard = Guard(tokens)
+    api.include_router(build_router(context, guard))
+    api.include_router(build_nudge_router(settings, store, guard, ROUTE_ERRORS))
 
     # Probes, open like the worker's: they say nothing about anyone.
     @api.get("/health", include_in_schema=False)

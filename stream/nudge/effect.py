@@ -13,10 +13,16 @@ GROUPS = ("nudged", "not_nudged")
 
 
 def effect(
-    entries: Iterable[dict[str, Any]], now_ms: int, since_ms: int = 0, until_ms: int | None = None
+    entries: Iterable[dict[str, Any]],
+    now_ms: int,
+    since_ms: int = 0,
+    until_ms: int | None = None,
+    minimum: int = 1,
 ) -> dict[str, Any]:
     """{"windows": {"7d": {"nudged": {flags, active_again, share}, "not_nudged": ...}, ...}}
-    over the decisions made from ``since_ms`` to ``until_ms``."""
+    over the decisions made from ``since_ms`` to ``until_ms``. A group of fewer than
+    ``minimum`` flags (ESN_MIN_GROUP_SIZE) shows its size only: a share of two people tells
+    whether each came back."""
     decided = [
         e
         for e in entries
@@ -35,10 +41,11 @@ def effect(
                 for e in whole
                 if isinstance(e.get("reactivated"), int) and e["reactivated"] - e["decided"] <= span
             )
+            shown = len(whole) >= max(1, minimum)
             row[group] = {
                 "flags": len(whole),
-                "active_again": again,
-                "share": round(again / len(whole), 4) if whole else None,
+                "active_again": again if shown else None,
+                "share": round(again / len(whole), 4) if shown else None,
             }
         nudged, control = row["nudged"]["share"], row["not_nudged"]["share"]
         row["difference"] = (

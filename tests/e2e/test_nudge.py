@@ -21,6 +21,7 @@ from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.nudge_store import NudgeStore
 from stream.topics import TopicNames
+from tests.api_support import ApiProcess, make_token
 from tests.nudge_servers import SMTP_PASSWORD, SMTP_USER, SmtpInbox, WebhookInbox, servers
 from tests.support import (
     REPO,
@@ -280,6 +281,23 @@ class TestNudgeService:
         ).stdout
         assert "u-b" in log and "opted_out" in log and "example.com" not in log
         assert SMTP_PASSWORD not in (nudge_env["dir"] / "nudge-0.log").read_text()
+        self.check_api(settings, nudge_env["dir"])
+
+    def check_api(self, settings: Settings, folder: Path) -> None:
+        """The effect is aggregate, the log names people: people scope only."""
+        figures, people = make_token("board", "aggregate"), make_token("council", "people")
+        api = ApiProcess(settings, folder, api_tokens=f"{figures.entry}\n{people.entry}")
+        try:
+            api.start()
+            status, answer = api.get_json("/api/v1/nudges/effect", figures.secret)
+            assert (200, 8) == (status, answer["decisions"])
+            assert {"7d", "30d"} == set(answer["windows"])
+            assert 403 == api.get_json("/api/v1/nudges/log", figures.secret)[0]
+            status, log = api.get_json("/api/v1/nudges/log?days=1", people.secret)
+            assert 200 == status
+            assert ("u-b", "opted_out") in {(e["who"], e["outcome"]) for e in log["items"]}
+        finally:
+            api.stop()
 
     async def test_sigkill_during_the_handover_sends_once(
         self, nudge_env: dict[str, Any], inboxes: tuple[SmtpInbox, WebhookInbox]

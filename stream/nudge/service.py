@@ -127,6 +127,7 @@ class NudgeService:
     async def _deliver_loop(self) -> None:
         while not self.stop.is_set():
             looked = await self.deliverer.run_due()
+            self.metrics.pending.set(await self.store.pending_count())
             if looked:
                 continue
             self._wake.clear()

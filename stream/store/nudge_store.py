@@ -78,6 +78,10 @@ class NudgeStore:
         )
         return [text(r) for r in raw]
 
+    async def pending_count(self) -> int:
+        """Deliveries not settled yet (held, deferred, to retry, or being sent)."""
+        return int(await self.client.zcard(self.keys.due))
+
     async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
         """One delivery's state."""
         raw = await self.client.hget(self.keys.deliveries, delivery_id)

@@ -1,9 +1,9 @@
-"""Community health counted in Redis: people, active people and active owners per community.
+"""Community health counted in Redis: role holders, people, active people and active owners.
 
-Each partition keeps a health index (fold.lua and directory.lua keep it; docs/reference/redis.md):
-a read is one script call per partition and chunk of communities answering six numbers a
-community, O(communities x partitions) whatever the members, instead of reading every member's
-last activity.
+Each partition keeps its communities' role counts and active counts (fold.lua and directory.lua
+keep them; docs/reference/redis.md): a read is one script call per partition, which moves the
+active counts to the instant asked by reading only who crossed a window's start since the last
+read (O(changes)), and answers every community's counts as two strings. No member is read.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from stream.store.directory_store import ROLES
 from stream.store.redis_store import RedisStore, run_scripts, text
 
 _HEALTH_SCRIPT = resources.files("stream.store").joinpath("community_health.lua").read_text()
-#: Communities per script call: bounds how long one call holds Redis (six O(log n) commands a
-#: community, a few microseconds; the fold's calls queue behind a long one).
-_COMMUNITY_CHUNK = 200
 
 
 @dataclass
@@ -30,13 +27,8 @@ class HealthCounts:
     active_owners: int = 0
 
 
-def since(now_ms: int, window_ms: int) -> str:
-    """The health index's bound for "last event within ``window_ms`` of ``now_ms``"."""
-    return f"{max(0, now_ms - window_ms):015d}"
-
-
 class CommunityHealthReads:
-    """Per-community counts read from every partition's health index."""
+    """Per-community counts read from every partition."""
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
@@ -52,37 +44,32 @@ class CommunityHealthReads:
         Active people: last event within ``window_ms``; active owners: within ``threshold_ms``
         (both among enabled people, or of no known profile).
         """
-        partitions = await self._store.partitions()
-        async with self._client.pipeline(transaction=False) as pipe:
-            for p in partitions:
-                pipe.smembers(self._keys.partition(p).community_registry)
-            registries = await pipe.execute()
-        bounds = [since(now_ms, window_ms), since(now_ms, threshold_ms)]
-        calls: list[tuple[list[str], list[str]]] = []
-        chunks: list[list[str]] = []
-        for p, registry in zip(partitions, registries, strict=True):
+        calls = []
+        for p in await self._store.partitions():
             k = self._keys.partition(p)
-            names = sorted(text(c) for c in registry)
-            for start in range(0, len(names), _COMMUNITY_CHUNK):
-                chunk = names[start : start + _COMMUNITY_CHUNK]
-                keys = [k.community_health]
-                keys += [k.community_role(c, role) for c in chunk for role in ROLES]
-                calls.append((keys, bounds + chunk))
-                chunks.append(chunk)
+            keys = [
+                k.community_counts,
+                k.community_active,
+                k.community_active_people,
+                k.community_active_owners,
+            ]
+            calls.append((keys, [now_ms, window_ms, threshold_ms]))
         found: dict[str, HealthCounts] = {}
-        for chunk, reply in zip(
-            chunks, await run_scripts(self._client, self._script, calls), strict=True
-        ):
+        for reply in await run_scripts(self._client, self._script, calls):
             if isinstance(reply, Exception):
                 raise reply
-            for index, community in enumerate(chunk):
-                figures = [int(v) for v in reply[6 * index : 6 * index + 6]]
-                if not any(figures[:3]):
-                    continue  # everyone left: not a community of anyone (as before)
+            roles, active = text(reply[0]), text(reply[1])
+            for line in roles.split("\n") if roles else ():
+                community, _, values = line.partition("\t")
+                owners, members, followers, people = (int(v) for v in values.split(","))
                 counts = found.setdefault(community, HealthCounts())
-                for role, held in zip(ROLES, figures[:3], strict=True):
+                for role, held in zip(ROLES, (owners, members, followers), strict=True):
                     counts.roles[role] += held
-                counts.people += figures[3]
-                counts.active += figures[4]
-                counts.active_owners += figures[5]
-        return found
+                counts.people += people
+            for line in active.split("\n") if active else ():
+                community, _, values = line.partition("\t")
+                people_active, owners_active = (int(v) for v in values.split(","))
+                counts = found.setdefault(community, HealthCounts())
+                counts.active += people_active
+                counts.active_owners += owners_active
+        return {c: counts for c, counts in found.items() if counts.people}

@@ -10,8 +10,9 @@
 --       4 profiles: lines "bucket\tuser\tupdated_ms\tstatus\tcreated_ms\tdepartment\tname",
 --       5 memberships: lines "bucket\tuser\tcommunity\trole\top\tupdated_ms",
 --       6 the inactivity states hash, 7 the department counts hash (both declared keys),
---       8 user record bucket prefix (the buckets of every user named, declared), 9 the community
---       people hash, 10 the community health index (both declared; see "community health")
+--       8 user record bucket prefix (the buckets of every user named, declared), 9-13 the
+--       community people hash, role counts, active people, active owners and active counts
+--       (declared keys; fold.lua's section "community health" says what they hold)
 -- A profile that changes a user's department or enabled status moves the department counts
 -- (department_counts.lua says what they hold) by the user's state, read here; release.lua moves
 -- them when the state changes. A replayed or older record changes nothing, so neither do they.
@@ -20,8 +21,8 @@
 local function fail(message)
   return redis.error_reply('directory.lua: ' .. message)
 end
-if #KEYS < 1 or #ARGV ~= 10 then
-  return fail('expects at least 1 key and 10 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS < 1 or #ARGV ~= 13 then
+  return fail('expects at least 1 key and 13 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 for _, i in ipairs({1, 2, 3, 8}) do
   if ARGV[i] == '' then return fail('ARGV[' .. i .. '] (a key prefix) is empty') end
@@ -33,9 +34,12 @@ local states, counts = ARGV[6], ARGV[7]
 if not declared[states] or not declared[counts] then
   return fail('ARGV[6] and ARGV[7] (the states and department counts) must be declared keys')
 end
-local record_prefix, people, health = ARGV[8], ARGV[9], ARGV[10]
-if not declared[people] or not declared[health] then
-  return fail('ARGV[9] and ARGV[10] (community people and health index) must be declared keys')
+local record_prefix, people, role_counts = ARGV[8], ARGV[9], ARGV[10]
+local active_people, active_owners, active_counts = ARGV[11], ARGV[12], ARGV[13]
+for i = 9, 13 do
+  if not declared[ARGV[i]] then
+    return fail('ARGV[' .. i .. '] (a community health key) must be a declared key')
+  end
 end
 local profile_prefix, membership_prefix, community_prefix = ARGV[1], ARGV[2], ARGV[3]
 local STATUS = {enabled = true, disabled = true}
@@ -138,15 +142,47 @@ local function write_person(user, person)
     redis.call('HSET', people, user, table.concat(out, '\t'))
   end
 end
--- The padded last event time of the user's record, nil when never seen.
+-- The last event time of the user's record, nil when never seen.
 local function last_seen(record_key, user)
   local record = redis.call('HGET', record_key, user)
   if not record or #record < 12 then return nil end
   local _, last = struct.unpack('<I6I6', record)
-  return string.format('%015d', last)
+  return last
 end
-local function entry(kind, community, last, user)
-  return kind .. '\t' .. community .. '\t' .. last .. '\t' .. user
+-- "owners,members,followers,people" of a community, moved by the given differences.
+local function move_roles(community, moves)
+  local held = redis.call('HGET', role_counts, community)
+  local values = {0, 0, 0, 0}
+  if held then
+    local o, m, f, n = string.match(held, '^(%d+),(%d+),(%d+),(%d+)$')
+    values = {tonumber(o), tonumber(m), tonumber(f), tonumber(n)}
+  end
+  for i = 1, 4 do values[i] = values[i] + (moves[i] or 0) end
+  if values[4] == 0 and values[1] + values[2] + values[3] == 0 then
+    redis.call('HDEL', role_counts, community)
+  else
+    redis.call('HSET', role_counts, community, table.concat(values, ','))
+  end
+end
+-- An enabled, seen person (or owner: which = 2) of a community joins (sign 1) or leaves (-1)
+-- its sorted set, and its active count as of the counts' instant when within the window.
+local meta = redis.call('HMGET', active_counts, '\tasof', '\tw', '\tt')
+local asof = tonumber(meta[1])
+local from = asof and {asof - tonumber(meta[2]), asof - tonumber(meta[3])} or nil
+local function move_active(which, community, user, last, sign)
+  local key = which == 1 and active_people or active_owners
+  if sign > 0 then redis.call('ZADD', key, string.format('%d', last), community .. '\t' .. user)
+  else redis.call('ZREM', key, community .. '\t' .. user) end
+  if not from or last < from[which] then return end
+  local held = redis.call('HGET', active_counts, community)
+  local values = {0, 0}
+  if held then
+    local a, o = string.match(held, '^(%d+),(%d+)$')
+    values = {tonumber(a), tonumber(o)}
+  end
+  values[which] = values[which] + sign
+  if values[1] + values[2] == 0 then redis.call('HDEL', active_counts, community)
+  else redis.call('HSET', active_counts, community, values[1] .. ',' .. values[2]) end
 end
 -- A profile's enabled status (no profile counts as enabled, as the health reads always did).
 local function enabled_in(profile)
@@ -168,14 +204,12 @@ for _, p in ipairs(profile_lines) do
       write_person(user, person)
       local last = last_seen(p[5], user)
       if last then
-        -- Seen: the person's entries move between "-" (disabled) and their last event time.
-        local off, on = now_enabled and '-' or last, now_enabled and last or '-'
+        -- Seen: enabled, the person counts in each of their communities again; disabled, not.
+        local sign = now_enabled and 1 or -1
         for _, community in ipairs(person.order) do
-          redis.call('ZREM', health, entry('a', community, off, user))
-          redis.call('ZADD', health, 0, entry('a', community, on, user))
+          move_active(1, community, user, last, sign)
           if string.find(person.roles[community], 'o', 1, true) then
-            if now_enabled then redis.call('ZADD', health, 0, entry('o', community, last, user))
-            else redis.call('ZREM', health, entry('o', community, last, user)) end
+            move_active(2, community, user, last, sign)
           end
         end
       end
@@ -220,15 +254,16 @@ for _, m in ipairs(membership_lines) do
       person.roles[community] = after
       person.enabled = enabled_in(redis.call('HGET', m[6], user))
       write_person(user, person)
+      local moves = {0, 0, 0, 0}
+      moves[({o = 1, m = 2, f = 3})[letter]] = op == 'add' and 1 or -1
+      if before == '' then moves[4] = 1 elseif after == '' then moves[4] = -1 end
+      move_roles(community, moves)
       local last = person.enabled and last_seen(m[7], user) or nil
-      local a = entry('a', community, last or '-', user)
-      if before == '' then redis.call('ZADD', health, 0, a) end
-      if after == '' then redis.call('ZREM', health, a) end
+      if last and moves[4] ~= 0 then move_active(1, community, user, last, moves[4]) end
       local was_owner = string.find(before, 'o', 1, true) ~= nil
       local is_owner = string.find(after, 'o', 1, true) ~= nil
       if last and was_owner ~= is_owner then
-        if is_owner then redis.call('ZADD', health, 0, entry('o', community, last, user))
-        else redis.call('ZREM', health, entry('o', community, last, user)) end
+        move_active(2, community, user, last, is_owner and 1 or -1)
       end
     end
   end

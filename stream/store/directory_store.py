@@ -9,6 +9,7 @@ from importlib import resources
 from stream.directory import MembershipV1, ProfileV1, updated_ms
 from stream.events import epoch_ms
 from stream.flags.machine import buffer_member_for_profile
+from stream.store.keys import PartitionKeys
 from stream.store.redis_store import RedisStore, run_scripts, text
 
 _DIRECTORY_SCRIPT = resources.files("stream.store").joinpath("directory.lua").read_text()
@@ -76,8 +77,7 @@ class DirectoryStore:
                 k.community_registry,
                 k.inactivity_states,
                 k.department_counts,
-                k.community_people,
-                k.community_health,
+                *self._community_health_keys(k),
             ]
         )
         profiles, memberships = [], []
@@ -121,10 +121,20 @@ class DirectoryStore:
             k.inactivity_states,
             k.department_counts,
             k.user_prefix,
-            k.community_people,
-            k.community_health,
+            *self._community_health_keys(k),
         ]
         return list(touched), args
+
+    @staticmethod
+    def _community_health_keys(k: PartitionKeys) -> list[str]:
+        """What directory.lua keeps of community health, in its ARGV order (9 to 13)."""
+        return [
+            k.community_people,
+            k.community_counts,
+            k.community_active_people,
+            k.community_active_owners,
+            k.community_active,
+        ]
 
     async def buffer_profiles(self, profiles: Sequence[tuple[int, ProfileV1]]) -> None:
         """Add (partition, profile) versions to their partitions' reorder buffers (idempotent)."""

@@ -1,10 +1,11 @@
 -- Apply one partition batch's fold and advance its offset fence, atomically (key layout 4).
 -- KEYS: 1 fence, 2 totals, 3 unknown-type totals, 4 reorder buffer, 5 watermark source,
 --       6 community activity (community -> "last_ms,events"), 7 user index (list: position ->
---       user id), 8 community people (user -> "enabled\tcommunity\troles..."), 9 community
---       health index (lex sorted set, see the community health section), then every other key the call touches (user and received buckets, daily
---       counters, day bitmaps, HyperLogLogs, progressions, content, top items): all of one
---       partition's hash slot. A key named by the payload but not declared is a bad call (a
+--       user id), 8-11 community health: people (user -> "enabled\tcommunity\troles..."),
+--       active people and active owners (sorted sets), active counts (hash); see the section
+--       "community health". Then every other key the call touches (user and received buckets,
+--       daily counters, day bitmaps, HyperLogLogs, progressions, content, top items): all of
+--       one partition's hash slot. A key named by the payload but not declared is a bad call (a
 --       Redis Cluster routes a script by its declared keys only).
 -- ARGV: 1 first_offset, 2 last_offset, 3 the payload (JSON, below), 4 the fence the caller
 --       believes this partition is at ('' when it does not know).
@@ -500,14 +501,14 @@ if #communities > 0 then
 end
 
 -- @section community health
--- Layout 4 (issue 15): every person of a community has an entry "a\tcommunity\tlast\tuser" in
--- the partition's health index (KEYS[9]), every enabled owner also "o\tcommunity\tlast\tuser";
--- last is the user record's last_ms zero-padded to 15 digits, or "-" while the person is
--- disabled or never seen (directory.lua keeps that part). All scores are 0, so a lex range
--- counts a community's people, or those active since an instant, in O(log n): the refresh
--- reads no member. Here: each user whose last_ms moved on and who holds a role (KEYS[8]) and is
--- enabled has their entries moved from the old time to the new, one HMGET, ZREM and ZADD a
--- batch. Nothing is checked: only values this call or directory.lua wrote are read.
+-- Layout 4 (issue 15): every enabled person of a community who was ever seen is a member
+-- "community\tuser" of KEYS[9] scored by their last event time, every such owner of KEYS[10]
+-- too (directory.lua adds and removes them on joins, leaves, disables and re-enables). KEYS[11]
+-- holds per community how many of them are active as of the instant of its field "\tasof"
+-- (last event within "\tw", or "\tt" for owners), which community_health.lua moves to the
+-- instant read. Here: a user whose last event moved on, who holds a role (KEYS[8]) and is
+-- enabled, gets their new time, and a community's count goes up where that brings them into its
+-- window. Nothing is checked: only values this call or directory.lua wrote are read.
 do
   local moved_users, moved_at = {}, {}
   for position, rec in ipairs(by_position) do
@@ -516,32 +517,55 @@ do
       moved_at[#moved_at + 1] = position
     end
   end
-  if #moved_users > 0 then
-    local held = hmget(KEYS[8], moved_users)
-    local removed, added = {}, {}
-    for offset, user in ipairs(moved_users) do
-      local entry = held[offset]
-      if entry and string.sub(entry, 1, 1) == '1' then
-        local position = moved_at[offset]
-        local was = seen_before[position]
-        was = was and string.format('%015d', was) or '-'
-        local now = string.format('%015d', by_position[position][2])
-        for community, roles in string.gmatch(entry, '\t([^\t]+)\t([^\t]+)') do
-          local head = 'a\t' .. community .. '\t'
-          removed[#removed + 1] = head .. was .. '\t' .. user
-          added[#added + 1] = '0'
-          added[#added + 1] = head .. now .. '\t' .. user
-          if string.find(roles, 'o', 1, true) then
-            head = 'o\t' .. community .. '\t'
-            if was ~= '-' then removed[#removed + 1] = head .. was .. '\t' .. user end
-            added[#added + 1] = '0'
-            added[#added + 1] = head .. now .. '\t' .. user
-          end
+  local held = #moved_users > 0 and hmget(KEYS[8], moved_users) or {}
+  local people, owners, entered = {}, {}, {}
+  local meta = redis.call('HMGET', KEYS[11], '\tasof', '\tw', '\tt')
+  local asof = tonumber(meta[1])
+  local people_from = asof and asof - tonumber(meta[2])
+  local owners_from = asof and asof - tonumber(meta[3])
+  local function enters(was, now, from)
+    return from ~= nil and now >= from and not (was and was >= from)
+  end
+  for offset, user in ipairs(moved_users) do
+    local entry = held[offset]
+    if entry and string.sub(entry, 1, 1) == '1' then
+      local position = moved_at[offset]
+      local was, now = seen_before[position], by_position[position][2]
+      local score = string.format('%d', now)
+      for community, roles in string.gmatch(entry, '\t([^\t]+)\t([^\t]+)') do
+        local member = community .. '\t' .. user
+        people[#people + 1] = score
+        people[#people + 1] = member
+        local counts = entered[community] or {0, 0}
+        if enters(was, now, people_from) then counts[1] = counts[1] + 1 end
+        if string.find(roles, 'o', 1, true) then
+          owners[#owners + 1] = score
+          owners[#owners + 1] = member
+          if enters(was, now, owners_from) then counts[2] = counts[2] + 1 end
         end
+        entered[community] = counts
       end
     end
-    if #removed > 0 then call_chunked('ZREM', KEYS[9], removed, 1) end
-    if #added > 0 then call_chunked('ZADD', KEYS[9], added, 2) end
+  end
+  if #people > 0 then call_chunked('ZADD', KEYS[9], people, 2) end
+  if #owners > 0 then call_chunked('ZADD', KEYS[10], owners, 2) end
+  local names = {}
+  for community, counts in pairs(entered) do
+    if counts[1] + counts[2] > 0 then names[#names + 1] = community end
+  end
+  if #names > 0 then
+    local counted, out = hmget(KEYS[11], names), {}
+    for offset, community in ipairs(names) do
+      local active, active_owners = 0, 0
+      if counted[offset] then
+        local a, o = string.match(counted[offset], '^(%d+),(%d+)$')
+        active, active_owners = tonumber(a), tonumber(o)
+      end
+      local counts = entered[community]
+      out[#out + 1] = community
+      out[#out + 1] = string.format('%d,%d', active + counts[1], active_owners + counts[2])
+    end
+    call_chunked('HSET', KEYS[11], out, 2)
   end
 end
 

@@ -85,7 +85,9 @@ def fold_call(
         k.community_activity,
         k.user_index,
         k.community_people,
-        k.community_health,
+        k.community_active_people,
+        k.community_active_owners,
+        k.community_active,
     ]
     if delta.native is not None:
         # The compiled core's batch writes the same payload as below, without a Python object

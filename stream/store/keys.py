@@ -14,7 +14,7 @@ from functools import lru_cache
 
 #: The version of this layout, stored in the deployment record: a deployment whose state is in
 #: another one must be rebuilt (replayed), see docs/reference/redis.md. Layout 4 added the
-#: community health index (``community_people``, ``community_health``).
+#: community health counts (``community_people``, ``community_counts``, ``community_active*``).
 LAYOUT = 4
 
 
@@ -281,15 +281,30 @@ class PartitionKeys:
     @property
     def community_people(self) -> str:
         """Hash user -> "enabled\tcommunity\troles..." of every user holding a role: what the
-        fold reads to move the user's entries in :attr:`community_health`."""
+        fold reads to move the user's community health entries."""
         return self.base + "cpeople"
 
     @property
-    def community_health(self) -> str:
-        """Sorted set (all scores 0, read by lex range) of "a\tcommunity\tlast\tuser" per
-        person of a community and "o\tcommunity\tlast\tuser" per enabled owner with activity;
-        ``last`` is the zero-padded last event time, "-" for a disabled or never seen person."""
-        return self.base + "chealth"
+    def community_counts(self) -> str:
+        """Hash community -> "owners,members,followers,people" (kept by directory.lua)."""
+        return self.base + "ccount"
+
+    @property
+    def community_active_people(self) -> str:
+        """Sorted set "community\tuser" -> last event time, of every enabled person of a
+        community who was ever seen."""
+        return self.base + "cact"
+
+    @property
+    def community_active_owners(self) -> str:
+        """Sorted set "community\tuser" -> last event time, of every enabled owner ever seen."""
+        return self.base + "cown"
+
+    @property
+    def community_active(self) -> str:
+        """Hash community -> "active people,active owners" as of the instant and windows in its
+        fields "\tasof", "\tw" and "\tt" (community_health.lua moves it to the instant read)."""
+        return self.base + "cactive"
 
     # --- the inactivity engine and its outbox -----------------------------------------------
 

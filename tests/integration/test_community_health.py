@@ -18,6 +18,7 @@ from stream.batch import fold_fetch
 from stream.directory import MembershipV1, ProfileV1
 from stream.settings import Settings
 from stream.store import DirectoryStore, RedisStore
+from stream.store.keys import PartitionKeys
 from tests.community_oracle import all_communities_scan
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,13 @@ async def assert_health_exact(store: RedisStore, rng: random.Random) -> None:
     for now in nows:
         expected = await all_communities_scan(store, now, WINDOW, THRESHOLD)
         assert expected == await all_communities(store, now, WINDOW, THRESHOLD), now
+    # Other windows (a reader of other settings): counted from scratch, then the first again.
+    expected = await all_communities_scan(store, NOW, 2 * DAY, DAY)
+    assert expected == await all_communities(store, NOW, 2 * DAY, DAY)
+    # Left as of an instant of the first windows, which the next folds must keep up to date.
+    last = NOW - rng.randrange(0, 20 * DAY)
+    expected = await all_communities_scan(store, last, WINDOW, THRESHOLD)
+    assert expected == await all_communities(store, last, WINDOW, THRESHOLD)
 
 
 class TestCommunityHealthIndex:
@@ -179,12 +187,23 @@ class TestCommunityHealthIndex:
         keys, args = directory._fold_call(0, [membership("u3", "c1", "member", "add", 2)])
         args[4] += "\n" + "0\tu3\tc1\tbad-role\tadd\t3"
         k = store.keys.partition(0)
-        before = await store.client.zrange(k.community_health, 0, -1)
+        before = await snapshot(store, k)
         with pytest.raises(ResponseError, match=r"directory\.lua"):
             await store.client.eval(_directory_script(), len(keys), *keys, *args)
-        assert before == await store.client.zrange(k.community_health, 0, -1)
+        assert before == await snapshot(store, k)
         assert not await store.client.hexists(k.community_people, "u3")
         assert not await store.client.exists(k.community_role("c1", "member"))
+
+
+async def snapshot(store: RedisStore, k: PartitionKeys) -> list[object]:
+    """What the partition keeps of community health."""
+    return [
+        await store.client.hgetall(k.community_people),
+        await store.client.hgetall(k.community_counts),
+        await store.client.hgetall(k.community_active),
+        await store.client.zrange(k.community_active_people, 0, -1, withscores=True),
+        await store.client.zrange(k.community_active_owners, 0, -1, withscores=True),
+    ]
 
 
 def _directory_script() -> str:

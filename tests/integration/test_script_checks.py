@@ -76,8 +76,8 @@ class TestFoldScript:
         keys, args = store._script_call(delta)
         args.append("")
         before = snapshot(store, settings.redis_prefix)
-        assert len(keys) > 9 + 5, "user and received buckets, stats, day set, HLL, top items..."
-        for missing in keys[9:]:
+        assert len(keys) > 11 + 5, "user and received buckets, stats, day set, HLL, top items..."
+        for missing in keys[11:]:
             with pytest.raises(ResponseError, match="undeclared key"):
                 await store._fold(keys=[k for k in keys if k != missing], args=args)
         assert await before == await snapshot(store, settings.redis_prefix)
@@ -161,7 +161,8 @@ def directory_keys(store: RedisStore) -> list[str]:
     """Partition 0's registry, then every key directory_args' lines can touch (u1-u4, c1, c2)."""
     k = store.keys.partition(0)
     keys = [k.community_registry, k.profile_bucket(0), k.profile_bucket(1)]
-    keys += [k.user_bucket(0), k.user_bucket(1), k.community_people, k.community_health]
+    keys += [k.user_bucket(0), k.user_bucket(1), k.community_people, k.community_counts]
+    keys += [k.community_active_people, k.community_active_owners, k.community_active]
     keys += [k.inactivity_states, k.department_counts]
     keys += [k.memberships(f"u{n}") for n in range(1, 5)]
     return keys + [k.community_role(c, role) for c in ("c1", "c2") for role in ROLES]
@@ -179,7 +180,10 @@ def directory_args(store: RedisStore, **bad: str) -> list[str]:
         k.department_counts,
         k.user_prefix,
         k.community_people,
-        k.community_health,
+        k.community_counts,
+        k.community_active_people,
+        k.community_active_owners,
+        k.community_active,
     ]
     for index, value in bad.items():
         args[int(index.removeprefix("a")) - 1] = value

@@ -20,10 +20,12 @@ from stream.analytics.days import day_of_ms, iso_day, iso_time
 from stream.analytics.initiatives import list_initiatives
 from stream.analytics.trends import trend
 from stream.flags.machine import Definitions
+from stream.nudge.effect import DAY_MS, effect
 from stream.report.contacts import as_csv, as_rows, contacts
 from stream.report.headline import headline
 from stream.settings import Settings
 from stream.store import RedisStore
+from stream.store.nudge_store import NudgeStore
 
 _PACKAGE = resources.files("stream.report")
 _TREND_SERIES = ("dau", "wau", "mau", "stickiness", "new", "returning", "participating",
@@ -70,6 +72,13 @@ async def collect(
         "initiatives": initiatives,
         "top_items": top,
         "headline": await headline(store, settings, first, last, now_ms),
+        "nudges": effect(
+            await NudgeStore(store).effect_entries(),
+            now_ms,
+            first * DAY_MS,
+            (last + 1) * DAY_MS - 1,
+            minimum=settings.min_group_size,
+        ),
         "departments": summary["departments"],
         "min_group_size": settings.min_group_size,
         "contacts": None if contact_rows is None else as_rows(contact_rows, now_ms),

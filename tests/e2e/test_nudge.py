@@ -22,6 +22,7 @@ from stream.store import RedisStore
 from stream.store.nudge_store import NudgeStore
 from stream.topics import TopicNames
 from tests.api_support import ApiProcess, make_token
+from tests.chromium import open_page
 from tests.nudge_servers import SMTP_PASSWORD, SMTP_USER, SmtpInbox, WebhookInbox, servers
 from tests.support import (
     REPO,
@@ -282,6 +283,19 @@ class TestNudgeService:
         assert "u-b" in log and "opted_out" in log and "example.com" not in log
         assert SMTP_PASSWORD not in (nudge_env["dir"] / "nudge-0.log").read_text()
         self.check_api(settings, nudge_env["dir"])
+        report = nudge_env["dir"] / "report.html"
+        subprocess.run(
+            [sys.executable, "-m", "stream.cli", "report", "--out", str(report)],
+            env=settings_env(settings),
+            capture_output=True,
+            check=True,
+        )
+        page = report.read_text()
+        data = page.split('id="report-data">', 1)[1].split("</script>", 1)[0]
+        assert 8 == jsonutil.loads(data)["nudges"]["decisions"]
+        shown = open_page(report, nudge_env["dir"], height=1200)
+        assert [] == shown.console
+        assert ">not nudged</td>" in shown.dom
 
     def check_api(self, settings: Settings, folder: Path) -> None:
         """The effect is aggregate, the log names people: people scope only."""

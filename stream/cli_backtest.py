@@ -91,6 +91,12 @@ def register(main: click.Group) -> None:
     @click.option("--format", "fmt", type=click.Choice(("contract", *FORMATS)), default="contract",
                   show_default=True, help="The files' format (contract: v1 JSON lines, activity "
                   "and directory records mixed or in separate files).")  # fmt: skip
+    @click.option(
+        "--map",
+        "mapping",
+        default=None,
+        help="csv, directory-csv: field=column,... as for esn-pulse import.",
+    )
     @click.option("--generated", type=GeneratedSpec(), default=None,
                   help="Replay the generator's organisation instead of files.")  # fmt: skip
     @click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
@@ -116,16 +122,31 @@ def register(main: click.Group) -> None:
         default=None,
         help="At-risk minimum silences to try (default ESN_AT_RISK_MIN_SILENCE).",
     )
+    @click.option(
+        "--fade",
+        type=_numbers(float),
+        default=None,
+        help="At-risk fade shares to try, 0 for none (default ESN_AT_RISK_FADE).",
+    )
+    @click.option(
+        "--fade-silence",
+        type=Durations(),
+        default=None,
+        help="At-risk silences after a fade to try (default ESN_AT_RISK_FADE_SILENCE).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
     def backtest_command(
         sources: tuple[Path, ...],
         fmt: str,
+        mapping: str | None,
         generated: tuple[int, int, int] | None,
         start: datetime | None,
         horizon_days: int | None,
         active_days: list[int] | None,
         gap_factor: list[float] | None,
         min_silence: list[int] | None,
+        fade: list[float] | None,
+        fade_silence: list[int] | None,
         as_json: bool,
     ) -> None:
         """Replay a history (FILE... or --generated) with the event clock and score at-risk
@@ -134,10 +155,10 @@ def register(main: click.Group) -> None:
             raise click.UsageError("give FILE... or --generated USERS:DAYS:SEED, one of the two")
         settings = get_settings()
         base = configured_definitions(settings)
-        grid = _grid(base, active_days, gap_factor, min_silence)
+        grid = _grid(base, active_days, gap_factor, min_silence, fade, fade_silence)
         counting = counting_types_from(settings)
         began = time.process_time()
-        history = _history(sources, fmt, generated, start, counting, many=len(grid) > 1)
+        history = _history(sources, fmt, mapping, generated, start, counting, len(grid) > 1)
         rows: list[tuple[Definitions, Score, Replay]] = []
         for definitions in grid:
             horizon = horizon_days * DAY_MS if horizon_days else default_horizon_ms(definitions)
@@ -160,6 +181,8 @@ def _grid(
     active_days: list[int] | None,
     gap_factor: list[float] | None,
     min_silence: list[int] | None,
+    fade: list[float] | None = None,
+    fade_silence: list[int] | None = None,
 ) -> list[Definitions]:
     """Every combination of the values given, the configured rule filling what is not."""
     rule = base.at_risk
@@ -169,13 +192,16 @@ def _grid(
     # Off in the settings but asked for: the settings' defaults fill the other two.
     default = rule or AtRiskRule(1, 3000, 7 * DAY_MS)
     out = []
-    for days, factor, silence in itertools.product(
+    for days, factor, silence, fade_milli, after_fade in itertools.product(
         active_days or [default.min_active_days],
         [round(f * 1000) for f in gap_factor] if gap_factor else [default.gap_factor_milli],
         min_silence or [default.min_silence_ms],
+        [round(f * 1000) for f in fade] if fade else [default.fade_milli],
+        fade_silence or [default.fade_silence_ms],
     ):
         try:
-            out.append(replace(base, at_risk=AtRiskRule(days, factor, silence)))
+            rule = AtRiskRule(days, factor, silence, fade_milli, after_fade)
+            out.append(replace(base, at_risk=rule))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--active-days/--gap-factor/"
                                      "--min-silence") from None  # fmt: skip
@@ -185,6 +211,7 @@ def _grid(
 def _history(
     sources: tuple[Path, ...],
     fmt: str,
+    mapping: str | None,
     generated: tuple[int, int, int] | None,
     start: datetime | None,
     counting: frozenset[str] | None,
@@ -204,7 +231,7 @@ def _history(
             return stream
         changes: list[Change] = list(stream())
     else:
-        adapter = None if fmt == "contract" else _adapter(fmt, None, "userName", "email")
+        adapter = None if fmt == "contract" else _adapter(fmt, mapping, "userName", "email")
         changes, counts = backtest_history.from_files(sources, fmt, adapter, counting)
         if counts.broken:
             raise BadInput(f"{counts.broken[0]}", "fix or replace the file and run again")
@@ -222,6 +249,8 @@ def _row(definitions: Definitions, outcome: Score) -> dict[str, Any]:
         "active_days": rule.min_active_days,
         "gap_factor": rule.gap_factor_milli / 1000,
         "min_silence_days": rule.min_silence_ms / DAY_MS,
+        "fade": rule.fade_milli / 1000,
+        "fade_silence_days": rule.fade_silence_ms / DAY_MS,
         **outcome.as_json(),
     }
 
@@ -277,13 +306,15 @@ def _text(rows: list[tuple[Definitions, Score, Replay]], cpu: float) -> list[str
             f"({outcome.person_weeks:,.0f} person-weeks)",
         ]
         return lines
-    header = ("active days", "factor", "min silence", "precision", "recall", "lead days",
+    header = ("active days", "factor", "min silence", "fade", "after fade", "precision",
+              "recall", "lead days",
               "false/1000/wk", "warnings", "inactive")  # fmt: skip
     body = []
     for definitions, outcome, _ in rows:
         row = _row(definitions, outcome)
         body.append((
             row["active_days"], f"{row['gap_factor']:g}", f"{row['min_silence_days']:g}d",
+            f"{row['fade']:g}", f"{row['fade_silence_days']:g}d",
             _percent(outcome.precision), _percent(outcome.recall),
             "-" if outcome.median_lead_days is None else f"{outcome.median_lead_days:.1f}",
             "-" if row["false_alarms_per_1000_people_per_week"] is None

@@ -39,13 +39,17 @@ class Channel(_Model):
     #: The webhook URL, or the environment variable that holds it (a Slack URL is a secret).
     url: str = ""
     url_env: str = ""
+    url_file: str = ""
     daily_cap: int = Field(0, ge=0)
     #: The receiver deduplicates on the Idempotency-Key header: a send cut off by a crash may
     #: be sent again (at least once, deduplicated). Otherwise such a send is not repeated.
     idempotent: bool = False
 
     def webhook_url(self) -> str:
-        """The URL, read from ``url_env`` when given."""
+        """The URL, read from ``url_file`` or ``url_env`` when given."""
+        if self.url_file:
+            with open(self.url_file, encoding="utf-8") as secret:
+                return secret.readline().strip()
         return os.environ.get(self.url_env, "") if self.url_env else self.url
 
 
@@ -153,8 +157,10 @@ def load_rules(path: Path) -> Rules:
                 f"the rules file {path}: rule {rule.kind!r} names no channel {unknown}"
             )
     for name, channel in rules.channels.items():
-        if channel.type == "webhook" and not (channel.url or channel.url_env):
-            raise RulesError(f"the rules file {path}: channel {name!r} needs url or url_env")
+        if channel.type == "webhook" and not (channel.url or channel.url_env or channel.url_file):
+            raise RulesError(
+                f"the rules file {path}: channel {name!r} needs url, url_env or url_file"
+            )
     base = path.parent
     updates: dict[str, str] = {}
     if rules.templates and not Path(rules.templates).is_absolute():

@@ -20,6 +20,9 @@ class NudgeSettings(BaseSettings):
     smtp_tls_cafile: str = Field("", description="CA bundle for the SMTP server; empty: system.")
     smtp_username: str = Field("", description="SMTP AUTH user; empty: no AUTH.")
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP AUTH password.")
+    smtp_password_file: str = Field(
+        "", description="A file holding the SMTP password (a Compose or Kubernetes secret)."
+    )
     smtp_from: str = Field("esn-pulse@localhost", description="The From address of nudges.")
     smtp_timeout_seconds: float = Field(30.0, gt=0, description="Per SMTP command.")
     webhook_timeout_seconds: float = Field(15.0, gt=0, description="Per webhook request.")
@@ -29,3 +32,10 @@ class NudgeSettings(BaseSettings):
     )
     metrics_port: int = Field(0, ge=0, description="Port of the service's /metrics; 0: none.")
     metrics_host: str = Field("127.0.0.1", description="Interface of /metrics.")
+
+    def password(self) -> str:
+        """The SMTP password: the file's first line when a file is named, else the setting."""
+        if self.smtp_password_file:
+            with open(self.smtp_password_file, encoding="utf-8") as secret:
+                return secret.readline().strip()
+        return self.smtp_password.get_secret_value()

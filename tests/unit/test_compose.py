@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from stream.nudge.settings import NudgeSettings
 from stream.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,16 +26,18 @@ class TestCompose:
         """Kafka, Redis, the worker, the api, Prometheus and Grafana; the generator behind a
         profile."""
         services = load()["services"]
-        assert {"kafka", "redis", "worker", "api", "generator", "prometheus", "grafana"} == set(
-            services
-        )
+        assert {
+            "kafka", "redis", "worker", "api", "nudge", "generator", "prometheus", "grafana"
+        } == set(services)  # fmt: skip
         assert services["generator"]["profiles"] == ["demo"]
+        assert services["nudge"]["profiles"] == ["nudge"]
         assert "profiles" not in services["worker"]
         assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 
     def test_environment_names_are_settings(self) -> None:
         """Every ESN_* variable in the file is a real setting (a typo would be silently ignored)."""
         known = {f"ESN_{name.upper()}" for name in Settings.model_fields}
+        known |= {f"ESN_NUDGE_{name.upper()}" for name in NudgeSettings.model_fields}
         for name, service in load()["services"].items():
             env = set(service.get("environment", {}))
             assert {v for v in env if v.startswith("ESN_")} <= known, name

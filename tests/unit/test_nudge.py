@@ -273,3 +273,18 @@ class TestEffect:
         assert (2, 0.6667) == (thirty["nudged"]["active_again"], thirty["nudged"]["share"])
         assert 0.6667 == thirty["difference"]
         assert None is effect([], now)["windows"]["7d"]["nudged"]["share"]
+
+
+class TestShippedRules:
+    def test_compose_and_kubernetes_rules_load(self, tmp_path: Path) -> None:
+        """The rules shipped with Compose and the Kubernetes ConfigMap are valid."""
+        import yaml
+
+        repo = Path(__file__).resolve().parents[2]
+        assert load_rules(repo / "deploy/docker/nudge-rules.toml").channels["email"].daily_cap
+        docs = yaml.safe_load_all((repo / "deploy/k8s/nudge.yaml").read_text())
+        config = next(d for d in docs if d["kind"] == "ConfigMap")
+        (tmp_path / "opt-out.txt").write_text(config["data"]["opt-out.txt"])
+        assert ["never_active", "inactive"] == [
+            r.kind for r in rules(tmp_path, config["data"]["rules.toml"]).rules
+        ]

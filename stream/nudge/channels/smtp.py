@@ -88,7 +88,10 @@ class SmtpChannel:
 
     def _open(self, message: Outgoing) -> _SmtpHandover:
         s = self.settings
-        password = s.smtp_password.get_secret_value()
+        try:
+            password = s.password()
+        except OSError as exc:
+            raise ChannelFailure(f"cannot read the SMTP password file: {exc.strerror}") from None
         try:
             client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
         except (smtplib.SMTPException, OSError) as exc:

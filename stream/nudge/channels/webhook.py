@@ -84,6 +84,11 @@ class WebhookChannel:
         self.timeout_s = timeout_s
 
     async def open(self, message: Outgoing) -> _WebhookHandover:
-        if not self.config.webhook_url():
-            raise ChannelFailure(f"no URL in {self.config.url_env or 'url'}", permanent=True)
+        try:
+            url = self.config.webhook_url()
+        except OSError as exc:
+            raise ChannelFailure(f"cannot read url_file: {exc.strerror}") from None
+        if not url:
+            where = self.config.url_file or self.config.url_env or "url"
+            raise ChannelFailure(f"no URL in {where}", permanent=True)
         return _WebhookHandover(self, message)

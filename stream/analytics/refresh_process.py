@@ -1,9 +1,9 @@
 """The analytics refresh in a process of its own, fed and read by the worker over two pipes.
 
-The refresh still reads every community's member (O(members)). On a thread of the worker it
-held the interpreter half the time at 20,000 users, and the ingest's loop, which gives it up at
-every socket call, waited for it back each time: the worker's gauges are computed here instead,
-sent back as their samples and set on the worker's own collectors.
+The refresh read every community's member (O(members)) until layout 4's community counts. On
+a thread of the worker it held the interpreter half the time at 20,000 users, and the ingest's
+loop, which gives it up at every socket call, waited for it back each time: the worker's gauges
+are computed here instead, sent back as their samples and set on the worker's own collectors.
 
 Protocol: the worker writes the settings (pickled, base64) as the first line of the child's
 stdin, then one JSON line per refresh ({"communities": bool}); the child answers each with one

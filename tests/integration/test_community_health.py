@@ -119,64 +119,70 @@ async def assert_health_exact(store: RedisStore, rng: random.Random) -> None:
     assert expected == await all_communities(store, last, WINDOW, THRESHOLD)
 
 
+async def changes_held_to_the_oracle(settings: Settings, store: RedisStore) -> None:
+    """Directory records and events in any order, compared with the member scan as they land
+    (also run on a Redis Cluster: tests/cluster/test_cluster_community_health.py)."""
+    rng = random.Random(15)
+    directory = DirectoryStore(store)
+    activity = Activity(settings, store)
+    users = [f"u{n}" for n in range(45)]
+    communities = [f"c{n}" for n in range(7)]
+    records: list[ProfileV1 | MembershipV1] = []
+    version = 0
+    for user in users:
+        for _ in range(rng.randrange(0, 3)):
+            version += 1
+            records.append(profile(user, version, rng.choice(["enabled", "disabled"])))
+        for community in rng.sample(communities, rng.randrange(0, 4)):
+            for role in rng.sample(ROLES, rng.randrange(1, 3)):
+                for _ in range(rng.randrange(1, 3)):
+                    version += 1
+                    op = rng.choice(["add", "add", "remove"])
+                    records.append(membership(user, community, role, op, version))
+    rng.shuffle(records)
+
+    def some_events(count: int) -> list[tuple[str, int]]:
+        # Any time in the last 40 days, in no order: late events must not move last back.
+        return [(rng.choice(users), NOW - rng.randrange(0, 40 * DAY)) for _ in range(count)]
+
+    third = len(records) // 3
+    await activity.fold(some_events(40))  # some users seen before any directory record
+    await assert_health_exact(store, rng)
+    await apply(directory, records[:third])
+    await assert_health_exact(store, rng)
+    await activity.fold(some_events(60))
+    await apply(directory, records[third : 2 * third] + rng.sample(records, 20))
+    await assert_health_exact(store, rng)
+    await activity.fold(some_events(60))
+    await activity.replay(1)
+    await apply(directory, records[2 * third :])
+    await assert_health_exact(store, rng)
+    for _ in range(4):  # disables, re-enables, leaves and joins, with events between
+        changes: list[ProfileV1 | MembershipV1] = []
+        for user in rng.sample(users, 12):
+            version += 1
+            changes.append(profile(user, version, rng.choice(["enabled", "disabled"])))
+            version += 1
+            op = rng.choice(["add", "remove"])
+            role = rng.choice(ROLES)
+            changes.append(membership(user, rng.choice(communities), role, op, version))
+        await apply(directory, changes + rng.sample(records, 10))  # and old ones again
+        await activity.fold(some_events(30))
+        await assert_health_exact(store, rng)
+    figures = await all_communities(store, NOW, WINDOW, THRESHOLD)
+    # Not a vacuous comparison: some people, some active, some orphaned, some not.
+    assert sum(c.people for c in figures) > 20
+    assert sum(c.active_members for c in figures) > 5
+    assert {True, False} == {c.orphaned for c in figures}
+
+
 class TestCommunityHealthIndex:
     async def test_the_index_equals_the_member_scan_through_every_change(
         self, settings: Settings, store: RedisStore
     ) -> None:
         """Directory records shuffled and redelivered, events out of order, batches replayed:
         people, active members, roles and orphaned are the member scan's at every instant."""
-        rng = random.Random(15)
-        directory = DirectoryStore(store)
-        activity = Activity(settings, store)
-        users = [f"u{n}" for n in range(45)]
-        communities = [f"c{n}" for n in range(7)]
-        records: list[ProfileV1 | MembershipV1] = []
-        version = 0
-        for user in users:
-            for _ in range(rng.randrange(0, 3)):
-                version += 1
-                records.append(profile(user, version, rng.choice(["enabled", "disabled"])))
-            for community in rng.sample(communities, rng.randrange(0, 4)):
-                for role in rng.sample(ROLES, rng.randrange(1, 3)):
-                    for _ in range(rng.randrange(1, 3)):
-                        version += 1
-                        op = rng.choice(["add", "add", "remove"])
-                        records.append(membership(user, community, role, op, version))
-        rng.shuffle(records)
-
-        def some_events(count: int) -> list[tuple[str, int]]:
-            # Any time in the last 40 days, in no order: late events must not move last back.
-            return [(rng.choice(users), NOW - rng.randrange(0, 40 * DAY)) for _ in range(count)]
-
-        third = len(records) // 3
-        await activity.fold(some_events(40))  # some users seen before any directory record
-        await assert_health_exact(store, rng)
-        await apply(directory, records[:third])
-        await assert_health_exact(store, rng)
-        await activity.fold(some_events(60))
-        await apply(directory, records[third : 2 * third] + rng.sample(records, 20))
-        await assert_health_exact(store, rng)
-        await activity.fold(some_events(60))
-        await activity.replay(1)
-        await apply(directory, records[2 * third :])
-        await assert_health_exact(store, rng)
-        for _ in range(4):  # disables, re-enables, leaves and joins, with events between
-            changes: list[ProfileV1 | MembershipV1] = []
-            for user in rng.sample(users, 12):
-                version += 1
-                changes.append(profile(user, version, rng.choice(["enabled", "disabled"])))
-                version += 1
-                op = rng.choice(["add", "remove"])
-                role = rng.choice(ROLES)
-                changes.append(membership(user, rng.choice(communities), role, op, version))
-            await apply(directory, changes + rng.sample(records, 10))  # and old ones again
-            await activity.fold(some_events(30))
-            await assert_health_exact(store, rng)
-        figures = await all_communities(store, NOW, WINDOW, THRESHOLD)
-        # Not a vacuous comparison: some people, some active, some orphaned, some not.
-        assert sum(c.people for c in figures) > 20
-        assert sum(c.active_members for c in figures) > 5
-        assert {True, False} == {c.orphaned for c in figures}
+        await changes_held_to_the_oracle(settings, store)
 
     async def test_a_refused_directory_call_moves_no_entry(
         self, settings: Settings, store: RedisStore

@@ -19,6 +19,7 @@ from stream.directory import ProfileV1, decode_directory
 from stream.events import InvalidEvent, epoch_ms
 from stream.nudge import intake
 from stream.nudge.delivery import Deliverer
+from stream.nudge.effect import DAY_MS, effect
 from stream.nudge.metrics import NudgeMetrics
 from stream.nudge.rules import Rules
 from stream.settings import Settings
@@ -92,6 +93,7 @@ class NudgeService:
             isolation_level="read_committed",
         )
         self.directory: AIOKafkaConsumer = new_consumer(settings, enable_auto_commit=False)
+        metrics.start_series([(r.kind, c) for r in rules.rules for c in r.channels])
 
     async def run(self) -> None:
         """Catch the address book up, then take flags and deliver until stopped."""
@@ -107,6 +109,7 @@ class NudgeService:
                     asyncio.create_task(self._loop(self.fold_directory)),
                     asyncio.create_task(self._loop(self.take_flags)),
                     asyncio.create_task(self._deliver_loop()),
+                    asyncio.create_task(self._effect_loop()),
                 ]
                 stopped = asyncio.create_task(self.stop.wait())
                 done, _ = await asyncio.wait([*tasks, stopped], return_when="FIRST_COMPLETED")
@@ -123,6 +126,17 @@ class NudgeService:
     async def _loop(self, step: Callable[[], Any]) -> None:
         while not self.stop.is_set():
             await step()
+
+    async def _effect_loop(self) -> None:
+        """The effect gauges, once a minute (the figure moves by the day)."""
+        while not self.stop.is_set():
+            now = self.clock()
+            entries = await self.store.effect_entries()
+            self.metrics.show_effect(
+                effect(entries, now, now - 90 * DAY_MS, minimum=self.settings.min_group_size)
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 60)
 
     async def _deliver_loop(self) -> None:
         while not self.stop.is_set():

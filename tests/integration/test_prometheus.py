@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from tests.support import (
     isolated,
     keyed,
     produce_raw,
+    settings_env,
     wait_fully_applied,
 )
 
@@ -120,6 +123,10 @@ def monitored(
     home: Path = tmp_path_factory.mktemp("prometheus")
     prometheus = LocalPrometheus(home, free_port())
     targets = {env: [f"127.0.0.1:{d.settings.web_port}"] for env, d in deployments.items()}
+    # esn-pulse nudge beside the normal deployment: the board's nudge panels read its /metrics.
+    nudge_port = free_port()
+    targets["normal"].append(f"127.0.0.1:{nudge_port}")
+    nudge = start_nudge(deployments["normal"].settings, home, nudge_port)
     prometheus.start(local_config(targets, scrape_interval="1s"))
     try:
 
@@ -133,7 +140,27 @@ def monitored(
     finally:
         for d in deployments.values():
             d.worker.stop()
+        nudge.terminate()
+        nudge.wait(timeout=30)
         prometheus.stop()
+
+
+def start_nudge(settings: Settings, home: Path, port: int) -> subprocess.Popen[bytes]:
+    """``esn-pulse nudge`` with a rules file of one e-mail rule (its flags are all older than
+    max_age: nothing is sent) and /metrics on ``port``."""
+    rules = home / "nudge-rules.toml"
+    rules.write_text(
+        '[channels.email]\ntype = "email"\n[[rules]]\nkind = "inactive"\nchannels = ["email"]\n'
+    )
+    env = settings_env(settings) | {
+        "ESN_NUDGE_RULES_FILE": str(rules),
+        "ESN_NUDGE_METRICS_PORT": str(port),
+        "ESN_NUDGE_POLL_SECONDS": "0.5",
+    }
+    log = (home / "nudge.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "nudge"], env=env, stdout=log, stderr=log, cwd=REPO
+    )
 
 
 def wait_for(prometheus: LocalPrometheus, expr: str, timeout: float = 90) -> list[dict[str, Any]]:

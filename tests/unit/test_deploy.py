@@ -17,6 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from stream.metrics import PipelineMetrics
+from stream.nudge.metrics import NudgeMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy/grafana/dashboards/esn-engagement.json"
@@ -37,6 +38,7 @@ def known_series() -> set[str]:
     """Every series name the workers expose, plus the recording rules and Prometheus' own."""
     registry = CollectorRegistry()
     PipelineMetrics(registry)
+    NudgeMetrics(registry)  # esn-pulse nudge's own /metrics
     names = {"up"}
     for family in registry.collect():
         names.add(family.name)

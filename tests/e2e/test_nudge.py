@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from stream import jsonutil
+from stream.privacy import pseudonymizer
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.store.nudge_store import NudgeStore
@@ -355,29 +356,37 @@ class TestNudgeService:
     async def test_dry_run_and_preview(
         self, nudge_env: dict[str, Any], inboxes: tuple[SmtpInbox, WebhookInbox]
     ) -> None:
-        """--dry-run writes what would be sent and sends nothing; --preview renders one record."""
+        """--dry-run writes what would be sent and sends nothing; --preview renders one record.
+        With ESN_PSEUDONYMIZE_KEY the flags name a pseudonym: the address book, folded from the
+        directory's raw ids, finds the person under it."""
         smtp, hooks = inboxes
         settings: Settings = nudge_env["settings"]
         out = nudge_env["dir"] / "dry.jsonl"
+        key = "nudge-test-key-0123456789abcdef"
+        person = pseudonymizer(key)("u-m")
         await _produce(
             settings,
             [profile("u-m", email="max@example.com", display_name="Max")],
-            [flag("u-m", "inactive", "30d")],
+            [flag(person, "inactive", "30d")],
         )
-        process = nudge_env["start"]("0s", "--dry-run", "--out", str(out))
+        process = nudge_env["start"]("0s", "--dry-run", "--out", str(out), ESN_PSEUDONYMIZE_KEY=key)
 
         async def written() -> bool:
             return out.exists() and out.read_text().count("\n") == 1
 
         await eventually(written, 60, "the dry run's line", process.alive)
         line = jsonutil.loads(out.read_text())
-        assert ("u-m", "email", "m***@example.com") == (line["person"], line["channel"], line["to"])
+        assert (person, "email", "m***@example.com") == (
+            line["person"],
+            line["channel"],
+            line["to"],
+        )
         assert "Max" in line["subject"]
         assert [] == smtp.to("max@example.com")
-        assert [("email", "dry_run")] == _outcomes(await _audit(settings, dry_run=True), "u-m")
+        assert [("email", "dry_run")] == _outcomes(await _audit(settings, dry_run=True), person)
         assert [] == await _audit(settings)
         record = nudge_env["dir"] / "flag.json"
-        record.write_bytes(flag("u-m", "never_active")[1])
+        record.write_bytes(flag(person, "never_active")[1])
         shown = subprocess.run(
             [sys.executable, "-m", "stream.cli", "nudge", "--preview", str(record)],
             env=settings_env(settings)
@@ -388,4 +397,5 @@ class TestNudgeService:
         ).stdout
         assert "Welcome to the network, Max" in shown and "m***@example.com" in shown
         assert "Idempotency-Key:" in shown and '"schema": "esn.nudge.v1"' in shown
-        assert [] == hooks.about("u-m")
+        assert [] == hooks.about(person)
+        assert "max@example.com" not in (nudge_env["dir"] / "nudge-0.log").read_text()

@@ -6,6 +6,9 @@ order with an instrumented copy of fold.lua (each ``-- @section <name>`` marker 
 machine Redis runs on), each section's share of the script's time, then MEMORY USAGE by key kind.
 
     ESN_REDIS_URL=redis://127.0.0.1:46479/0 python -m bench.fold_cost --events 500000 --release
+
+``--directory`` folds the organisation's directory first (profiles and memberships), so that the
+"community health" section has role holders to move (without it that section finds none).
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ from importlib import resources
 
 from bench.memory_figures import key_kind
 from bench.population import release_all
-from bench.workload import generated_records
+from bench.population_load import LoadedRecord
+from bench.workload import SEED, START_DAY, generated_records
+from stream import jsonutil
 from stream.batch import fold_partition
+from stream.directory_fold import DirectoryFolder
 from stream.fold import PartitionDelta
+from stream.generator import directory_records
 from stream.settings import Settings
 from stream.store import RedisStore
 
@@ -75,6 +82,23 @@ def batches_of(args: argparse.Namespace) -> tuple[list[PartitionDelta], int]:
     return out, len({key for key, _ in records})
 
 
+async def fold_directory(settings: Settings, store: RedisStore, args: argparse.Namespace) -> None:
+    """The generated organisation's directory, on the partitions the events are placed on."""
+    folder = DirectoryFolder(settings, store)
+    offsets: Counter[int] = Counter()
+    batch: list[LoadedRecord] = []
+    for record in directory_records(args.users, START_DAY, args.days, seed=SEED):
+        key = record["user_id"].encode()
+        p = zlib.crc32(key) % args.partitions
+        batch.append(LoadedRecord("d", p, offsets[p], key, jsonutil.dumps(record)))
+        offsets[p] += 1
+        if len(batch) >= 5000:
+            await folder.fold(batch, None)
+            batch.clear()
+    if batch:
+        await folder.fold(batch, None)
+
+
 async def main(args: argparse.Namespace) -> None:
     settings = Settings().model_copy(
         update={"redis_prefix": f"foldcost{os.getpid()}:", "activity_partitions": args.partitions}
@@ -83,6 +107,8 @@ async def main(args: argparse.Namespace) -> None:
     script = store.client.register_script(instrumented_fold())
     pid = int((await store.client.info("server"))["process_id"])
     batches, users = batches_of(args)
+    if args.directory:
+        await fold_directory(settings, store, args)
     events = sum(delta.events for delta in batches)
     by_section: Counter[str] = Counter()
     cpu_before = redis_cpu_seconds(pid)
@@ -126,4 +152,5 @@ if __name__ == "__main__":
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--release", action="store_true", help="release the buffer, then measure")
+    parser.add_argument("--directory", action="store_true", help="fold the directory first")
     asyncio.run(main(parser.parse_args()))

@@ -1,5 +1,5 @@
 -- Community health of one partition at an instant: role counts, and active people and owners
--- counted as of that instant (fold.lua's section "community health" says what the keys hold).
+-- counted as of that instant (fold.lua's section "health" says what the keys hold).
 -- KEYS: 1 role counts, 2 active counts, 3 active people, 4 active owners (one hash slot)
 -- ARGV: 1 the instant (ms), 2 the community window (ms), 3 the owners' window (ms)
 -- The active counts are kept as of the instant in their field "\tasof" by the fold and the

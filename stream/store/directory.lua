@@ -12,7 +12,7 @@
 --       6 the inactivity states hash, 7 the department counts hash (both declared keys),
 --       8 user record bucket prefix (the buckets of every user named, declared), 9-13 the
 --       community people hash, role counts, active people, active owners and active counts
---       (declared keys; fold.lua's section "community health" says what they hold)
+--       (declared keys; fold.lua's section "health" says what they hold)
 -- A profile that changes a user's department or enabled status moves the department counts
 -- (department_counts.lua says what they hold) by the user's state, read here; release.lua moves
 -- them when the state changes. A replayed or older record changes nothing, so neither do they.
@@ -113,7 +113,7 @@ local function move(department, user_figures, sign)
   end
 end
 
--- @section community health (layout 4; fold.lua's section of that name says what the index holds)
+-- @section community health (layout 4; fold.lua's section "health" says what the keys hold)
 -- A person's entry in the people hash: enabled flag ('1' also for no profile), then community
 -- and roles held there (letters o, m, f) for each community where they hold one.
 local ROLE_LETTER = {owner = 'o', member = 'm', follower = 'f'}

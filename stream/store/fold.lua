@@ -3,7 +3,7 @@
 --       6 community activity (community -> "last_ms,events"), 7 user index (list: position ->
 --       user id), 8-11 community health: people (user -> "enabled\tcommunity\troles..."),
 --       active people and active owners (sorted sets), active counts (hash); see the section
---       "community health". Then every other key the call touches (user and received buckets,
+--       "health". Then every other key the call touches (user and received buckets,
 --       daily counters, day bitmaps, HyperLogLogs, progressions, content, top items): all of
 --       one partition's hash slot. A key named by the payload but not declared is a bad call (a
 --       Redis Cluster routes a script by its declared keys only).
@@ -500,15 +500,15 @@ if #communities > 0 then
   call_chunked('HSET', KEYS[6], out, 2)
 end
 
--- @section community health
--- Layout 4 (issue 15): every enabled person of a community who was ever seen is a member
--- "community\tuser" of KEYS[9] scored by their last event time, every such owner of KEYS[10]
--- too (directory.lua adds and removes them on joins, leaves, disables and re-enables). KEYS[11]
--- holds per community how many of them are active as of the instant of its field "\tasof"
--- (last event within "\tw", or "\tt" for owners), which community_health.lua moves to the
--- instant read. Here: a user whose last event moved on, who holds a role (KEYS[8]) and is
--- enabled, gets their new time, and a community's count goes up where that brings them into its
--- window. Nothing is checked: only values this call or directory.lua wrote are read.
+-- @section health
+-- Community health, layout 4 (issue 15): every enabled person of a community who was ever seen is
+-- a member "community\tuser" of KEYS[9] scored by their last event time, every such owner of
+-- KEYS[10] too (directory.lua adds and removes them on joins, leaves, disables and re-enables).
+-- KEYS[11] holds per community how many of them are active as of the instant of its field "\tasof"
+-- (last event within "\tw", or "\tt" for owners), which community_health.lua moves to the instant
+-- read. Here: a user whose last event moved on, who holds a role (KEYS[8]) and is enabled, gets
+-- their new time, and a community's count goes up where that brings them into its window. Nothing
+-- is checked: only values this call or directory.lua wrote are read.
 do
   local moved_users, moved_at = {}, {}
   for position, rec in ipairs(by_position) do

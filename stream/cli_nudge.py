@@ -66,16 +66,18 @@ def nudge(
         return
     from stream.nudge.app import serve
 
+    if rules.opt_out_file and not Path(rules.opt_out_file).is_file():
+        # Nobody's opt-out may be lost to a wrong path: refused before anything connects.
+        raise BadConfig(
+            f"the opt-out file {rules.opt_out_file} is missing",
+            "create it (it may be empty) or fix opt_out_file in the rules",
+        )
     settings = get_settings()
     target: IO[str] | None = None
     if dry_run:
         target = sys.stdout if out == "-" else open(out, "a", encoding="utf-8")  # noqa: SIM115
     try:
         asyncio.run(serve(settings, nudge_settings, rules, target))
-    except OSError as exc:
-        if exc.filename is None and "opt-out" in str(exc):
-            raise BadConfig(str(exc), "create it or fix opt_out_file in the rules") from None
-        raise
     finally:
         if target not in (None, sys.stdout) and target is not None:
             target.close()

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from redis.exceptions import ResponseError
 
 from stream import jsonutil
 from stream.clients import assign_settled, new_consumer
@@ -23,6 +25,7 @@ from stream.nudge.effect import DAY_MS, effect
 from stream.nudge.metrics import NudgeMetrics
 from stream.nudge.rules import Rules
 from stream.settings import Settings
+from stream.store.errors import REDIS_UNAVAILABLE
 from stream.store.nudge_store import NudgeStore
 from stream.topics import TopicNames
 
@@ -125,13 +128,34 @@ class NudgeService:
 
     async def _loop(self, step: Callable[[], Any]) -> None:
         while not self.stop.is_set():
-            await step()
+            await self._guarded(step)
+
+    async def _guarded(self, step: Callable[[], Any]) -> Any:
+        """Run a step; while Redis or Kafka is away, say so once a try and wait (up to 30 s)
+        instead of dying: what was not recorded is taken again from Redis's state."""
+        pause = 1.0
+        while not self.stop.is_set():
+            try:
+                return await step()
+            except ResponseError:
+                raise  # a script refused its arguments: a bug, not an outage
+            except (*REDIS_UNAVAILABLE, KafkaError) as exc:
+                log.warning(
+                    "nudge: %s (%s); trying again in %.0f s",
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    pause,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), pause)
+                pause = min(30.0, pause * 2)
+        return None
 
     async def _effect_loop(self) -> None:
         """The effect gauges, once a minute (the figure moves by the day)."""
         while not self.stop.is_set():
             now = self.clock()
-            entries = await self.store.effect_entries()
+            entries = await self._guarded(self.store.effect_entries) or []
             self.metrics.show_effect(
                 effect(entries, now, now - 90 * DAY_MS, minimum=self.settings.min_group_size)
             )
@@ -140,8 +164,8 @@ class NudgeService:
 
     async def _deliver_loop(self) -> None:
         while not self.stop.is_set():
-            looked = await self.deliverer.run_due()
-            self.metrics.pending.set(await self.store.pending_count())
+            looked = await self._guarded(self.deliverer.run_due)
+            self.metrics.pending.set(await self._guarded(self.store.pending_count) or 0)
             if looked:
                 continue
             self._wake.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from redis.exceptions import ResponseError
 from stream.nudge import intake
 from stream.nudge.app import channels_of
 from stream.nudge.delivery import Deliverer
+from stream.nudge.effect import DAY_MS, effect
 from stream.nudge.metrics import NudgeMetrics
 from stream.nudge.rules import load_rules
 from stream.nudge.settings import NudgeSettings
@@ -54,11 +56,16 @@ class Clock:
 
 
 def deliverer(
-    tmp_path: Path, store: RedisStore, hooks: WebhookInbox, clock: Clock, metrics: NudgeMetrics
+    tmp_path: Path,
+    store: RedisStore,
+    hooks: WebhookInbox,
+    clock: Clock,
+    metrics: NudgeMetrics,
+    head: str = "",
 ) -> Deliverer:
     path = tmp_path / "rules.toml"
     path.write_text(
-        f'hold = "0s"\n[retry]\nattempts = 3\nbackoff = "1m"\n'
+        head + f'hold = "0s"\n[retry]\nattempts = 3\nbackoff = "1m"\n'
         f'[channels.hr]\ntype = "webhook"\nurl = "{hooks.url}"\n'
         f'[[rules]]\nkind = "never_active"\nchannels = ["hr"]\n'
     )
@@ -133,3 +140,49 @@ class TestDelivery:
         with pytest.raises(ResponseError, match="ESNNUDGE"):
             await nudges.settle(entry, NOW, "Not An Outcome", "", "pending")
         assert [] == [k async for k in store.client.scan_iter(match=store.keys.prefix + "*")]
+
+    async def test_quiet_hours_defer_then_send(
+        self, store: RedisStore, hooks: WebhookInbox, tmp_path: Path
+    ) -> None:
+        """Inside quiet hours the delivery waits for their end, then goes out."""
+        clock = Clock()  # 2026-05-28T20:26:40Z
+        d = deliverer(
+            tmp_path, store, hooks, clock, NudgeMetrics(), 'quiet_hours = "20:00-08:00"\n'
+        )
+        await d.store.intake(0, 0, clock(), intake.plan(flag("p_q"), d.rules, clock()))
+        assert 1 == await d.run_due()
+        entry = await d.store.delivery("p_q:never_active::1|hr")
+        assert entry is not None and "pending" == entry["state"]
+        assert ms("2026-05-29T08:00:00+00:00") == entry["due"]
+        assert [] == hooks.requests
+        clock.now = entry["due"]
+        assert 1 == await d.run_due()
+        assert ["p_q"] == [body["person"] for _, body in hooks.requests]
+        assert ["deferred", "sent"] == [e["outcome"] for e in await d.store.audit(0)]
+
+    async def test_a_reactivation_after_the_nudge_counts_in_the_effect(
+        self, store: RedisStore, hooks: WebhookInbox, tmp_path: Path
+    ) -> None:
+        """Sent, then the person acts again 3 days later: active again within 7 days."""
+        clock = Clock()
+        d = deliverer(tmp_path, store, hooks, clock, NudgeMetrics())
+        await d.store.intake(0, 0, clock(), intake.plan(flag("p_e"), d.rules, clock()))
+        await d.run_due()
+        back = {**flag("p_e"), "kind": "reactivated", "event_id": "p_e:reactivated::2"}
+        back["at"] = "2026-05-31T20:26:40.000+00:00"
+        await d.store.intake(0, 1, clock(), intake.plan(back, d.rules, clock()))
+        (entry,) = await d.store.effect_entries()
+        assert ("nudged", clock.now, ms(back["at"])) == (
+            entry["group"],
+            entry["decided"],
+            entry["reactivated"],
+        )
+        figure = effect([entry], clock.now + 8 * DAY_MS)
+        assert (1, 1) == (
+            figure["windows"]["7d"]["nudged"]["flags"],
+            figure["windows"]["7d"]["nudged"]["active_again"],
+        )
+
+
+def ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)

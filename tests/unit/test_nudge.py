@@ -288,3 +288,13 @@ class TestShippedRules:
         assert ["never_active", "inactive"] == [
             r.kind for r in rules(tmp_path, config["data"]["rules.toml"]).rules
         ]
+
+
+class TestSettingsDocumented:
+    def test_every_nudge_setting_is_in_the_operations_page(self) -> None:
+        """docs/operations/nudges.md names every ESN_NUDGE_* variable in its table."""
+        from stream.nudge.settings import NudgeSettings
+
+        page = (Path(__file__).resolve().parents[2] / "docs/operations/nudges.md").read_text()
+        for name in NudgeSettings.model_fields:
+            assert f"`ESN_NUDGE_{name.upper()}`" in page, name

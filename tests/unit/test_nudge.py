@@ -298,3 +298,31 @@ class TestSettingsDocumented:
         page = (Path(__file__).resolve().parents[2] / "docs/operations/nudges.md").read_text()
         for name in NudgeSettings.model_fields:
             assert f"`ESN_NUDGE_{name.upper()}`" in page, name
+
+
+class TestPublishedRecords:
+    def test_the_publishers_records_are_taken_as_they_are(self, tmp_path: Path) -> None:
+        """Records made by stream/flags/records.py (at_risk included) plan as expected."""
+        from stream.flags.machine import Transition
+        from stream.flags.records import flag_record
+
+        day = 86_400_000
+        at = NOW - 3_600_000
+        made = {
+            kind: flag_record(
+                Transition(at, "p_1", kind, last_seen_ms=at - 40 * day, created_ms=0, **extra),
+                None,
+                {"owner": ["c1"], "member": [], "follower": []},
+            )
+            for kind, extra in (
+                ("inactive", {"threshold_ms": 30 * day}),
+                ("at_risk", {"at_risk_ms": at, "active_days": 20}),
+                ("reactivated", {"away_ms": 40 * day}),
+            )
+        }
+        r = rules(tmp_path)
+        assert 1 == len(intake.plan(made["inactive"], r, NOW)["deliveries"])
+        assert 2 == len(intake.plan(made["at_risk"], r, NOW)["deliveries"])
+        assert intake.plan(made["reactivated"], r, NOW)["ends"]
+        message = Renderer(r).render("inactive", made["at_risk"], {"name": "Ada"}, NOW)
+        assert "40 days ago" in message.body and "c1 (owner)" in message.body

@@ -53,7 +53,9 @@ def local_config(
     # Relative paths are resolved from the config file's folder: the home, where start() copies
     # the shipped rules (a wheel's files are not meant to be pointed at by another program).
     config["rule_files"] = [str(path) for path in rule_files or [Path(RULES_DIR, "*.yml")]]
-    (job,) = config["scrape_configs"]
+    # The workers' job only: the shipped nudge job names a Compose host.
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "esn-pulse")
+    config["scrape_configs"] = [job]
     job["static_configs"] = [
         {"targets": hosts, "labels": {"env": env}} for env, hosts in targets.items()
     ]

@@ -843,6 +843,12 @@ fn fold_batch<'py>(
 
 fn escape_json(out: &mut String, text: &str) {
     out.push('"');
+    push_escaped(out, text);
+    out.push('"');
+}
+
+/// ``text`` inside a JSON string, without the quotes.
+fn push_escaped(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -851,7 +857,6 @@ fn escape_json(out: &mut String, text: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 fn push_int(out: &mut String, n: i64) {
@@ -1233,23 +1238,22 @@ impl NativeBatch {
             out.push(',');
             push_int(&mut out, named[1]);
         }
-        // The reorder buffer: (time, user) pairs, each once (as the Python delta's set).
-        let mut buffered: Vec<(i64, i64)> = acc.activity_times.iter().map(|(t, u)| (*t, position[u.as_str()])).collect();
+        // The reorder buffer: one member "time\tuser" per (time, user) pair, each once (as the
+        // Python delta's set), written whole: fold.lua takes the score from the member's digits
+        // instead of formatting the time and joining the user in Lua, its largest cost a member.
+        let mut buffered: Vec<(i64, &str)> = acc.activity_times.iter().map(|(t, u)| (*t, u.as_str())).collect();
         buffered.sort_unstable();
         buffered.dedup();
         out.push_str("],\"b\":[");
-        for (i, (t, _)) in buffered.iter().enumerate() {
+        for (i, (t, user)) in buffered.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
+            out.push('"');
             push_int(&mut out, *t);
-        }
-        out.push_str("],\"bu\":[");
-        for (i, (_, p)) in buffered.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_int(&mut out, *p);
+            out.push_str("\\t");
+            push_escaped(&mut out, user);
+            out.push('"');
         }
         out.push_str("],\"w\":");
         push_int(&mut out, acc.max_event_ms.unwrap_or(-1));

@@ -22,8 +22,8 @@
 --   o   top items, each [key, expire_at, [item, count, ...]] (one per day); cap: items kept a day
 --   r   received buckets, each [bucket_key, user, likes, mentions, user, ...]
 --   c   communities: [community, last_ms, events, ...]
---   b, bu  reorder buffer: [time_ms, ...] and [user position, ...] of the events that count as
---       activity
+--   b   reorder buffer: ["time_ms\tuser", ...], one member per (time, user) of the events that
+--       count as activity, written whole by the caller (the score is the member's digits)
 --   w   highest event time of the batch (-1 when none)
 --   tot totals: ["type|object_type", count, ...]; unk unknown types: [raw name, count, ...]
 -- Returns {status, applied_before}: 1 applied, 0 already applied (replay), -1 partial overlap,
@@ -169,18 +169,17 @@ for index = 1, #communities, 3 do
     return fail('community', communities[index])
   end
 end
--- A member is "time_ms\tuser" (the sweep reads the time back from it), built here from the
--- user's position: the payload does not carry each event's user id again.
-local buffered_users = p.bu
-if not list(buffered_users) or #buffered_users ~= #buffered then
-  return fail('reorder buffer', buffered_users)
-end
+-- A member is "time_ms\tuser" (the sweep reads the time back from it). Its score is its digits,
+-- taken here once (a C pattern match) and kept for the buffer section: formatting each time and
+-- joining the user in Lua cost more than the ZADD itself. A member's time must be a whole number
+-- ZADD reads (at most 15 digits: exact as a double) and its user not empty.
+local buffer_args = {}
 for index = 1, #buffered do
-  local at, position = buffered[index], buffered_users[index]
-  if type(at) ~= 'number' or at < 0 or at % 1 ~= 0 or type(position) ~= 'number'
-    or position < 1 or position > positions or position % 1 ~= 0 then
-    return fail('reorder buffer entry', at)
-  end
+  local member = buffered[index]
+  local score = type(member) == 'string' and string.match(member, '^(%d+)\t.')
+  if not score or #score > 15 then return fail('reorder buffer entry', member) end
+  buffer_args[2 * index - 1] = score
+  buffer_args[2 * index] = member
 end
 for what, values in pairs({totals = totals, ['unknown types'] = unknown}) do
   local bad = pairs_of(values, what, name)
@@ -571,12 +570,6 @@ end
 
 -- @section buffer
 -- The inactivity engine releases these in event-time order once the watermark passes them.
-local buffer_args = {}
-for index = 1, #buffered do
-  local score = string.format('%d', buffered[index])
-  buffer_args[2 * index - 1] = score
-  buffer_args[2 * index] = score .. '\t' .. position_user[buffered_users[index]]
-end
 call_chunked('ZADD', KEYS[4], buffer_args, 2)
 if p.w ~= -1 then
   local seen = tonumber(redis.call('GET', KEYS[5]) or '0')

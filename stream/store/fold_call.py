@@ -197,8 +197,6 @@ def fold_call(
             touched[key] = None
         got += (receiver, likes, mentions)
 
-    # (times, users) of the buffered events; [] when none.
-    buffered = list(zip(*delta.activity_times, strict=True))
     payload = {
         "n": k.stats("n"),
         "u": users_part,
@@ -209,8 +207,9 @@ def fold_call(
         "slots": SLOT,
         "r": list(received.values()),
         "c": [x for name, pair in delta.communities.items() for x in (name, *pair)],
-        "b": list(buffered[0]) if buffered else [],
-        "bu": list(map(position.__getitem__, buffered[1])) if buffered else [],
+        # The reorder buffer's members whole, "time\tuser": fold.lua takes each score from the
+        # member's digits (formatting times and joining users in Lua cost it more than the ZADD).
+        "b": [f"{t}\t{user}" for t, user in delta.activity_times],
         "w": -1 if delta.max_event_ms is None else delta.max_event_ms,
         "tot": [x for (t, o), c in delta.totals.items() for x in (f"{t}|{o}", c)],
         "unk": [x for pair in delta.unknown_types.items() for x in pair],

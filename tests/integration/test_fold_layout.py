@@ -133,7 +133,10 @@ class TestPayloadChecks:
             ("o", lambda o: o[0][2].__setitem__(1, "many")),  # a top item count
             ("r", lambda r: r[0].__setitem__(2, 1.5)),  # likes received
             ("c", lambda c: c.__setitem__(1, "soon")),  # a community's last event
-            ("bu", lambda bu: bu.__setitem__(0, 0)),  # a buffered event of no user
+            ("b", lambda b: b.__setitem__(0, b[0].split("\t")[0] + "\t")),  # of no user
+            ("b", lambda b: b.__setitem__(0, "soon\t" + b[0].split("\t")[1])),  # no time
+            ("b", lambda b: b.__setitem__(0, int(b[0].split("\t")[0]))),  # not a member
+            ("b", lambda b: b.__setitem__(0, "1" * 16 + "\ta")),  # past a double's exact range
             ("tot", lambda tot: tot.__setitem__(1, -2)),  # a total
         ],
     )

@@ -314,7 +314,7 @@ def payload_of(delta: PartitionDelta) -> tuple[list[str], dict[str, Any]]:
         "slots": raw["slots"],
         "r": received,
         "c": communities,
-        "b": sorted(zip(raw["b"], map(of.__getitem__, raw["bu"]), strict=True)),
+        "b": sorted(raw["b"]),
         "w": raw["w"],
         "tot": pairs(raw["tot"]),
         "unk": pairs(raw["unk"]),

@@ -202,8 +202,31 @@ async def first_run(
     records = await read_topic(settings, topics.flagged, len(expected), timeout=90)
     assert expected == sorted(as_transition(jsonutil.loads(r.value)) for r in records)
     await sweeps_done(worker, 2)
+    await released_to_the_end(store, settings, events, worker)
     worker.stop()
     return events, directory, records
+
+
+async def released_to_the_end(
+    store: RedisStore, settings: Settings, events: list[dict[str, Any]], worker: Any
+) -> None:
+    """Until every partition's states are released to its final watermark, as the oracles
+    assume (a migration withdraws and raises at that instant).
+
+    A finished sweep is not enough: one that ran while the consumer was rebalancing swept the
+    partitions it held then, maybe none, and still counts as a sweep. The likely cause of a
+    clean-clone CI run's migration records 13 days early: the first worker stopped with a
+    partition's states released to an earlier watermark, and the migration (rightly) withdrew
+    at the instant they were released to.
+    """
+    expected = released_at(settings, events)
+    definitions = DefinitionsStore(store)
+
+    async def released() -> bool:
+        found = {p: (await definitions.partition(p)).released_ms for p in expected}
+        return found == expected
+
+    await eventually(released, 60, "every partition released to the end", worker.check_alive)
 
 
 async def sweeps_done(worker: Any, count: int) -> None:

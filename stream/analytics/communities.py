@@ -77,8 +77,9 @@ async def all_communities(
 ) -> list[CommunityHealth]:
     """Every community with a member or an event, by id.
 
-    O(communities x partitions): the people, active people and active owners are counted in
-    each partition's health index, no member is read (docs/design/performance.md).
+    No member is read: each partition's counts are kept by the fold and the directory script
+    and moved to ``now_ms`` by the read (O(changes since the last read) plus a line a
+    community; docs/design/performance.md, "Community health").
     """
     counts = await CommunityHealthReads(store).counts(now_ms, window_ms, threshold_ms)
     activity = await CommunityReads(store).community_figures()

@@ -16,6 +16,7 @@ import click
 from stream import (
     cli_analytics,
     cli_api,
+    cli_at_risk,
     cli_backtest,
     cli_config,
     cli_demo,
@@ -122,6 +123,7 @@ def worker() -> None:
 cli_produce.register(main)
 cli_user.register(main)
 cli_inactive.register(main)
+cli_at_risk.register(main)
 cli_analytics.register(main)
 cli_import.register(main)
 cli_dlq.register(main)

@@ -108,3 +108,16 @@ async def inactive_users(
         if (department is None or row.department == department)
         and (community is None or any(community in c for c in row.roles.values()))
     ]
+
+
+async def at_risk_users(store: RedisStore, definitions: Definitions) -> list[FlaggedUser]:
+    """Users holding the at-risk flag, newest flag first (ties: newest silence, then id)."""
+    flagged: list[FlaggedUser] = []
+    async for user, raw in UserReads(store).scan_inactivity_states():
+        state = decode_state(raw)
+        if state.enabled and state.at_risk_ms is not None:
+            flagged.append(FlaggedUser(user, state, flags_of(state, definitions)))
+    flagged.sort(
+        key=lambda f: (f.state.at_risk_ms or 0, f.state.last_ms or 0, f.user_id), reverse=True
+    )
+    return flagged

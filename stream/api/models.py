@@ -137,6 +137,33 @@ class Inactive(_Model):
     users: list[InactiveRow]
 
 
+class Rhythm(_Model):
+    """A person's usual rhythm before the silence (issue 16)."""
+
+    active_days: Count = Field(description="Days with activity in the window.")
+    window_days: int = Field(description="The window: the days up to the last activity.")
+    usual_gap_days: float | None = Field(description="window_days / active_days")
+
+
+class AtRiskRow(_Model):
+    user_id: str
+    at_risk_since: str | None
+    rhythm: Rhythm
+    last_seen: str | None
+    department: str | None
+    communities: Roles
+
+
+class AtRisk(_Model):
+    """One page of at-risk users, newest flag first."""
+
+    total: Count
+    offset: Count
+    limit: int
+    next_offset: int | None = Field(description="The offset of the next page; null on the last.")
+    users: list[AtRiskRow]
+
+
 class Community(_Model):
     community: str
     members_by_role: Counts

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from stream.analytics import views
+from stream.analytics.at_risk import at_risk_page
 from stream.analytics.days import clock_now_ms, day_of_ms
 from stream.api import models
 from stream.api.access import NAMED_PEOPLE
@@ -19,7 +20,7 @@ from stream.api.cache import AnswerCache
 from stream.api.security import Guard
 from stream.flags.machine import Definitions
 from stream.privacy import looks_like_pseudonym, lookup_id
-from stream.queries import flagged_users
+from stream.queries import at_risk_users, flagged_users
 from stream.settings import Settings
 from stream.store import RedisStore
 from stream.timebounds import parse_duration_ms
@@ -132,6 +133,22 @@ def build_router(context: ApiContext, guard: Guard) -> APIRouter:
         # the directory for its own rows only.
         _, flagged = await context.cache.get(("inactive", threshold_ms, never), compute)
         return await views.inactive_page(store, flagged, offset, limit)
+
+    @route("/at-risk", PEOPLE, models.AtRisk, "At-risk users, newest flag first, by page")
+    async def at_risk(
+        department: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
+        community: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
+        limit: Annotated[int, Query(ge=1, le=INACTIVE_MAX_LIMIT)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> dict[str, Any]:
+        async def compute() -> Any:
+            return await at_risk_users(store, definitions)
+
+        # One scan shared by every page, filter and caller, like /inactive's.
+        _, flagged = await context.cache.get(("at_risk",), compute)
+        return await at_risk_page(
+            store, flagged, offset, limit, department=department, community=community
+        )
 
     @route("/communities", AGGREGATE, models.Communities, "Every community's health")
     async def communities(state: Annotated[models.CommunityState, Query()] = "all") -> Any:

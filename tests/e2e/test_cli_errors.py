@@ -68,6 +68,7 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 REDIS_COMMANDS = [
     ("inactive",),
     ("inactive", "--never-active"),
+    ("at-risk",),
     ("summary",),
     ("user", "u1"),
     ("initiative", "list"),
@@ -169,6 +170,8 @@ class TestUsageErrors:
             (("inactive", "--threshold", "banana"), "'--threshold'"),
             (("inactive", "--threshold", "7d"), "'--threshold'"),
             (("inactive", "--format", "xml"), "'--format'"),
+            (("at-risk", "--format", "xml"), "'--format'"),
+            (("at-risk", "--json", "--format", "csv"), "--json"),
             (("generate", "--users", "-1"), "'--users'"),
             (("generate", "--days", "banana"), "'--days'"),
             (("demo", "--users", "0"), "'--users'"),

@@ -68,6 +68,7 @@ CASES: dict[str, Case] = {
         named="--jsn",
     ),
     "inactive": Case(redis_down=UNREACHABLE, bad=("--threshold", "banana"), named="'--threshold'"),
+    "at-risk": Case(redis_down=UNREACHABLE, bad=("--format", "xml"), named="'--format'"),
     "produce": Case(
         ("{tmp}/events.jsonl",),
         kafka_down=UNREACHABLE,

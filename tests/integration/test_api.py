@@ -119,14 +119,18 @@ def _scope(document: dict[str, Any], template: str) -> str:
 
 class TestAuth:
     def test_every_route_declares_bearer_and_one_scope(self, served: Served) -> None:
-        """The document has the bearer scheme; users and inactive are people, the rest aggregate."""
+        """Bearer; users, inactive, at-risk and the nudge log are people, the rest aggregate."""
         scheme = served.document["components"]["securitySchemes"]["bearer"]
         assert {"type": "http", "scheme": "bearer"} == {k: scheme[k] for k in ("type", "scheme")}
         scopes = {t: _scope(served.document, t) for t in served.document["paths"]}
-        assert {"/api/v1/users/{user_id}", "/api/v1/inactive"} == {
-            t for t, s in scopes.items() if s == "people"
+        people = {
+            "/api/v1/users/{user_id}",
+            "/api/v1/inactive",
+            "/api/v1/at-risk",
+            "/api/v1/nudges/log",
         }
-        assert len(scopes) == 10
+        assert people == {t for t, s in scopes.items() if s == "people"}
+        assert len(scopes) == 13
 
     def test_no_token_wrong_token_and_wrong_scope_are_refused_route_by_route(
         self, served: Served

@@ -157,20 +157,30 @@ class Settings(BaseSettings):
         "14d", description="An enabled profile with no activity this long after creation."
     )
     at_risk_active_days: int = Field(
-        16,
+        10,
         ge=0,
         le=56,
         description="At risk: a regular (active on at least this many of the 56 days before their "
         "last activity) silent for several usual gaps; 0 turns the at-risk flag off.",
     )
     at_risk_gap_factor: float = Field(
-        3.0,
+        5.0,
         ge=1.0,
         le=56.0,
         description="At risk after this many usual gaps (56 days over the active days) of silence.",
     )
     at_risk_min_silence: str = Field(
-        "7d", description="Never at risk after less silence than this (a day or more)."
+        "21d", description="Never at risk after less silence than this (a day or more)."
+    )
+    at_risk_fade: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fading: a regular whose last two weeks held this share fewer active days "
+        "than the six weeks before; 0 turns the fade rule off.",
+    )
+    at_risk_fade_silence: str = Field(
+        "7d", description="A fading regular is at risk after this much silence (a day or more)."
     )
     activity_types: str = Field(
         "", description="Event types that count as activity (comma list); empty: all types."
@@ -338,7 +348,7 @@ class Settings(BaseSettings):
         parse_duration_ms(value)
         return value
 
-    @field_validator("at_risk_min_silence")
+    @field_validator("at_risk_min_silence", "at_risk_fade_silence")
     @classmethod
     def _a_day_or_more(cls, value: str) -> str:
         # Per-day activity decides the rule (the state keeps one bit a day), and the reorder

@@ -39,7 +39,16 @@ def encode_definitions(definitions: Definitions) -> str:
     rule = definitions.at_risk
     if rule is None:
         return f"v1;t={thresholds};g={definitions.grace_ms}"
-    at_risk = f"{rule.min_active_days},{rule.gap_factor_milli},{rule.min_silence_ms}"
+    at_risk = ",".join(
+        str(value)
+        for value in (
+            rule.min_active_days,
+            rule.gap_factor_milli,
+            rule.min_silence_ms,
+            rule.fade_milli,
+            rule.fade_silence_ms,
+        )
+    )
     return f"v{FORMAT};t={thresholds};g={definitions.grace_ms};r={at_risk}"
 
 
@@ -54,7 +63,7 @@ def decode_definitions(text: str) -> Definitions:
     at_risk = None
     if len(parts) == 4:
         values = parts[3][2:].split(",") if parts[3].startswith("r=") else []
-        if len(values) != 3:
+        if len(values) != 5:
             raise ValueError(f"not a definitions record: {text!r}")
         at_risk = AtRiskRule(*(int(v) for v in values))
     return Definitions(thresholds, int(parts[2][2:]), at_risk)
@@ -69,7 +78,11 @@ def describe(definitions: Definitions) -> str:
         return text + ", no at-risk flag"
     factor = f"{rule.gap_factor_milli / 1000:g}"
     silence = threshold_label(rule.min_silence_ms)
-    return text + f", at risk {rule.min_active_days} days x{factor} >= {silence}"
+    text += f", at risk {rule.min_active_days} days x{factor} >= {silence}"
+    if rule.fade_milli:
+        fade = threshold_label(rule.fade_silence_ms)
+        text += f" or faded {rule.fade_milli / 10:g}% >= {fade}"
+    return text
 
 
 @dataclass(frozen=True)

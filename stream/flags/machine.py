@@ -24,36 +24,61 @@ TransitionKind = Literal["inactive", "never_active", "at_risk", "reactivated", "
 #: The active-day window a person's rhythm is read over: one bit a day in the stored state.
 RHYTHM_WINDOW_DAYS: Final = 56
 _WINDOW_MASK: Final = (1 << RHYTHM_WINDOW_DAYS) - 1
+#: A fade compares the last two weeks of the window with the six weeks before them.
+FADE_RECENT_DAYS: Final = 14
+_RECENT_MASK: Final = (1 << FADE_RECENT_DAYS) - 1
 
 
 @dataclass(frozen=True)
 class AtRiskRule:
-    """A regular whose silence is several times their usual gap between active days is at risk.
+    """A regular who falls silent against their own rhythm is at risk, before any threshold.
 
-    Regular: active on at least ``min_active_days`` of the ``RHYTHM_WINDOW_DAYS`` days up to their
-    last activity. Usual gap: the window over those active days. At risk once silent for
-    ``gap_factor_milli / 1000`` usual gaps, and never sooner than ``min_silence_ms`` (a day or
-    more, so per-day activity decides it), strictly before the first inactivity threshold.
+    Steady: active on at least ``min_active_days`` of the ``RHYTHM_WINDOW_DAYS`` days up to their
+    last activity; at risk once silent for ``gap_factor_milli / 1000`` usual gaps (the window over
+    those active days), and never sooner than ``min_silence_ms``. Fading (``fade_milli`` > 0): a
+    regular in the six weeks before the last two (the same share of active days) whose last two
+    weeks held ``fade_milli / 1000`` fewer active days a day; at risk after ``fade_silence_ms``,
+    if sooner. Both a day or more, so per-day activity decides; strictly before the first
+    inactivity threshold. Holidays are sudden silences of steady people; a fade comes first.
     """
 
     min_active_days: int
     gap_factor_milli: int
     min_silence_ms: int
+    fade_milli: int = 0
+    fade_silence_ms: int = 7 * DAY_MS
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_active_days <= RHYTHM_WINDOW_DAYS:
             raise ValueError(f"at-risk active days must be 1 to {RHYTHM_WINDOW_DAYS}")
         if self.gap_factor_milli < 1000:
             raise ValueError("the at-risk gap factor must be at least 1")
-        if self.min_silence_ms < DAY_MS:
-            raise ValueError("the at-risk minimum silence must be a day or more")
+        if self.min_silence_ms < DAY_MS or self.fade_silence_ms < DAY_MS:
+            raise ValueError("the at-risk silences must be a day or more")
+        if not 0 <= self.fade_milli <= 1000:
+            raise ValueError("the at-risk fade must be a share from 0 to 1")
 
     def silence_ms(self, active_days: int) -> int | None:
-        """How long a person with this many active days in the window may be silent, or None."""
-        if active_days < self.min_active_days:
-            return None
-        usual_gap_ms = RHYTHM_WINDOW_DAYS * DAY_MS // active_days
-        return max(self.min_silence_ms, self.gap_factor_milli * usual_gap_ms // 1000)
+        """How long a person with these active-day bits may be silent, or None: not a regular."""
+        active = active_days.bit_count()
+        silence = None
+        if active >= self.min_active_days:
+            usual_gap_ms = RHYTHM_WINDOW_DAYS * DAY_MS // active
+            silence = max(self.min_silence_ms, self.gap_factor_milli * usual_gap_ms // 1000)
+        if self.fade_milli and self._faded(active_days):
+            silence = min(silence or self.fade_silence_ms, self.fade_silence_ms)
+        return silence
+
+    def _faded(self, active_days: int) -> bool:
+        recent = (active_days & _RECENT_MASK).bit_count()
+        before = (active_days >> FADE_RECENT_DAYS).bit_count()
+        earlier_days = RHYTHM_WINDOW_DAYS - FADE_RECENT_DAYS
+        regular_before = before * RHYTHM_WINDOW_DAYS >= self.min_active_days * earlier_days
+        # recent / 14 <= (1 - fade) * before / 42, in integers.
+        dropped = (
+            recent * earlier_days * 1000 <= (1000 - self.fade_milli) * before * FADE_RECENT_DAYS
+        )
+        return regular_before and dropped
 
 
 @dataclass(frozen=True)
@@ -316,7 +341,7 @@ def at_risk_crossing(state: UserInactivity, definitions: Definitions) -> int | N
     rule = definitions.at_risk
     if rule is None or not state.enabled or state.last_ms is None or state.flagged:
         return None
-    silence = rule.silence_ms(state.active_days_count())
+    silence = rule.silence_ms(state.active_days)
     if silence is None:
         return None
     first = max(state.last_ms + definitions.thresholds_ms[0], state.enabled_since_ms)
@@ -346,6 +371,8 @@ def definitions_from(settings: Settings) -> Definitions:
             settings.at_risk_active_days,
             round(settings.at_risk_gap_factor * 1000),
             parse_duration_ms(settings.at_risk_min_silence),
+            round(settings.at_risk_fade * 1000),
+            parse_duration_ms(settings.at_risk_fade_silence),
         )
     return Definitions(tuple(thresholds), parse_duration_ms(settings.never_active_grace), at_risk)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +27,9 @@ from stream.flags.state_codec import decode_state, encode_state
 
 HOUR = 3_600_000
 WINDOW = 56
-RULE = AtRiskRule(min_active_days=10, gap_factor_milli=3_000, min_silence_ms=5 * DAY_MS)
+RULE = AtRiskRule(min_active_days=10, gap_factor_milli=3_000, min_silence_ms=9 * DAY_MS)
 DEFS = Definitions((30 * DAY_MS, 90 * DAY_MS), 14 * DAY_MS, RULE)
+FADING = AtRiskRule(10, 3_000, 9 * DAY_MS, fade_milli=400, fade_silence_ms=4 * DAY_MS)
 
 
 def organisation(seed: int, users: int = 90, days: int = 220) -> list[Change]:
@@ -72,16 +74,29 @@ class _User:
     risk_since: int | None = None
 
 
-def _risk_crossing(u: _User) -> int | None:
+def _risk_crossing(u: _User, rule: AtRiskRule) -> int | None:
     """From every active day kept (not the machine's bits): when this user becomes at risk."""
     if not u.enabled or u.last is None or u.held:
         return None
     last_day = u.last // DAY_MS
     active = sum(1 for d in u.days if last_day - WINDOW < d <= last_day)
-    if active < RULE.min_active_days:
+    recent = sum(1 for d in u.days if last_day - 14 < d <= last_day)
+    silences = []
+    if active >= rule.min_active_days:
+        gap = WINDOW * DAY_MS // active
+        silences.append(max(rule.min_silence_ms, rule.gap_factor_milli * gap // 1000))
+    before = active - recent
+    # The six weeks before held a regular's share, the last two a day-rate fallen by the fade.
+    regular_before = before / 42 >= rule.min_active_days / WINDOW
+    if (
+        rule.fade_milli
+        and regular_before
+        and recent / 14 <= (1 - rule.fade_milli / 1000) * before / 42 + 1e-12
+    ):
+        silences.append(rule.fade_silence_ms)
+    if not silences:
         return None
-    silence = max(RULE.min_silence_ms, RULE.gap_factor_milli * (WINDOW * DAY_MS // active) // 1000)
-    at = max(u.last + silence, u.since)
+    at = max(u.last + min(silences), u.since)
     return at if at < max(u.last + DEFS.thresholds_ms[0], u.since) else None
 
 
@@ -91,7 +106,7 @@ def _active_count(u: _User) -> int:
     return sum(1 for d in u.days if last_day - WINDOW < d <= last_day)
 
 
-def oracle(changes: Sequence[Change], end_ms: int) -> list[Transition]:
+def oracle(changes: Sequence[Change], end_ms: int, rule: AtRiskRule = RULE) -> list[Transition]:
     """Step hour by hour; at-risk crossings inside an hour are found before the hour's changes."""
     by_hour: dict[int, list[Change]] = {}
     for change in changes:
@@ -100,7 +115,7 @@ def oracle(changes: Sequence[Change], end_ms: int) -> list[Transition]:
     out: list[Transition] = []
 
     def raise_at_risk(name: str, u: _User, before_ms: int, inclusive: bool) -> None:
-        at = _risk_crossing(u)
+        at = _risk_crossing(u, rule)
         if at is not None and (at <= before_ms if inclusive else at < before_ms):
             u.held.add("risk")
             u.risk_since = at
@@ -171,26 +186,45 @@ def run_machine(
     machine = InactivityMachine(defs)
     out: list[Transition] = []
     chunk_ms = sweep_hours * HOUR
+    times = [c.at_ms for c in changes]  # changes are in event-time order
     for start in range(0, end_ms + 1, chunk_ms):
-        window = [c for c in changes if start <= c.at_ms < start + chunk_ms and c.at_ms <= end_ms]
-        out += machine.release(window, watermark_ms=min(end_ms, start + chunk_ms - 1))
+        stop = min(start + chunk_ms, end_ms + 1)
+        window = changes[bisect.bisect_left(times, start) : bisect.bisect_left(times, stop)]
+        out += machine.release(window, watermark_ms=stop - 1)
         # Through the stored text, as the release keeps them.
         machine.states = {u: decode_state(encode_state(s)) for u, s in machine.states.items()}
     return sorted(out)
 
 
 class TestAgainstTheOracle:
-    @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-    def test_every_transition_matches_the_oracle(self, seed: int) -> None:
+    @pytest.mark.parametrize(("seed", "rule"), [(1, RULE), (2, RULE), (3, FADING), (4, FADING)])
+    def test_every_transition_matches_the_oracle(self, seed: int, rule: AtRiskRule) -> None:
         """At-risk flags, their ends and what supersedes them, exactly, with the other flags."""
         changes = organisation(seed)
         end = 220 * 24 * HOUR
-        expected = oracle(changes, end)
+        expected = oracle(changes, end, rule)
         kinds = [t.kind for t in expected]
         assert kinds.count("at_risk") > 20
         assert any(t.kind == "inactive" and t.at_risk_ms for t in expected)
         assert any(t.kind == "reactivated" and t.only_at_risk for t in expected)
-        assert expected == run_machine(changes, end, sweep_hours=24)
+        defs = Definitions(DEFS.thresholds_ms, DEFS.grace_ms, rule)
+        assert expected == run_machine(changes, end, sweep_hours=24, defs=defs)
+
+    def test_the_fade_rule_warns_some_people_sooner(self) -> None:
+        """A fade shortens the silence for those whose last two weeks fell off."""
+        changes, end = organisation(3), 220 * 24 * HOUR
+        fading_defs = Definitions(DEFS.thresholds_ms, DEFS.grace_ms, FADING)
+        steady = {
+            (t.user_id, t.last_seen_ms): t.at_ms
+            for t in run_machine(changes, end, 24)
+            if t.kind == "at_risk"
+        }
+        sooner = [
+            t
+            for t in run_machine(changes, end, 24, fading_defs)
+            if t.kind == "at_risk" and t.at_ms < steady.get((t.user_id, t.last_seen_ms), end)
+        ]
+        assert len(sooner) >= 5
 
     @pytest.mark.parametrize("sweep_hours", [1, 24 * 7, 24 * 400])
     def test_sweep_cadence_does_not_change_the_result(self, sweep_hours: int) -> None:
@@ -213,10 +247,10 @@ class TestCases:
         return [Seen(d * DAY_MS + 9 * HOUR, "u") for d in range(days)]
 
     def test_a_regular_falls_silent(self) -> None:
-        """20 of 56 days active: usual gap 2.8 days, at risk after 8.4 days, before 30 days."""
+        """20 of 56 days active: usual gap 2.8 days, at risk after 9 days (the minimum)."""
         out = InactivityMachine(DEFS).release(self.regular(), watermark_ms=60 * DAY_MS)
         last = 19 * DAY_MS + 9 * HOUR
-        silence = 3 * (56 * DAY_MS // 20)
+        silence = 9 * DAY_MS
         assert [("at_risk", last + silence), ("inactive", last + 30 * DAY_MS)] == [
             (t.kind, t.at_ms) for t in out
         ]
@@ -273,7 +307,7 @@ class TestStoredForm:
 class TestMigration:
     @pytest.mark.parametrize(
         "new_rule",
-        [None, AtRiskRule(10, 2_000, 5 * DAY_MS), AtRiskRule(25, 3_000, 5 * DAY_MS)],
+        [None, AtRiskRule(10, 2_000, 5 * DAY_MS), AtRiskRule(25, 3_000, 5 * DAY_MS), FADING],
     )
     def test_migrating_gives_what_a_run_under_the_new_rule_holds(
         self, new_rule: AtRiskRule | None

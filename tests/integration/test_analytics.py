@@ -423,6 +423,8 @@ class TestInitiatives:
         histories: dict[str, list[tuple[int, str]]] = defaultdict(list)
         codes = {"inactive": "i", "never_active": "n", "reactivated": "r", "withdrawn": "w"}
         for t in scenario.transitions:
+            if t.kind == "at_risk" or t.only_at_risk:
+                continue  # a warning, not a flag the initiatives count (no history entry)
             histories[t.user_id].append((t.at_ms, codes[t.kind]))
         profiles, _ = latest_directory(scenario.directory)
         start = int(INITIATIVE_START.timestamp() * 1000)

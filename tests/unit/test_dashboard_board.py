@@ -61,7 +61,7 @@ class TestBoard:
 
     def test_a_department_panel_and_an_alert_list(self) -> None:
         """Users by department and state; the ESN alert rules from the Prometheus data source."""
-        (department,) = [p for p in panels() if "esn_department_users" in exprs(p)]
+        (department,) = [p for p in panels() if "by (department, state)" in exprs(p)]
         assert "by (department, state)" in exprs(department)
         assert "ESN_MIN_GROUP_SIZE" in department["description"]
         (alerts,) = [p for p in panels() if p["type"] == "alertlist"]

@@ -21,6 +21,7 @@ from stream.analytics.initiatives import list_initiatives
 from stream.analytics.trends import trend
 from stream.flags.machine import Definitions
 from stream.nudge.effect import DAY_MS, effect
+from stream.report.at_risk import at_risk_section
 from stream.report.contacts import as_csv, as_rows, contacts
 from stream.report.headline import headline
 from stream.settings import Settings
@@ -80,6 +81,7 @@ async def collect(
             minimum=settings.min_group_size,
         ),
         "departments": summary["departments"],
+        "at_risk": await at_risk_section(store, definitions, people),
         "min_group_size": settings.min_group_size,
         "contacts": None if contact_rows is None else as_rows(contact_rows, now_ms),
         "contacts_csv": None if contact_rows is None else as_csv(contact_rows, now_ms),

@@ -322,3 +322,29 @@ class TestWhoToContact:
         contacts = page.dom.split('id="contacts"', 1)[1]
         assert "Download CSV</button>" in contacts
         assert len(rows) == contacts.split("<tbody>", 1)[1].split("</tbody>")[0].count("<tr>")
+
+
+class TestAtRisk:
+    def test_the_count_and_departments_always_the_people_only_with_people(
+        self, built: Built
+    ) -> None:
+        """The count is at-risk's, per department the summary's; ids only with --people."""
+        listed = built.cli_json("at-risk", "--json")["users"]
+        out, data = built.report("at-risk-aggregate.html")
+        assert (len(listed), None) == (data["at_risk"]["count"], data["at_risk"]["people"])
+        page = out.read_text()
+        assert not [u["user_id"] for u in listed if f'"{u["user_id"]}"' in page]
+        out, data = built.report("at-risk-people.html", "--people")
+        assert [u["user_id"] for u in listed] == [p["user_id"] for p in data["at_risk"]["people"]]
+        assert [u["rhythm"]["active_days"] for u in listed] == [
+            p["active_days"] for p in data["at_risk"]["people"]
+        ]
+        dom = open_page(out, built.tmp / "at-risk", height=3000).dom
+        section = dom.split('id="at-risk-section"', 1)[1].split("</section>", 1)[0]
+        departments = section.split('id="at-risk-departments"', 1)[1].split("</table>", 1)[0]
+        for name, row in data["departments"].items():
+            assert f"<td>{name.replace('&', '&amp;')}</td>" in departments, name
+            assert row["at_risk"] <= row["enabled"]
+        assert f"{len(listed)} {'person is' if len(listed) == 1 else 'people are'}" in section
+        people = section.split('id="at-risk-people"', 1)[1]
+        assert len(listed) == people.split("<tbody>", 1)[1].split("</tbody>")[0].count("<tr>")

@@ -95,7 +95,8 @@ class TestGrafana:
         exprs = " ".join(t["expr"] for p in panels() for t in p["targets"])
         wanted = (
             "esn_active_users", "esn_stickiness", "esn_users_inactive", "esn_users_never_active",
-            "esn_users_at_risk", "esn_flags", "esn_reactivations_total", "esn_tier_users", "esn_events_total",
+            "esn_users_at_risk", "esn_flags", "esn_reactivations_total", "esn_tier_users",
+            "esn_events_total",
             "esn_events:rate5m", "esn_communities", "esn_events_invalid", "esn_consumer_lag", "up{",
         )  # fmt: skip
         for series in wanted:

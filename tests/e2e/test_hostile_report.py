@@ -61,6 +61,23 @@ def report_data(ids: list[str]) -> dict[str, Any]:
         },
         "initiatives": [],
         "top_items": {"items": [{"item": f"post:{i}", "interactions": 5} for i in ids]},
+        "departments": {i: {"enabled": 6, "active": 4, "at_risk": 2} for i in ids},
+        "min_group_size": 5,
+        "at_risk": {
+            "count": len(ids),
+            "people": [
+                {
+                    "user_id": i,
+                    "at_risk_since": "2026-05-01T09:00:00.000+00:00",
+                    "active_days": 20,
+                    "usual_gap_days": 2.8,
+                    "last_seen": None,
+                    "department": i,
+                    "roles": i,
+                }
+                for i in ids
+            ],
+        },
     }
 
 
@@ -96,7 +113,7 @@ class TestInChromium:
         assert 'data-charts-total="' in head, dom.stderr[-2000:]
         total = int(head.split('data-charts-total="')[1].split('"')[0])
         drawn = int(head.split('data-charts-drawn="')[1].split('"')[0])
-        assert (9, 9) == (total, drawn), head  # nine charts without initiatives
+        assert (10, 10) == (total, drawn), head  # ten without initiatives, departments drawn
         body = dom.stdout.split("<tbody>", 1)[1]
         for hostile in HOSTILE:
             # As text, the DOM serialises it with <, > and & escaped.
@@ -104,3 +121,7 @@ class TestInChromium:
             assert f"<td>{text}</td>" in body, hostile
             assert f"<td>post:{text}</td>" in body, hostile
         assert "<img src" not in dom.stdout and "owned" not in dom.stdout.split("<body")[0]
+        at_risk = dom.stdout.split('id="at-risk-people"', 1)[1].split("</section>", 1)[0]
+        for hostile in HOSTILE:
+            text = hostile.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            assert 3 == at_risk.count(f"<td>{text}</td>"), hostile  # user, department, roles

@@ -258,8 +258,8 @@ class TestTables:
         assert len({len(line) for line in users}) == 1, "figures right-aligned"
         departments = text.split("\nDepartments ")[1].splitlines()[1:]
         assert departments[0].split()[:2] == ["department", "enabled"]
-        assert departments[0].endswith("never active")
-        assert ["Sales", "2", "0", "2", "0"] == next(
+        assert departments[0].endswith("never active  at risk")
+        assert ["Sales", "2", "0", "2", "0", "0"] == next(
             line.split() for line in departments if line.split()[0] == "Sales"
         )
         assert "\x9b" not in text

@@ -32,6 +32,7 @@ from stream.settings import Settings
 from stream.store import RedisStore
 from stream.topics import TopicNames
 from tests.analytics_oracle import event_ms
+from tests.integration.test_inactivity import partition_of
 from tests.support import (
     REPO,
     WorkerProcess,
@@ -50,6 +51,7 @@ DAYS = 61
 END = datetime(2026, 9, 30, 10, 30, tzinfo=UTC)  # the data stops here: the engine's "now"
 SILENCE = END - timedelta(days=30, minutes=20)  # 60 people stop here: inactive at END - 20 min
 SILENT = [f"u{i:06d}" for i in range(0, 180, 3)]
+PARTITIONS = 4
 RULES = yaml.safe_load((REPO / "deploy/prometheus/rules/esn-pulse.yml").read_text())
 DASHBOARD = json.loads((REPO / "deploy/grafana/dashboards/esn-engagement.json").read_text())
 
@@ -75,6 +77,17 @@ def scenario_events(spike: bool) -> list[dict[str, Any]]:
             {"id": f"last-{u}", "type": "login", "actor": u, "time": SILENCE.isoformat()}
             for u in SILENT
         ]
+    # The engine's now is each partition's newest event: one at END in every partition, so each
+    # clock reaches the crossing (the generator's holidays can leave a partition quiet at the end).
+    ticking = {}
+    for i in range(200):
+        user = f"u{i:06d}"
+        if user not in SILENT:
+            ticking.setdefault(partition_of(user, PARTITIONS), user)
+    events += [
+        {"id": f"tick-{u}", "type": "view", "actor": u, "time": END.isoformat()}
+        for u in ticking.values()
+    ]
     return sorted(events, key=event_ms)
 
 
@@ -82,7 +95,7 @@ def deployment_settings(stack_settings: Settings, env: str) -> Settings:
     return isolated(
         stack_settings,
         env,
-        activity_partitions=4,
+        activity_partitions=PARTITIONS,
         user_buckets=64,
         clock="event",
         allowed_lateness="1m",

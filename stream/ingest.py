@@ -16,20 +16,21 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
-from stream.batch import FoldedFetch, RawRecord, Reject, fold_fetch, fold_partition, records_after
+from stream.batch import FoldedFetch, Reject, fold_fetch
 from stream.clients import new_consumer
 from stream.directory_fold import DirectoryFolder
 from stream.flags.cycle import FlagCycle
 from stream.flags.machine import counting_types_from
 from stream.fold import PartitionDelta
+from stream.ingest_apply import APPLIES_IN_FLIGHT, handle_in_order, send_fetch
 from stream.ingest_rebalance import RefenceOnRebalance
-from stream.ingest_recovery import apply_one_by_one, reread_lost_partition
 from stream.ingest_tasks import IngestTasks
 from stream.logfilter import fold_library_repeats
 from stream.metrics import PipelineMetrics
@@ -38,7 +39,7 @@ from stream.privacy import pseudonymizer_from
 from stream.readiness import Readiness
 from stream.retry import StoppedWhileRetrying, until_redis_answers
 from stream.settings import Settings
-from stream.store import ApplyOutcome, RedisStore
+from stream.store import ApplyResult, RedisStore
 from stream.timebounds import TimeBounds
 from stream.topics import TopicNames
 
@@ -99,6 +100,10 @@ class ActivityIngest(Service):
         self.apply_lock = asyncio.Lock()
         #: partition -> applied offset, as last read from or written to Redis.
         self.fences: dict[int, int] = {}
+        #: partition -> the last offset of its latest batch sent and not yet handled.
+        self.sent_through: dict[int, int] = {}
+        #: Fetches sent to Redis whose replies are not handled yet, oldest first.
+        self.in_flight: deque[asyncio.Future[None]] = deque()
         #: partition -> how many times it was sought: fetches from before a seek are stale.
         self.generations: dict[int, int] = {}
         self.joined = asyncio.Event()
@@ -131,10 +136,10 @@ class ActivityIngest(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        # While Redis applies one fetch, the next is fetched, decoded and folded: the fold is
-        # Python CPU and the apply mostly waits on Redis, so overlapping them raises throughput
-        # to the slower of the two. Applies still run one at a time, in fetch order.
-        applying: asyncio.Task[None] | None = None
+        # While Redis applies one fetch, the next is fetched, decoded, folded and sent: the fold
+        # is the worker's CPU and the apply Redis's, so overlapping them raises throughput to the
+        # slower of the two. Replies are handled one fetch at a time, in fetch order
+        # (stream/ingest_apply.py).
         try:
             while not self.should_stop:
                 fetched = await self.consumer.getmany(
@@ -143,14 +148,21 @@ class ActivityIngest(Service):
                 )
                 if fetched:
                     folded, records = self.fold(fetched)
-                    if applying is not None:
-                        await applying
-                    applying = asyncio.create_task(self._apply_in_order(folded, records))
+                    while len(self.in_flight) >= APPLIES_IN_FLIGHT:
+                        await self.in_flight.popleft()
+                    sent = await send_fetch(self, folded, records)
+                    if sent is not None:
+                        previous = self.in_flight[-1] if self.in_flight else None
+                        self.in_flight.append(
+                            asyncio.ensure_future(handle_in_order(self, sent, previous))
+                        )
+                        # A fetch already buffered returns without yielding: let the scripts go
+                        # out now rather than after the next fold.
+                        await asyncio.sleep(0)
                 else:
-                    if applying is not None and applying.done():
-                        await applying  # surfaces an error without waiting for the next fetch
-                        applying = None
-                    if applying is None and not self.records_waiting():
+                    while self.in_flight and self.in_flight[0].done():
+                        await self.in_flight.popleft()  # surfaces an error now
+                    if not self.in_flight and not self.records_waiting():
                         self.readiness.progressed()  # idle, not stalled
                 if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
                     async with self.apply_lock:
@@ -158,9 +170,14 @@ class ActivityIngest(Service):
         except StoppedWhileRetrying:
             return  # stopping while Redis is away: nothing was committed past the failed apply
         finally:
-            if applying is not None and not applying.done():
-                with contextlib.suppress(StoppedWhileRetrying):
-                    await asyncio.shield(applying)
+            await self.settle_applies()
+
+    async def settle_applies(self) -> None:
+        """Wait until every fetch sent is handled (a stop or a revocation waits for them)."""
+        while self.in_flight:
+            task = self.in_flight.popleft()
+            with contextlib.suppress(StoppedWhileRetrying):
+                await asyncio.shield(task)
 
     def records_waiting(self) -> int:
         """Records between the owned partitions' fences and their ends, as last fetched."""
@@ -195,28 +212,6 @@ class ActivityIngest(Service):
         """The window of believable event times for this fetch (wall clock, either clock mode)."""
         return TimeBounds.at(None, self.settings.min_event_time, self.settings.max_future_skew)
 
-    async def _apply_in_order(
-        self, folded: FoldedFetch, records: dict[tuple[str, int], list[Any]]
-    ) -> None:
-        """Under the lock: drop what a rebalance took away meanwhile, dead-letter, apply."""
-        async with self.apply_lock:
-            owned = {tp.partition for tp in self.consumer.assignment()}
-            # Revoked since the fold (the new owner reads them again from the fence), or sought
-            # since (they are fetched again from the new position): either way not ours to apply.
-            current = {
-                p for p in owned if folded.generations.get(p, 0) == self.generations.get(p, 0)
-            }
-            folded.deltas = [d for d in folded.deltas if d.partition in current]
-            # A record at or below the fence was dead-lettered before the fence moved past it.
-            folded.rejects = [
-                r
-                for r in folded.rejects
-                if r.record.partition in current
-                and r.record.offset > self.fences.get(r.record.partition, -1)
-            ]
-            await self.send_rejects(folded.rejects)
-            await self._apply(folded, records)
-
     async def send_rejects(self, rejects: list[Reject]) -> None:
         """Dead-letter before the fence moves past them, so a crash can only repeat, never lose."""
         if not rejects:
@@ -225,58 +220,17 @@ class ActivityIngest(Service):
         for reject in rejects:
             self.metrics.invalid.labels(reject.reason).inc()
 
-    async def _apply(
-        self, folded: FoldedFetch, records: Mapping[tuple[str, int], Sequence[RawRecord]]
-    ) -> None:
-        pending = folded.deltas
-        times = folded.event_times_ms
-        while pending:
-            results = await self.apply_with_retry(pending)
-            retry: list[PartitionDelta] = []
-            for delta, result in zip(pending, results, strict=True):
-                if result.outcome is ApplyOutcome.STATE_LOST:
-                    await reread_lost_partition(self, delta, result.applied_before)
-                elif result.outcome is ApplyOutcome.REFUSED:
-                    await apply_one_by_one(
-                        self, delta, records[delta.topic, delta.partition], folded.bounds
-                    )
-                elif result.outcome is ApplyOutcome.APPLIED:
-                    self.count_applied(delta, times.get(delta.partition, []))
-                    self.fences[delta.partition] = delta.last_offset
-                elif result.outcome is ApplyOutcome.ALREADY_APPLIED:
-                    self.metrics.batches.labels("replayed").inc()
-                    self.fences[delta.partition] = max(
-                        result.applied_before, self.fences.get(delta.partition, -1)
-                    )
-                else:
-                    # Another owner got further while this batch was in flight: keep only the rest.
-                    self.metrics.batches.labels("overlap").inc()
-                    self.fences[delta.partition] = result.applied_before
-                    rest = records_after(
-                        records[delta.topic, delta.partition], result.applied_before
-                    )
-                    if rest:
-                        refolded, rest_times = fold_partition(
-                            delta.topic,
-                            delta.partition,
-                            rest,
-                            None,
-                            self.counting_types,
-                            self.pseudonymize,
-                            folded.bounds,
-                        )
-                        times[delta.partition] = rest_times
-                        retry.append(refolded)
-            pending = retry
-            for delta in folded.deltas:
-                labels = (delta.topic, str(delta.partition))
-                self.metrics.applied_offset.labels(*labels).set(self.fences[delta.partition])
+    async def apply_with_retry(
+        self, deltas: list[PartitionDelta], expected: Mapping[int, int] | None = None
+    ) -> list[ApplyResult]:
+        """Apply until Redis takes it: never skip a batch, never commit past one.
 
-    async def apply_with_retry(self, deltas: list[PartitionDelta]) -> list[Any]:
-        """Apply until Redis takes it: never skip a batch, never commit past one."""
+        ``expected``: partition -> the fence each batch must find (default: the confirmed ones).
+        """
         started = time.perf_counter()
-        fences = self.fences
-        expected = {d.partition: fences[d.partition] for d in deltas if d.partition in fences}
+        if expected is None:
+            fences = self.fences
+            expected = {d.partition: fences[d.partition] for d in deltas if d.partition in fences}
         results = await until_redis_answers(
             lambda: self.store.apply(deltas, expected),
             self.settings.redis_retry_max_seconds,
@@ -309,6 +263,7 @@ class ActivityIngest(Service):
     async def seek(self, tp: TopicPartition, fence: int) -> None:
         """Position a partition just past a fence; what was fetched before is stale from now."""
         self.fences[tp.partition] = fence
+        self.sent_through.pop(tp.partition, None)
         self.generations[tp.partition] = self.generations.get(tp.partition, 0) + 1
         if fence >= 0:
             self.consumer.seek(tp, fence + 1)

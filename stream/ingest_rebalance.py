@@ -19,12 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class RefenceOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seeks each newly owned partition to its Redis fence; drains the in-flight batch first."""
+    """Seeks each newly owned partition to its Redis fence; drains the in-flight batches first."""
 
     def __init__(self, ingest: ActivityIngest) -> None:
         self.ingest = ingest
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # The fetches sent are handled first, so the hint committed below includes them.
+        await self.ingest.settle_applies()
         async with self.ingest.apply_lock:
             await self.ingest.commit_fences()
             for tp in revoked:

@@ -6,13 +6,14 @@ from stream.store.directory_store import DirectoryStore, Profile
 from stream.store.flag_reads import FlagReads
 from stream.store.initiative_store import InitiativeStore
 from stream.store.keys import LAYOUT, RedisKeys
-from stream.store.redis_store import ApplyOutcome, RedisStore, UserState
+from stream.store.redis_store import ApplyOutcome, ApplyResult, RedisStore, UserState
 from stream.store.state_admin import StateAdmin
 from stream.store.user_reads import UserReads
 
 __all__ = [
     "LAYOUT",
     "ApplyOutcome",
+    "ApplyResult",
     "DirectoryStore",
     "Profile",
     "RedisKeys",

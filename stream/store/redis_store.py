@@ -22,6 +22,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from stream.events import COUNTED_TYPES
 from stream.fold import PartitionDelta
+from stream.redis_url import parse_redis_url
 from stream.settings import Settings
 from stream.store.connection import RedisClient, redis_client
 from stream.store.fold_call import FoldPlan, fold_call, top_items_per_partition
@@ -33,6 +34,9 @@ from stream.store.keys import RedisKeys
 CLUSTER_IN_FLIGHT = 16
 #: How often a process says again which partitions it writes (see register_partitions).
 _REGISTER_EVERY_S = 5.0
+#: How long one apply (a fetch's scripts) may take before it is given up and retried: far above
+#: a fetch's script time (tens of milliseconds to seconds), so only a hung server reaches it.
+_APPLY_TIMEOUT_S = 60.0
 _FOLD_SCRIPT = resources.files("stream.store").joinpath("fold.lua").read_text()
 
 
@@ -84,8 +88,11 @@ class RedisStore:
         analytics_retention_days: int = 400,
         top_items_capacity: int = 1000,
         partitions: int = 12,
+        fold_client: RedisClient | None = None,
     ) -> None:
         self.client = client
+        #: The applies' own pool (see from_settings); the same as ``client`` unless given.
+        self._fold_client = fold_client or client
         self.keys = keys
         self.retention_days = retention_days
         self.user_buckets = user_buckets
@@ -104,16 +111,22 @@ class RedisStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
         """A store on a new pool; connection errors surface on first use, not here."""
-        client = redis_client(
-            settings,
-            socket_connect_timeout=2,
-            socket_timeout=10,
-            health_check_interval=5,
+        options: dict[str, Any] = {
+            "socket_connect_timeout": 2,
+            "health_check_interval": 5,
             # A pooled connection dies with a Redis restart: reconnect once before failing, so
             # only a real outage reaches the caller's backoff.
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError],
-        )
+            "retry": Retry(NoBackoff(), 1),
+            "retry_on_error": [RedisConnectionError],
+        }
+        client = redis_client(settings, socket_timeout=10, **options)
+        # The applies get a pool without a socket timeout: redis-py sends under one through
+        # asyncio.wait_for, a task of its own that runs only once the loop is free, so a fold's
+        # scripts went out after the next fetch had been decoded and folded, with Redis idle
+        # meanwhile. Their whole call is bounded instead (apply).
+        fold_client = None
+        if not parse_redis_url(settings.redis_url).cluster:
+            fold_client = redis_client(settings, socket_timeout=None, **options)
         return cls(
             client,
             RedisKeys(settings.redis_prefix),
@@ -122,6 +135,7 @@ class RedisStore:
             settings.analytics_retention_days,
             settings.top_items_capacity,
             settings.activity_partitions,
+            fold_client,
         )
 
     def bucket_of(self, user_id: str) -> int:
@@ -129,8 +143,10 @@ class RedisStore:
         return zlib.crc32(user_id.encode()) % self.user_buckets
 
     async def close(self) -> None:
-        """Release the pool."""
+        """Release the pools."""
         await self.client.aclose()
+        if self._fold_client is not self.client:
+            await self._fold_client.aclose()
 
     async def ping(self) -> bool:
         """True when Redis answers."""
@@ -179,13 +195,21 @@ class RedisStore:
         Said again at most every few seconds per partition rather than with every batch (a round
         trip each): a Redis that lost the set gets it back within that time.
         """
+        command = self._registration(partitions)
+        if command:
+            await self.client.execute_command(*command)
+
+    def _registration(self, partitions: Iterable[int]) -> list[Any]:
+        """The SADD that registers those of ``partitions`` not said within the last few seconds
+        (empty: none), counted as said."""
         now = time.monotonic()
         numbers = sorted(
             p for p in set(partitions) if now - self._registered.get(p, -1e9) > _REGISTER_EVERY_S
         )
-        if numbers:
-            await self.client.sadd(self.keys.partitions, *numbers)
-            self._registered.update(dict.fromkeys(numbers, now))
+        if not numbers:
+            return []
+        self._registered.update(dict.fromkeys(numbers, now))
+        return ["SADD", self.keys.partitions, *numbers]
 
     async def apply(
         self, deltas: list[PartitionDelta], expected_fences: Mapping[int, int] | None = None
@@ -203,9 +227,20 @@ class RedisStore:
             keys, args = self._script_call(delta)
             args.append(expected.get(delta.partition, ""))
             calls.append((keys, args))
-        # Registered before the fold's writes, so a read never misses a partition with state.
-        await self.register_partitions(delta.partition for delta in deltas)
-        replies = await run_scripts(self.client, self._fold, calls)
+        # Registered before the fold's writes, so a read never misses a partition with state. In
+        # the scripts' own pipeline: a round trip of its own waited behind the script Redis was
+        # running (an earlier fetch's, sent ahead), a whole script's time.
+        registration = self._registration(delta.partition for delta in deltas)
+        try:
+            # A Redis that stops answering mid-call is a timeout the caller retries (the fences
+            # make a repeat exact), as the socket timeout of the other pool would be.
+            async with asyncio.timeout(_APPLY_TIMEOUT_S):
+                replies = await run_scripts(
+                    self._fold_client, self._fold, calls, first=registration
+                )
+        except BaseException:
+            self._registered.clear()  # not known to have landed: said again with the next batch
+            raise
         results = [_apply_result(reply) for reply in replies]
         for delta, result in zip(deltas, results, strict=True):
             if result.outcome is ApplyOutcome.STATE_LOST:
@@ -308,10 +343,14 @@ class RedisStore:
 
 
 async def run_scripts(
-    client: Any, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+    client: Any,
+    script: AsyncScript,
+    calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
+    first: Sequence[Any] = (),
 ) -> list[Any]:
     """Run ``script`` once per (keys, args) call, all in flight at once; replies (errors as
-    values, like a pipeline's ``raise_on_error=False``).
+    values, like a pipeline's ``raise_on_error=False``). ``first``: a command run before them
+    (its error is raised, its reply dropped).
 
     One server: one pipeline (a round trip). A Redis Cluster refuses scripts in its pipelines,
     so each call goes on its own, concurrently, routed by its keys' slot; a call answered
@@ -321,11 +360,37 @@ async def run_scripts(
     if not calls:
         return []
     if isinstance(client, RedisCluster):
+        if first:
+            await client.execute_command(*first)
         return await _run_scripts_on_cluster(client, script, calls)
-    async with client.pipeline(transaction=False) as pipe:
-        for keys, args in calls:
-            await script(keys=keys, args=args, client=pipe)
-        return list(await pipe.execute(raise_on_error=False))
+    # EVALSHA sent as a plain command: a script object in a pipeline first asks SCRIPT EXISTS in
+    # a round trip of its own, which waits behind whatever script Redis is running (an earlier
+    # fetch's, sent ahead): the whole pipeline then went out a script's time late. A call
+    # answered NOSCRIPT (a restarted or failed-over Redis) ran nothing: loaded, it goes again.
+    replies: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
+    for attempt in range(3):
+        async with client.pipeline(transaction=False) as pipe:
+            if first and attempt == 0:
+                pipe.execute_command(*first)
+            for index in pending:
+                keys, args = calls[index]
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            answers = list(await pipe.execute(raise_on_error=False))
+        if first and attempt == 0:
+            if isinstance(answers[0], Exception):
+                raise answers[0]
+            del answers[0]
+        missing = []
+        for index, answer in zip(pending, answers, strict=True):
+            replies[index] = answer
+            if isinstance(answer, NoScriptError):
+                missing.append(index)
+        if not missing or attempt == 2:
+            break
+        await client.script_load(script.script)
+        pending = missing
+    return replies
 
 
 async def _run_scripts_on_cluster(

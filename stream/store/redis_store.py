@@ -7,7 +7,7 @@ import enum
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -353,9 +353,9 @@ async def run_scripts(
     (its error is raised, its reply dropped).
 
     One server: one pipeline (a round trip). A Redis Cluster refuses scripts in its pipelines,
-    so each call goes on its own, concurrently, routed by its keys' slot; a call answered
-    NOSCRIPT (a replica promoted by a failover has an empty script cache) is loaded on every
-    master and run again by the script object itself.
+    so each call goes on its own, concurrently, routed by its keys' slot. A call answered
+    NOSCRIPT (a restarted Redis, or a replica promoted by a failover, has an empty script cache)
+    ran nothing: the script is loaded (on a cluster, on every master) and the call run again.
     """
     if not calls:
         return []
@@ -363,24 +363,41 @@ async def run_scripts(
         if first:
             await client.execute_command(*first)
         return await _run_scripts_on_cluster(client, script, calls)
+
     # EVALSHA sent as a plain command: a script object in a pipeline first asks SCRIPT EXISTS in
     # a round trip of its own, which waits behind whatever script Redis is running (an earlier
     # fetch's, sent ahead): the whole pipeline then went out a script's time late. A call
     # answered NOSCRIPT (a restarted or failed-over Redis) ran nothing: loaded, it goes again.
-    replies: list[Any] = [None] * len(calls)
-    pending = list(range(len(calls)))
-    for attempt in range(3):
+    async def run_round(pending: list[int], first_round: bool) -> list[Any]:
         async with client.pipeline(transaction=False) as pipe:
-            if first and attempt == 0:
+            if first and first_round:
                 pipe.execute_command(*first)
             for index in pending:
                 keys, args = calls[index]
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             answers = list(await pipe.execute(raise_on_error=False))
-        if first and attempt == 0:
+        if first and first_round:
             if isinstance(answers[0], Exception):
                 raise answers[0]
             del answers[0]
+        return answers
+
+    return await _reloading_on_noscript(client, script, len(calls), run_round)
+
+
+async def _reloading_on_noscript(
+    client: Any,
+    script: AsyncScript,
+    count: int,
+    run_round: Callable[[list[int], bool], Awaitable[list[Any]]],
+) -> list[Any]:
+    """The replies of ``count`` script calls run by ``run_round`` (the calls' indexes, whether it
+    is the first round); those answered NOSCRIPT ran nothing and go again after one SCRIPT LOAD,
+    at most three rounds in all."""
+    replies: list[Any] = [None] * count
+    pending = list(range(count))
+    for attempt in range(3):
+        answers = await run_round(pending, attempt == 0)
         missing = []
         for index, answer in zip(pending, answers, strict=True):
             replies[index] = answer
@@ -409,22 +426,12 @@ async def _run_scripts_on_cluster(
         async with gate:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
 
-    replies: list[Any] = [None] * len(calls)
-    pending = list(range(len(calls)))
-    for attempt in range(3):
-        answers = await asyncio.gather(
+    async def run_round(pending: list[int], first_round: bool) -> list[Any]:
+        return await asyncio.gather(
             *(one(*calls[index]) for index in pending), return_exceptions=True
         )
-        missing = []
-        for index, answer in zip(pending, answers, strict=True):
-            replies[index] = answer
-            if isinstance(answer, NoScriptError):
-                missing.append(index)
-        if not missing or attempt == 2:
-            break
-        await client.script_load(script.script)
-        pending = missing
-    return replies
+
+    return await _reloading_on_noscript(client, script, len(calls), run_round)
 
 
 def merge_user_states(states: Sequence[UserState]) -> UserState:

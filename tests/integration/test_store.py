@@ -43,6 +43,15 @@ class TestFence:
         state = await store.user_state("u1")
         assert state is not None and state.counts == {"view": 1}
 
+    async def test_an_emptied_script_cache_is_loaded_again(self, store: RedisStore) -> None:
+        """A restarted Redis has no scripts: NOSCRIPT ran nothing, the batch goes again once."""
+        await store.client.script_flush()
+        (result,) = await store.apply([delta(0, 1, ("u1", T0, "like"), ("u1", T0 + 5, "like"))])
+        assert result.outcome is ApplyOutcome.APPLIED
+        state = await store.user_state("u1")
+        assert state is not None and state.counts == {"like": 2}
+        assert await store.load_fences("topic", [2]) == {2: 1}
+
     async def test_fences_are_per_partition_and_start_unset(self, store: RedisStore) -> None:
         """A partition nothing was applied to reads -1."""
         assert await store.load_fences("topic", [0, 1]) == {0: -1, 1: -1}
